@@ -1,0 +1,67 @@
+"""Loading the native modules and passing tensors to them.
+
+The CPU module ``pyfast._C`` is always built; ``pyfast._C_cuda`` only where nvcc was found. Kernels take raw
+pointers and sizes (no libtorch link), so this file also holds the small helpers every op uses to hand a
+tensor over: validated, contiguous, and kept alive by the caller for the duration of the call.
+"""
+from __future__ import annotations
+
+import importlib
+
+import torch
+
+from . import _C  # noqa: F401  (an ImportError here means the package was not built: pip install .)
+
+_cuda_module = None
+_cuda_import_error: str | None = None
+
+
+def cpu():
+    """The CPU extension module."""
+    return _C
+
+
+def cuda():
+    """The CUDA extension module, or a RuntimeError that says how to get one."""
+    global _cuda_module, _cuda_import_error
+    if _cuda_module is None and _cuda_import_error is None:
+        try:
+            _cuda_module = importlib.import_module("pyfast._C_cuda")
+        except ImportError as exc:  # not built, or the CUDA runtime cannot load
+            _cuda_import_error = str(exc)
+    if _cuda_module is None:
+        raise RuntimeError(
+            "pyfast was built without CUDA support (" + str(_cuda_import_error) + "). Rebuild with nvcc on "
+            "PATH: PYFAST_CUDA=ON pip install --no-build-isolation --force-reinstall ."
+        )
+    return _cuda_module
+
+
+def cuda_built() -> bool:
+    try:
+        cuda()
+        return True
+    except RuntimeError:
+        return False
+
+
+def ptr(t: torch.Tensor) -> int:
+    """The data pointer of a tensor as an int (0 for an empty tensor is fine: kernels never read it)."""
+    return int(t.data_ptr())
+
+
+DTYPE_CODES = {
+    torch.float32: 0,
+    torch.float64: 1,
+    torch.bfloat16: 2,
+    torch.float16: 3,
+    torch.int32: 4,
+    torch.int64: 5,
+}
+
+
+def dtype_code(dtype: torch.dtype, op: str) -> int:
+    try:
+        return DTYPE_CODES[dtype]
+    except KeyError:
+        raise TypeError(f"{op}: unsupported dtype {dtype}") from None
