@@ -28,7 +28,13 @@ namespace {
 // Tile sizes. kBlockK is a multiple of the 16-column panel; kBlockQ a multiple of the 6-row tile. 48 x 64
 // fp32 scores (12 KiB) plus the q tile and one K panel stay inside a 32 KiB L1.
 constexpr int64_t kBlockQ = 48;
-constexpr int64_t kBlockK = 64;
+constexpr int64_t kBlockK = 64;      // backward kv block (dK/dV accumulators of kBlockK rows stay in L1/L2)
+#ifndef PYFAST_ATTN_FWD_BLOCK_K
+#define PYFAST_ATTN_FWD_BLOCK_K 128
+#endif
+// Forward kv block: wider than the backward's because the output accumulator is re-read and rescaled once
+// per kv block; 128 halves that traffic while the 48 x 128 score tile (24 KiB) still fits L1.
+constexpr int64_t kBlockKFwd = PYFAST_ATTN_FWD_BLOCK_K;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -135,7 +141,7 @@ struct FwdScratch {
   std::vector<float> k_panels;  // ceil(S/16) x E x 16
   std::vector<float> v_rows;    // S x Ev_pad
   std::vector<float> q_tile;    // kBlockQ x E, pre-scaled
-  std::vector<float> scores;    // kBlockQ x kBlockK
+  std::vector<float> scores;    // kBlockQ x kBlockKFwd
   std::vector<float> acc;       // kBlockQ x Ev_pad
   std::vector<float> row_max, row_sum, drop;
 };
@@ -178,17 +184,17 @@ void fwd_block(const AttentionParams& p, int64_t b, int64_t h, int64_t qb, FwdSc
                           ? nullptr
                           : static_cast<const float*>(p.mask.data) + b * p.mask.batch_stride + h * p.mask.head_stride;
 
-  for (int64_t j0 = 0; j0 < kv_end; j0 += kBlockK) {
-    const int64_t nk = std::min(kBlockK, kv_end - j0);
+  for (int64_t j0 = 0; j0 < kv_end; j0 += kBlockKFwd) {
+    const int64_t nk = std::min(kBlockKFwd, kv_end - j0);
     const int64_t n_panels = ceil_div(nk, kPanel);
     const int64_t width = n_panels * kPanel;
     float* scores = ws.scores.data();
     // scores (rows x width) = (scale q) k^T
     gemm_panels(rows, n_panels, E, q_tile, E, 1, ws.k_panels.data() + (j0 / kPanel) * E * kPanel, E * kPanel,
-                kPanel, scores, kBlockK, false);
+                kPanel, scores, kBlockKFwd, false);
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = i0 + r;
-      float* s = scores + r * kBlockK;
+      float* s = scores + r * kBlockKFwd;
       const int64_t n_valid = p.is_causal ? std::max<int64_t>(0, std::min(nk, i - j0 + 1)) : nk;
       if (mask != nullptr) {
         const float* m = mask + i * p.mask.row_stride + j0;
@@ -215,7 +221,7 @@ void fwd_block(const AttentionParams& p, int64_t b, int64_t h, int64_t qb, FwdSc
       }
     }
     // acc (rows x Ev_pad) += P (rows x nk) v[j0 : j0 + nk]
-    gemm_panels(rows, Ev_pad / kPanel, nk, scores, kBlockK, 1, ws.v_rows.data() + j0 * Ev_pad, kPanel, Ev_pad, acc,
+    gemm_panels(rows, Ev_pad / kPanel, nk, scores, kBlockKFwd, 1, ws.v_rows.data() + j0 * Ev_pad, kPanel, Ev_pad, acc,
                 Ev_pad, true);
   }
   for (int64_t r = 0; r < rows; ++r) {
@@ -239,11 +245,11 @@ void fwd_impl(const AttentionParams& p) {
   parallel_for(n_items, 1, [&](int64_t begin, int64_t end, int) {
     FwdScratch ws;
     ws.q_tile.resize(static_cast<size_t>(kBlockQ * p.head_dim));
-    ws.scores.resize(static_cast<size_t>(kBlockQ * kBlockK));
+    ws.scores.resize(static_cast<size_t>(kBlockQ * kBlockKFwd));
     ws.acc.resize(static_cast<size_t>(kBlockQ * Ev_pad));
     ws.row_max.resize(kBlockQ);
     ws.row_sum.resize(kBlockQ);
-    ws.drop.resize(kBlockK);
+    ws.drop.resize(kBlockKFwd);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t bh = item / n_qblocks, t = item % n_qblocks;
       // Zig-zag q blocks (0, n-1, 1, n-2, ...): with causal masking late blocks cost more, and threads take
