@@ -455,3 +455,16 @@ def test_multihead_self_attention_dropout_and_errors():
         pyfast.nn.MultiheadSelfAttention(16, 4, num_kv_heads=3)
     with pytest.raises(ValueError, match=r"key_padding_mask must be \(batch, length\)"):
         m(x, key_padding_mask=torch.zeros(2, 9, dtype=torch.bool))
+
+
+def test_custom_op_rejects_inconsistent_direct_calls():
+    q, k, v = _inputs(1, 2, 2, 8, 8, 16, 16)
+    with pytest.raises(ValueError, match=r"mask must be a float32 \(B, Hq, L, S\)"):
+        torch.ops.pyfast.attention_fwd(q, k, v, torch.zeros(1, 2, 8, 4), None, None, 8, 8, False, 0.25, 0.0, 0)
+    flat = torch.randn(8, 2, 16)
+    cu = torch.tensor([0, 4, 12], dtype=torch.int32)  # ends past the 8 tokens
+    with pytest.raises(ValueError, match="cu_seqlens must be equal-length int32 prefix sums"):
+        torch.ops.pyfast.attention_fwd(flat, flat, flat, None, cu, cu, 8, 8, False, 0.25, 0.0, 0)
+    bad = torch.tensor([0, 4, 8], dtype=torch.int32)  # a sequence of 4 > max_seqlen 3: the kernel refuses
+    with pytest.raises(ValueError, match="outside"):
+        torch.ops.pyfast.attention_fwd(flat, flat, flat, None, bad, bad, 3, 3, False, 0.25, 0.0, 0)

@@ -40,16 +40,34 @@ def _last_dim_contiguous(t: Tensor) -> Tensor:
     return t if t.stride(-1) == 1 or t.shape[-1] <= 1 else t.contiguous()
 
 
-def _geometry(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Optional[Tensor], max_seqlen_q: int, max_seqlen_k: int):
-    """(sizes list, varlen, out shape, lse shape) for the native call."""
+def _geometry(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], cu_seqlens_q: Optional[Tensor],
+              cu_seqlens_k: Optional[Tensor], max_seqlen_q: int, max_seqlen_k: int):
+    """(sizes list, varlen, out shape, lse shape) for the native call. Also the last line of defence for direct
+    calls of the custom ops: every size the kernel will index by is checked against the tensors here."""
+    op = "pyfast::attention"
+    if (cu_seqlens_q is None) != (cu_seqlens_k is None):
+        raise ValueError(f"{op}: give both cu_seqlens_q and cu_seqlens_k or neither")
     if cu_seqlens_q is not None:
+        if q.dim() != 3 or k.dim() != 3 or v.dim() != 3 or mask is not None:
+            raise ValueError(f"{op}: varlen takes (total, heads, dim) q, k, v and no mask")
+        for cu, total in ((cu_seqlens_q, q.shape[0]), (cu_seqlens_k, k.shape[0])):
+            if cu.dtype != torch.int32 or cu.dim() != 1 or cu.numel() != cu_seqlens_q.numel() or \
+                    int(cu[0]) != 0 or int(cu[-1]) > total or bool((cu[1:] < cu[:-1]).any()):
+                raise ValueError(f"{op}: cu_seqlens must be equal-length int32 prefix sums from 0 to at most {total}")
         batch = cu_seqlens_q.shape[0] - 1
         hq, e = q.shape[1], q.shape[2]
         hkv, ev = k.shape[1], v.shape[2]
         sizes = [batch, hq, hkv, max_seqlen_q, max_seqlen_k, e, ev]
         return sizes, True, (q.shape[0], hq, ev), (hq, q.shape[0])
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"{op}: q, k, v must be (B, H, L, D)")
     b, hq, l, e = q.shape
     hkv, s, ev = k.shape[1], k.shape[2], v.shape[3]
+    if k.shape[0] != b or v.shape[:3] != k.shape[:3] or k.shape[3] != e or hkv < 1 or hq % hkv != 0:
+        raise ValueError(f"{op}: inconsistent shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+    if mask is not None and (tuple(mask.shape) != (b, hq, l, s) or mask.dtype != torch.float32 or
+                             (mask.stride(-1) != 1 and s > 1)):
+        raise ValueError(f"{op}: mask must be a float32 (B, Hq, L, S) = {(b, hq, l, s)} view with unit last stride")
     return [b, hq, hkv, l, s, e, ev], False, (b, hq, l, ev), (b, hq, l)
 
 
@@ -64,7 +82,8 @@ def attention_fwd(
     dropout_p: float, seed: int,
 ) -> tuple[Tensor, Tensor]:
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
-    sizes, varlen, out_shape, lse_shape = _geometry(q, k, v, cu_seqlens_q, max_seqlen_q, max_seqlen_k)
+    sizes, varlen, out_shape, lse_shape = _geometry(q, k, v, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                                                    max_seqlen_k)
     out = torch.empty(out_shape, dtype=q.dtype)
     lse = torch.empty(lse_shape, dtype=torch.float32)
     lse_strides = [_native.ptr(lse), 0, lse.stride(0)] if varlen else [_native.ptr(lse), lse.stride(0), lse.stride(1)]
@@ -91,7 +110,9 @@ def attention_bwd(
 ) -> tuple[Tensor, Tensor, Tensor]:
     dout, q, k, v, out = (_last_dim_contiguous(t) for t in (dout, q, k, v, out))
     lse = lse.contiguous()
-    sizes, varlen, _, _ = _geometry(q, k, v, cu_seqlens_q, max_seqlen_q, max_seqlen_k)
+    sizes, varlen, _, _ = _geometry(q, k, v, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+    if dout.shape != out.shape or lse.shape != ((q.shape[1], q.shape[0]) if varlen else q.shape[:3]):
+        raise ValueError("pyfast::attention_bwd: dout/out/lse shapes do not match the forward's")
     dq = torch.empty(q.shape, dtype=q.dtype)
     dk = torch.empty(k.shape, dtype=k.dtype)
     dv = torch.empty(v.shape, dtype=v.dtype)
