@@ -99,9 +99,16 @@ def cases(quick: bool = False) -> list[Case]:
 
 
 _MEMORY_SCRIPT = r"""
-import resource, sys, torch, json
+import sys, torch, json
 import torch.nn.functional as F
 impl, n, h, d = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+
+def status_kib(field):
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+
 q, k, v = (torch.randn(1, h, n, d, requires_grad=True) for _ in range(3))
 grad = torch.randn(1, h, n, d)
 if impl == "pyfast":
@@ -113,17 +120,20 @@ else:
     fn = lambda q, k, v, is_causal: _naive(q, k, v, is_causal)
 fn(q[:, :, :8], k[:, :, :8], v[:, :, :8], is_causal=True).sum().backward()  # load code paths first
 q.grad = k.grad = v.grad = None
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open("/proc/self/clear_refs", "w") as fh:  # reset VmHWM (peak RSS) to the current RSS
+    fh.write("5")
+before = status_kib("VmRSS")
 fn(q, k, v, is_causal=True).backward(grad)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"added_mib": (after - before) / 1024.0}))
+peak = status_kib("VmHWM")
+print(json.dumps({"added_mib": (peak - before) / 1024.0}))
 """
 
 
 def peak_memory(n: int = 8192, heads: int = 2, head_dim: int = 64,
                 contenders=("pyfast", "torch SDPA", "naive matmul-softmax")) -> dict:
-    """MiB that one causal fwd+bwd at (1, heads, n, head_dim) fp32 adds to the process's peak RSS (maxrss
-    after minus before, each contender in a fresh interpreter so earlier allocations do not hide its peak)."""
+    """MiB that one causal fwd+bwd at (1, heads, n, head_dim) fp32 adds to the process's peak RSS: VmHWM is reset
+    through /proc/self/clear_refs just before the call (Linux), each contender in a fresh interpreter. Includes
+    the output and the three gradients (4 x n x heads x head_dim x 4 bytes = 16 MiB at the defaults)."""
     result = {}
     for impl in contenders:
         proc = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, impl, str(n), str(heads), str(head_dim)],
