@@ -8,6 +8,10 @@
 // Parallelism: forward over (batch, head, q block); backward over (batch, kv head, kv chunk) with each chunk's
 // dQ written to its own fp32 slice and summed in a fixed order afterwards, so the backward splits beyond
 // batch x heads (torch's CPU kernel does not) and stays deterministic for a given thread count.
+//
+// Floors (benchmarks/RESULTS.md): compute-bound by ~100x at every benchmarked shape -- (4,8,512,64) moves 4 MiB
+// (0.3 ms at 16 GB/s) for 2.1 GFLOP (23 ms at the 92 GFLOP/s fp32 GEMM peak of 2 AVX2 cores) -- so the target is
+// the GEMM peak, and the micro-kernel, not memory traffic, is what matters.
 #include "attention/attention.h"
 
 #include <algorithm>
@@ -495,7 +499,6 @@ void bwd_impl(const AttentionBackwardParams& bp) {
       store_row(row.data(), E, p.scale, dst);
     }
   });
-  (void)Ev;
 }
 
 void check_params(const AttentionParams& p, const char* op) {

@@ -206,7 +206,9 @@ def scaled_dot_product_attention(
 
     query (..., Hq, L, E), key (..., Hkv, S, E), value (..., Hkv, S, Ev) -> (..., Hq, L, Ev). The leading batch
     dims of the three must be equal (no broadcasting between them); Hkv == Hq unless ``enable_gqa``. A row whose
-    mask allows no key returns 0. Dropout draws its seed from torch's generator (``torch.manual_seed`` governs it).
+    mask allows no key returns 0. Dropout draws its seed from torch's generator (``torch.manual_seed`` governs it;
+    under torch.compile that draw is a graph break, so compile with dropout_p=0). Unlike torch, ``attn_mask`` and
+    ``is_causal`` may be given together (both apply).
     """
     op = "scaled_dot_product_attention"
     _check_tensors(op, query=query, key=key, value=value)
