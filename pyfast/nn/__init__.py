@@ -1,1 +1,4 @@
 """pyfast.nn"""
+from .attention import MultiheadSelfAttention
+
+__all__ = ["MultiheadSelfAttention"]
