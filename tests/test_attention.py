@@ -1,5 +1,5 @@
 """Fused attention (pyfast.ops.attention) against the float64 reference: outputs and all three gradients on awkward
-shapes, every mask kind, causal, GQA, varlen, dropout, bf16 (flash-attention's 2x rule), bad input, custom-op checks."""
+shapes, every mask kind, causal, GQA, varlen, dropout, bf16/fp16 (flash-attention's 2x rule), bad input, custom-op checks."""
 from __future__ import annotations
 
 import math
@@ -206,7 +206,7 @@ def test_bad_input_messages():
         sdpa(q, k, torch.randn(2, 4, 9, 16))
     with pytest.raises(TypeError, match="key has dtype torch.bfloat16 but query has torch.float32"):
         sdpa(q, k.bfloat16(), v)
-    with pytest.raises(TypeError, match="query has dtype torch.int64; supported dtypes are float32 and bfloat16"):
+    with pytest.raises(TypeError, match="query has dtype torch.int64; supported dtypes are float32, bfloat16 and float16"):
         sdpa(q.long(), k.long(), v.long())
     with pytest.raises(ValueError, match=r"attn_mask of shape \(3, 8\) does not broadcast to \(2, 4, 8, 8\)"):
         sdpa(q, k, v, attn_mask=torch.ones(3, 8, dtype=torch.bool))
@@ -224,8 +224,8 @@ def test_bad_input_messages():
             sdpa(q.cuda(), k.cuda(), v.cuda())
 
 
-def _bf16_rule(out_tol_floor=1e-3):
-    """flash-attention's rule: bf16 error vs fp64 at most 2x (3x for grads) that of torch's math in bf16."""
+def _low_precision_rule(dtype, out_tol_floor=1e-3):
+    """flash-attention's rule: the error vs fp64 at most 2x (3x for grads) that of torch's math in the same dtype."""
     torch.manual_seed(1)
     b, h, l, s, e = 2, 3, 77, 77, 64
     q32, k32, v32 = (torch.randn(b, h, n, e) for n in (l, s, s))
@@ -241,29 +241,32 @@ def _bf16_rule(out_tol_floor=1e-3):
     exact = run(lambda q, k, v: ref.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=True),
                 torch.float64)
     ours = run(lambda q, k, v: ops.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=True),
-               torch.bfloat16)
-    # torch's math path in bf16: the same textbook formula, every op rounding to bf16
-    def torch_bf16(q, k, v):
+               dtype)
+    # torch's math path in the low precision: the same textbook formula, every op rounding to that dtype
+    def torch_low_precision(q, k, v):
         scores = (q @ k.transpose(-2, -1)) * (1 / math.sqrt(e))
         allowed = torch.ones(l, s, dtype=torch.bool).tril() & mask
         return torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1) @ v
-    theirs = run(torch_bf16, torch.bfloat16)
+    theirs = run(torch_low_precision, dtype)
     for name, o, t, x, factor in zip(("out", "dq", "dk", "dv"), ours, theirs, exact, (2, 3, 3, 3)):
         err_ours = (o - x).abs().max().item()
         err_theirs = (t - x).abs().max().item()
         assert err_ours <= factor * err_theirs + out_tol_floor, (name, err_ours, err_theirs)
 
 
-def test_bf16_flash_attention_rule():
-    _bf16_rule()
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_flash_attention_rule(dtype):
+    _low_precision_rule(dtype)
 
 
-def test_bf16_output_dtype_and_grad_dtype():
-    q, k, v = _inputs(1, 2, 2, 10, 10, 16, 16, dtype=torch.bfloat16)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_output_and_grad_dtype(dtype):
+    q, k, v = _inputs(1, 2, 2, 10, 10, 16, 16, dtype=dtype)
     out = ops.scaled_dot_product_attention(q, k, v)
-    assert out.dtype == torch.bfloat16
+    assert out.dtype == dtype
     out.float().sum().backward()
-    assert q.grad.dtype == torch.bfloat16
+    assert q.grad.dtype == dtype
+    assert_close(out, F.scaled_dot_product_attention(q, k, v), atol=2e-2, rtol=2e-2, name="vs torch")
 
 
 # ---- dropout -----------------------------------------------------------------------------------------------------
@@ -468,3 +471,25 @@ def test_custom_op_rejects_inconsistent_direct_calls():
     bad = torch.tensor([0, 4, 8], dtype=torch.int32)  # a sequence of 4 > max_seqlen 3: the kernel refuses
     with pytest.raises(ValueError, match="outside"):
         torch.ops.pyfast.attention_fwd(flat, flat, flat, None, bad, bad, 3, 3, False, 0.25, 0.0, 0)
+
+
+def test_varlen_dropout_backward_regenerates_the_forward_mask():
+    # With a fixed seed the op is a deterministic function; its gradient must match a central finite difference,
+    # which only holds if the backward redraws exactly the forward's keep mask.
+    cu = torch.tensor([0, 9, 30, 37], dtype=torch.int32)
+    q, k, v = (torch.randn(37, 2, 16, dtype=torch.float32) for _ in range(3))
+    g = torch.randn(37, 2, 16)
+    direction = [torch.randn_like(t) for t in (q, k, v)]
+
+    def objective(q, k, v):
+        out, _ = torch.ops.pyfast.attention_fwd(q, k, v, None, cu, cu, 21, 21, True, 0.25, 0.4, 1234)
+        return (out.double() * g.double()).sum()
+
+    qs, ks, vs = (t.clone().requires_grad_() for t in (q, k, v))
+    grads = torch.autograd.grad(objective(qs, ks, vs), (qs, ks, vs))
+    analytic = sum((gr.double() * d.double()).sum() for gr, d in zip(grads, direction)).item()
+    eps = 1e-2
+    plus = objective(*(t + eps * d for t, d in zip((q, k, v), direction))).item()
+    minus = objective(*(t - eps * d for t, d in zip((q, k, v), direction))).item()
+    numeric = (plus - minus) / (2 * eps)
+    assert abs(analytic - numeric) <= 2e-3 * max(1.0, abs(numeric)), (analytic, numeric)

@@ -10,7 +10,7 @@ namespace attention {
 
 constexpr int64_t kMaxHeadDim = 256;
 
-// Element types of q, k, v, out and the gradients (the mask is always float32, the lse always float32).
+// Element types of q, k, v, out and the gradients (16-bit types are widened to fp32 on load) (the mask is always float32, the lse always float32).
 enum class ElemType : int { kFloat32 = 0, kBFloat16 = 2, kFloat16 = 3 };
 
 // A (batch, head, row, col) tensor whose last dimension is contiguous. In varlen mode (cu_seqlens given) the

@@ -2,12 +2,16 @@
 // computed a kBlockQ x kBlockK tile at a time, softmax is online (running max and sum per query row), the
 // forward keeps only the output and the row log-sum-exp, and the backward recomputes the probabilities from
 // the lse. Memory is O(L + S) per head beyond the inputs. Every product runs through the 6x16 register-blocked
-// micro-kernel of attention_gemm.h on fp32 copies of the tiles, so bf16 inputs are converted once per head on
-// packing and accumulate in fp32.
+// micro-kernel of attention_gemm.h on fp32 copies of the tiles, so bf16 and fp16 inputs are converted once per
+// head on packing and accumulate in fp32 (this CPU has no bf16/fp16 FMA).
 //
 // Parallelism: forward over (batch, head, q block); backward over (batch, kv head, kv chunk) with each chunk's
 // dQ written to its own fp32 slice and summed in a fixed order afterwards, so the backward splits beyond
 // batch x heads (torch's CPU kernel does not) and stays deterministic for a given thread count.
+//
+// Floors (benchmarks/RESULTS.md): compute-bound by ~100x at every benchmarked shape -- (4,8,512,64) moves 4 MiB
+// (0.3 ms at 16 GB/s) for 2.1 GFLOP (23 ms at the 92 GFLOP/s fp32 GEMM peak of 2 AVX2 cores) -- so the target is
+// the GEMM peak, and the micro-kernel, not memory traffic, is what matters.
 #include "attention/attention.h"
 
 #include <algorithm>
@@ -55,6 +59,43 @@ inline uint16_t float_to_bf16(float f) {  // round to nearest even; NaN stays Na
   return static_cast<uint16_t>(bits >> 16);
 }
 
+// IEEE half <-> float. F16C does it in one instruction; the portable fallback rounds to nearest even too.
+struct Half {
+  uint16_t bits;
+};
+inline float half_to_float(uint16_t h) {
+#if defined(__F16C__)
+  return _cvtsh_ss(h);
+#else
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+  if (exponent == 0) {
+    const float mag = std::ldexp(static_cast<float>(mantissa), -24);
+    return sign ? -mag : mag;
+  }
+  uint32_t bits = exponent == 31 ? (sign | 0x7f800000u | (mantissa << 13))
+                                 : (sign | ((exponent + 112u) << 23) | (mantissa << 13));
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+#endif
+}
+inline uint16_t float_to_half(float f) {
+#if defined(__F16C__)
+  return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+#else
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  x &= 0x7fffffffu;
+  if (x >= 0x7f800000u) return sign | 0x7c00u | (x > 0x7f800000u ? 0x200u : 0u);  // inf, NaN
+  if (x >= 0x477ff000u) return sign | 0x7c00u;                                     // rounds past 65504
+  if (x < 0x38800000u) return sign | static_cast<uint16_t>(std::nearbyint(std::fabs(f) * 16777216.0f));  // subnormal
+  x -= 0x38000000u;
+  return sign | static_cast<uint16_t>((x + 0xfffu + ((x >> 13) & 1u)) >> 13);
+#endif
+}
+
 template <typename T>
 struct Elem;
 template <>
@@ -66,6 +107,12 @@ template <>
 struct Elem<uint16_t> {  // bf16 bits
   static float load(const uint16_t* p, int64_t i) { return bf16_to_float(p[i]); }
   static void store(uint16_t* p, int64_t i, float v) { p[i] = float_to_bf16(v); }
+};
+
+template <>
+struct Elem<Half> {
+  static float load(const Half* p, int64_t i) { return half_to_float(p[i].bits); }
+  static void store(Half* p, int64_t i, float v) { p[i].bits = float_to_half(v); }
 };
 
 // dst[0:n_pad] = scale * src[0:n], zero-padded to n_pad.
@@ -452,7 +499,6 @@ void bwd_impl(const AttentionBackwardParams& bp) {
       store_row(row.data(), E, p.scale, dst);
     }
   });
-  (void)Ev;
 }
 
 void check_params(const AttentionParams& p, const char* op) {
@@ -462,8 +508,8 @@ void check_params(const AttentionParams& p, const char* op) {
   PYFAST_CHECK_ARG(p.head_dim >= 1 && p.head_dim <= kMaxHeadDim && p.value_dim >= 1 && p.value_dim <= kMaxHeadDim,
                    op, "head dims must be in [1, ", kMaxHeadDim, "], got ", p.head_dim, " and ", p.value_dim);
   PYFAST_CHECK_ARG(p.dropout_p >= 0.0f && p.dropout_p < 1.0f, op, "dropout_p must be in [0, 1), got ", p.dropout_p);
-  PYFAST_CHECK_ARG(p.dtype == ElemType::kFloat32 || p.dtype == ElemType::kBFloat16, op,
-                   "dtype must be float32 or bfloat16");
+  PYFAST_CHECK_ARG(p.dtype == ElemType::kFloat32 || p.dtype == ElemType::kBFloat16 || p.dtype == ElemType::kFloat16,
+                   op, "dtype must be float32, bfloat16 or float16");
   if (p.cu_seqlens_q != nullptr) {
     PYFAST_CHECK_ARG(p.cu_seqlens_k != nullptr && p.mask.data == nullptr, op,
                      "varlen needs both cu_seqlens and takes no mask");
@@ -481,18 +527,20 @@ void check_params(const AttentionParams& p, const char* op) {
 
 void attention_fwd_cpu(const AttentionParams& params) {
   check_params(params, "attention_fwd");
-  if (params.dtype == ElemType::kBFloat16)
-    fwd_impl<uint16_t>(params);
-  else
-    fwd_impl<float>(params);
+  switch (params.dtype) {
+    case ElemType::kBFloat16: fwd_impl<uint16_t>(params); break;
+    case ElemType::kFloat16: fwd_impl<Half>(params); break;
+    default: fwd_impl<float>(params); break;
+  }
 }
 
 void attention_bwd_cpu(const AttentionBackwardParams& params) {
   check_params(params.fwd, "attention_bwd");
-  if (params.fwd.dtype == ElemType::kBFloat16)
-    bwd_impl<uint16_t>(params);
-  else
-    bwd_impl<float>(params);
+  switch (params.fwd.dtype) {
+    case ElemType::kBFloat16: bwd_impl<uint16_t>(params); break;
+    case ElemType::kFloat16: bwd_impl<Half>(params); break;
+    default: bwd_impl<float>(params); break;
+  }
 }
 
 void attention_dropout_keep_mask(uint8_t* keep, int64_t batch, int64_t heads, int64_t q_len, int64_t kv_len,

@@ -8,7 +8,7 @@ is added to the scores; masks broadcast to (..., Hq, L, S); ``is_causal`` is top
 j <= i); GQA (``enable_gqa``) maps q head h to kv head h // (Hq // Hkv); v's head dim may differ from q's.
 
 A query row whose mask allows no key returns 0 (and gradients 0) -- as torch's CPU flash kernel does; torch's
-math path returns NaN there. Float64 is not supported (float32 and bfloat16 are; bfloat16 accumulates in fp32).
+math path returns NaN there. Float64 is not supported (float32, bfloat16 and float16 are; the 16-bit types accumulate in fp32).
 The mask gets no gradient. CUDA tensors raise: this kernel is CPU only.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .. import _native
 
 __all__ = ["scaled_dot_product_attention", "attention_varlen"]
 
-_DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 2}
+_DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 2, torch.float16: 3}
 _MAX_HEAD_DIM = 256
 
 
@@ -161,7 +161,7 @@ def _check_tensors(op: str, **tensors: Tensor) -> None:
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dtype not in _DTYPE_CODES:
-            raise TypeError(f"{op}: {name} has dtype {t.dtype}; supported dtypes are float32 and bfloat16")
+            raise TypeError(f"{op}: {name} has dtype {t.dtype}; supported dtypes are float32, bfloat16 and float16")
         if t.device.type != "cpu":
             raise RuntimeError(f"{op}: {name} is on {t.device}; pyfast attention runs on the CPU only")
     for name, t in tensors.items():
@@ -206,7 +206,9 @@ def scaled_dot_product_attention(
 
     query (..., Hq, L, E), key (..., Hkv, S, E), value (..., Hkv, S, Ev) -> (..., Hq, L, Ev). The leading batch
     dims of the three must be equal (no broadcasting between them); Hkv == Hq unless ``enable_gqa``. A row whose
-    mask allows no key returns 0. Dropout draws its seed from torch's generator (``torch.manual_seed`` governs it).
+    mask allows no key returns 0. Dropout draws its seed from torch's generator (``torch.manual_seed`` governs it;
+    under torch.compile that draw is a graph break, so compile with dropout_p=0). Unlike torch, ``attn_mask`` and
+    ``is_causal`` may be given together (both apply).
     """
     op = "scaled_dot_product_attention"
     _check_tensors(op, query=query, key=key, value=value)
