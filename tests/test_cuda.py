@@ -210,3 +210,40 @@ def test_attention_errors_surface_as_python_exceptions():
 def test_attention_opcheck():
     q, k, v = _inputs(1, 2, 2, 9, 11, 16, 16)
     torch.library.opcheck(ops.attention_fwd, (q, k, v, None, None, None, 9, 11, True, 0.25, 0.0, 0))
+
+
+# ---- the public entry points route by device ---------------------------------------------------------------------
+def test_public_sdpa_on_cuda_tensors():
+    b, hq, hkv, l, s, e = 2, 6, 3, 33, 47, 32
+    q, k, v = _inputs(b, hq, hkv, l, s, e, e)
+    mask = torch.rand(b, 1, l, s, device=DEV) > 0.2
+    mask[..., 0] = True
+    out = pyfast.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=False, enable_gqa=True)
+    assert out.device.type == "cuda"
+    grad = torch.randn(out.shape, dtype=torch.float64)
+    expected, want = _reference(ref.scaled_dot_product_attention, (q, k, v), grad, attn_mask=mask, enable_gqa=True)
+    assert_close(out, expected, name="out", **F32_OUT)
+    for name, g, w in zip(("dq", "dk", "dv"), _grads(out, (q, k, v), grad), want):
+        assert_close(g, w, name=name, **F32_GRAD)
+    with pytest.raises(RuntimeError, match="attn_mask is on cpu but query is on cuda"):
+        pyfast.scaled_dot_product_attention(q, k, v, attn_mask=mask.cpu(), enable_gqa=True)
+
+
+def test_public_varlen_on_cuda_tensors():
+    lengths = [7, 40, 1]
+    cu = torch.tensor([0, 7, 47, 48], dtype=torch.int32, device=DEV)
+    q = torch.randn(48, 4, 16, device=DEV)
+    k = torch.randn(48, 2, 16, device=DEV)
+    v = torch.randn(48, 2, 16, device=DEV)
+    out = pyfast.attention_varlen(q, k, v, cu, cu, max(lengths), max(lengths), is_causal=True)
+    expected = ref.attention_varlen(q.cpu(), k.cpu(), v.cpu(), cu.cpu(), cu.cpu(), is_causal=True)
+    assert_close(out, expected, name="out", **F32_OUT)
+
+
+def test_multihead_self_attention_module_on_cuda_matches_cpu():
+    torch.manual_seed(0)
+    layer = pyfast.MultiheadSelfAttention(64, 4)
+    x = torch.randn(2, 37, 64)
+    out_cpu = layer(x)
+    out_gpu = layer.cuda()(x.cuda())
+    assert_close(out_gpu, out_cpu, name="MultiheadSelfAttention gpu vs cpu", atol=1e-4, rtol=1e-4)
