@@ -3,6 +3,7 @@
 Public names only; see README.md for what works today.
 """
 from ._info import get_num_threads, info, set_num_threads
+from .word2vec import KeyedVectors, Word2Vec
 
 try:
     from importlib.metadata import version as _version
@@ -11,4 +12,4 @@ try:
 except Exception:  # running from a source tree without an installed distribution
     __version__ = info()["version"]
 
-__all__ = ["__version__", "info", "set_num_threads", "get_num_threads"]
+__all__ = ["__version__", "info", "set_num_threads", "get_num_threads", "Word2Vec", "KeyedVectors"]
