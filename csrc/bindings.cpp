@@ -181,6 +181,27 @@ void bind_word2vec(py::module_& m) {
       py::arg("cbow_mean"), py::arg("negative"), py::arg("window"), py::arg("shrink_windows"),
       py::arg("shared_negatives"), py::arg("workers"), py::arg("compute_loss"), py::arg("alpha0"),
       py::arg("min_alpha"), py::arg("total_words"), py::arg("words_done"), py::arg("seed"), py::arg("epoch"));
+
+  // One block update on given rows (tests compare it with pyfast/reference/word2vec.py). Returns the loss.
+  m.def(
+      "w2v_block_",
+      [](int sg, std::uintptr_t syn0, std::uintptr_t syn1neg, int64_t vocab_size, int dim,
+         std::vector<int32_t> contexts, std::vector<int32_t> targets, double alpha, int cbow_mean) {
+        PYFAST_CHECK_ARG(dim >= 1 && !contexts.empty() && !targets.empty(), "w2v_block_", "empty block");
+        for (int32_t id : contexts) PYFAST_CHECK_ARG(id >= 0 && id < vocab_size, "w2v_block_", "context id out of range");
+        for (int32_t id : targets) PYFAST_CHECK_ARG(id >= 0 && id < vocab_size, "w2v_block_", "target id out of range");
+        w2v::WindowScratch scratch;
+        const int B = static_cast<int>(contexts.size()), T = static_cast<int>(targets.size());
+        scratch.resize((B + 1) / 2, T - 1, dim);
+        py::gil_scoped_release nogil;
+        if (sg)
+          return w2v::sg_block(as_ptr<float>(syn0), as_ptr<float>(syn1neg), dim, contexts.data(), B, targets.data(), T,
+                               static_cast<float>(alpha), true, scratch);
+        return w2v::cbow_block(as_ptr<float>(syn0), as_ptr<float>(syn1neg), dim, contexts.data(), B, targets.data(), T,
+                               cbow_mean != 0, static_cast<float>(alpha), true, scratch);
+      },
+      py::arg("sg"), py::arg("syn0"), py::arg("syn1neg"), py::arg("vocab_size"), py::arg("dim"), py::arg("contexts"),
+      py::arg("targets"), py::arg("alpha"), py::arg("cbow_mean"));
 }
 
 // ================================================================================================

@@ -421,6 +421,7 @@ class KeyedVectors:
             text = data[pos:].decode(encoding, unicode_errors)
             lines = text.split("\n")
             i = 0
+            last_vector_line = -1
             for line_no, line in enumerate(lines):
                 if i == count:
                     break
@@ -435,8 +436,13 @@ class KeyedVectors:
                 except ValueError:
                     raise ValueError(f"{fname}: line {line_no + 2} has a value that is not a number") from None
                 i += 1
+                last_vector_line = line_no
             if i < count:
                 raise EOFError(f"{fname}: unexpected end of file after {i} of {count} vectors")
+            if count and last_vector_line == len(lines) - 1:
+                # The last vector is the file's last line and has no newline: writers (word2vec.c, gensim, ours)
+                # always end lines with one, so this is a cut inside the last line, possibly inside a number.
+                raise EOFError(f"{fname}: the last line is not terminated by a newline (truncated file?)")
         kv = cls(dim, 0)
         seen = {}
         keep = []
