@@ -711,11 +711,11 @@ class Word2Vec:
         self._noise_weights = np.power(c, self.ns_exponent)
 
     def init_weights(self) -> None:
-        """syn0 uniform in [-0.5/d, 0.5/d) from Philox keyed by (seed, element) (word2vec.c's range), syn1neg
-        zero. Reproducible from the seed alone."""
+        """syn0 uniform in [-1/d, 1/d) (gensim 4's range; word2vec.c's is half as wide) from Philox keyed by
+        (seed, element), syn1neg zero. Reproducible from the seed alone."""
         V, d = len(self.wv.index_to_key), self.vector_size
         draws = _rng.uniform(V * d, self.seed, offset=0, stream=_INIT_STREAM).numpy()
-        self.wv.vectors = ((draws - 0.5) / d).astype(np.float32).reshape(V, d)
+        self.wv.vectors = ((2.0 * draws - 1.0) / d).astype(np.float32).reshape(V, d)
         self.wv._norms = None
         self.syn1neg = np.zeros((V, d), dtype=np.float32)
         self.epochs_trained = 0

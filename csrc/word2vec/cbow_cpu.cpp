@@ -1,6 +1,7 @@
 // CBOW negative-sampling update for one window (see word2vec.h): one hidden vector per window, so the window
 // is already a batch; the T = K + 1 dot products share one pass over h, and e = sum_t g_t y_t is one weighted
-// row sum. As in word2vec.c and gensim, every context row receives the full e, with the mean and with the sum.
+// row sum. As in gensim's fast_sentence_cbow_neg, every context row receives the full e with the mean, and
+// e / B with the sum.
 #include <cstdint>
 
 #include "word2vec/vector_math.h"
@@ -40,7 +41,9 @@ double cbow_block(float* syn0, float* syn1neg, int dim, const int32_t* contexts,
   weighted_row_sum(e, false, y_rows, g, T, dim);
   for (int t = 0; t < T; ++t)
     if (g[t] != 0.0f) axpy(g[t], h, syn1neg + targets[t] * d, dim);
-  for (int b = 0; b < B; ++b) axpy(1.0f, e, syn0 + contexts[b] * d, dim);
+  // gensim divides e by the number of contexts when the hidden vector is their sum (word2vec.c does not).
+  const float e_scale = cbow_mean ? 1.0f : 1.0f / static_cast<float>(B);
+  for (int b = 0; b < B; ++b) axpy(e_scale, e, syn0 + contexts[b] * d, dim);
   return loss;
 }
 

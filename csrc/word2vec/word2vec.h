@@ -118,7 +118,7 @@ double sg_block(float* syn0, float* syn1neg, int dim, const int32_t* contexts, i
 
 // CBOW window: hidden h = sum (or mean) of the B context rows; T targets as above;
 //   g_t = (label_t - sigmoid(h . y_t)) * alpha;  e = sum_t g_t y_t;  y_t += g_t h;  each context row += e
-// (the full e with the mean and with the sum, as word2vec.c and gensim do).
+// (with cbow_mean = 0, e / B: gensim's rule; word2vec.c adds the full e).
 double cbow_block(float* syn0, float* syn1neg, int dim, const int32_t* contexts, int B, const int32_t* targets,
                   int T, bool cbow_mean, float alpha, bool compute_loss, WindowScratch& scratch);
 

@@ -49,7 +49,8 @@ def sg_block(syn0, syn1neg, contexts, targets, alpha):
 
 
 def cbow_block(syn0, syn1neg, contexts, targets, alpha, cbow_mean=True):
-    """CBOW window: hidden = mean (or sum) of the context rows; every context row receives the full error."""
+    """CBOW window: hidden = mean (or sum) of the context rows; every context row receives the error e (e / B
+    with the sum, as gensim does)."""
     contexts = np.asarray(contexts)
     targets, labels, active = _target_labels(targets)
     h = syn0[contexts].sum(axis=0)
@@ -62,6 +63,8 @@ def cbow_block(syn0, syn1neg, contexts, targets, alpha, cbow_mean=True):
     e = g @ Y
     for t, row in enumerate(targets):
         syn1neg[row] += g[t] * h
+    if not cbow_mean:
+        e = e / len(contexts)
     for row in contexts:
         syn0[row] += e
     return loss
