@@ -10,7 +10,7 @@ Semantics are word2vec.c's and gensim's (subsampling formula, count^0.75 noise, 
 over all epochs). Differences, on purpose:
 - skip-gram shares one set of K negatives across a window by default (``shared_negatives=True``, pWord2Vec);
   ``shared_negatives=False`` is the classic per-pair scheme.
-- the sigmoid saturates outside [-6, 6] (word2vec.c); gensim skips those samples.
+- an example whose logit is outside (-6, 6) is skipped (gensim's rule; word2vec.c saturates the gradient).
 - ``get_latest_training_loss()`` is the loss of the latest epoch, summed in float64 over all threads;
   ``training_losses`` holds one value per epoch. (gensim's is a cumulative float32 that saturates.)
 - initial vectors come from Philox keyed by (seed, row, column), so ``workers=1`` + seed is bitwise reproducible

@@ -53,10 +53,12 @@ def write_corpus(path, sentences):
 def test_block_matches_reference(dim, kind):
     rng = np.random.default_rng(dim)
     V = 11
-    syn0 = rng.normal(0, 0.6, (V, dim)).astype(np.float32)
-    syn1 = rng.normal(0, 0.6, (V, dim)).astype(np.float32)
-    if dim == 273:  # large logits: exercises the saturated sigmoid (|f| >= 6) too
-        syn0 *= 3
+    # Logits with a standard deviation of about 4: most in (-6, 6), some beyond (those examples are skipped).
+    scale = (16.0 / dim) ** 0.25
+    syn0 = rng.normal(0, scale, (V, dim)).astype(np.float32)
+    syn1 = rng.normal(0, scale, (V, dim)).astype(np.float32)
+    if kind == "cbow_sum":  # the hidden vector sums 7 rows
+        syn0 /= np.float32(7.0)
     contexts = [3] if kind == "sg_pair" else [1, 4, 4, 9, 2, 7, 0]  # a repeated context row
     targets = [5, 8, 5, 2, 8, 10]  # a negative equal to the center (skipped) and a repeated negative
     alpha = 0.05

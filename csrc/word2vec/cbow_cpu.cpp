@@ -34,7 +34,7 @@ double cbow_block(float* syn0, float* syn1neg, int dim, const int32_t* contexts,
       continue;
     }
     if (compute_loss) loss += log_loss(f, t == 0);
-    g[t] = ((t == 0 ? 1.0f : 0.0f) - sigmoid_lookup(f)) * alpha;
+    g[t] = logit_in_range(f) ? ((t == 0 ? 1.0f : 0.0f) - sigmoid_lookup(f)) * alpha : 0.0f;
   }
   // e (d,) = sum_t g_t y_t from the target rows as they were on entry.
   float* e = scratch.grad_in.data();

@@ -32,7 +32,7 @@ double sg_block(float* syn0, float* syn1neg, int dim, const int32_t* contexts, i
       }
       const float label = t == 0 ? 1.0f : 0.0f;
       if (compute_loss) loss += log_loss(f, t == 0);
-      g[t] = (label - sigmoid_lookup(f)) * alpha;
+      g[t] = logit_in_range(f) ? (label - sigmoid_lookup(f)) * alpha : 0.0f;
     }
   }
   // Input-side gradients from the target rows as they were on entry: grad_in (B, d) = G Y.

@@ -1,9 +1,9 @@
 """Plain numpy float64 reference for the word2vec block updates in csrc/word2vec (slow, obviously right).
 
 Each function updates ``syn0`` / ``syn1neg`` (float64 arrays, in place) for one block exactly as word2vec.h
-documents it, and returns the block's loss. The sigmoid is exact inside (-6, 6) and saturates to 0 / 1 outside,
-as the native kernels do (they use a 2048-point table inside, so they agree to about 2e-3 relative on the
-gradient coefficients).
+documents it, and returns the block's loss. The sigmoid is exact inside (-6, 6),
+and an example whose logit is outside (-6, 6) gets no update (gensim's rule), as in the native kernels (which use
+a 2048-point table inside, so they agree to about 2e-3 relative on the gradient coefficients).
 """
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import numpy as np
 MAX_EXP = 6.0
 
 
-def sigmoid_saturated(f: np.ndarray) -> np.ndarray:
-    s = 1.0 / (1.0 + np.exp(-f))
-    return np.where(f >= MAX_EXP, 1.0, np.where(f <= -MAX_EXP, 0.0, s))
+def gradient_coefficients(f: np.ndarray, labels: np.ndarray, alpha: float) -> np.ndarray:
+    """(label - sigmoid(f)) * alpha, and 0 where |f| >= MAX_EXP (the example is skipped)."""
+    g = (labels - 1.0 / (1.0 + np.exp(-f))) * alpha
+    return np.where(np.abs(f) < MAX_EXP, g, 0.0)
 
 
 def log_loss(f: np.ndarray, positive: np.ndarray) -> np.ndarray:
@@ -38,7 +39,7 @@ def sg_block(syn0, syn1neg, contexts, targets, alpha):
     X = syn0[contexts].copy()            # (B, d) as on entry
     Y = syn1neg[targets].copy()          # (T, d)
     logits = X @ Y.T                     # (B, T)
-    G = (labels[None, :] - sigmoid_saturated(logits)) * alpha * active[None, :]
+    G = gradient_coefficients(logits, labels[None, :], alpha) * active[None, :]
     loss = float((log_loss(logits, np.broadcast_to(labels > 0, logits.shape)) * active[None, :]).sum())
     for t, row in enumerate(targets):    # sequential adds: repeated targets accumulate
         syn1neg[row] += G[:, t] @ X
@@ -58,7 +59,7 @@ def cbow_block(syn0, syn1neg, contexts, targets, alpha, cbow_mean=True):
         h = h / len(contexts)
     Y = syn1neg[targets].copy()
     f = Y @ h                            # (T,)
-    g = (labels - sigmoid_saturated(f)) * alpha * active
+    g = gradient_coefficients(f, labels, alpha) * active
     loss = float((log_loss(f, labels > 0) * active).sum())
     e = g @ Y
     for t, row in enumerate(targets):
