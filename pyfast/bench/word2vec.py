@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 
 import numpy as np
 
@@ -348,8 +347,3 @@ def quality_table(results, cases_) -> str:
                          f"{len(e.get('analogy_runs', []))}")
     return "\n".join(lines)
 
-
-def timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
