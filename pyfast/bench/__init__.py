@@ -6,6 +6,7 @@ from .harness import Case, CaseResult, Contender, machine_info, run_case, run_ca
 REGISTRY = {
     "machine": "pyfast.bench.machine",
     "attention": "pyfast.bench.attention",
+    "word2vec": "pyfast.bench.word2vec",
 }
 
 __all__ = ["Case", "CaseResult", "Contender", "REGISTRY", "machine_info", "run_case", "run_cases"]
