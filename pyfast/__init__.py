@@ -3,6 +3,9 @@
 Public names only; see README.md for what works today.
 """
 from ._info import get_num_threads, info, set_num_threads
+from .data import DataCollatorForLanguageModeling
+from .nn import MLMHead
+from .ops import gather_masked, mask_tokens
 
 try:
     from importlib.metadata import version as _version
@@ -11,4 +14,5 @@ try:
 except Exception:  # running from a source tree without an installed distribution
     __version__ = info()["version"]
 
-__all__ = ["__version__", "info", "set_num_threads", "get_num_threads"]
+__all__ = ["__version__", "info", "set_num_threads", "get_num_threads", "mask_tokens", "gather_masked",
+           "MLMHead", "DataCollatorForLanguageModeling"]

@@ -239,3 +239,138 @@ def test_gather_masked_and_gradient():
     assert torch.equal(hidden.grad, expected)
     with pytest.raises(ValueError, match="hidden must be labels' shape plus a feature dimension"):
         gather_masked(hidden, labels[:, :5])
+
+
+# ---- collator and head ----------------------------------------------------------------------------------------
+
+def _hf_tokenizer(tmp_path_factory):
+    transformers = pytest.importorskip("transformers")
+    tokenizers = pytest.importorskip("tokenizers")
+    d = tmp_path_factory.mktemp("tok")
+    words = ["masking", "pretraining", "tokenizer", "collator", "quick", "brown", "fox", "jumps", "lazy", "dog",
+             "unbelievable", "international", "the", "a", "of"]
+    rnd = np.random.default_rng(0)
+    text = "\n".join(" ".join(rnd.choice(words, 12)) for _ in range(400))
+    (d / "corpus.txt").write_text(text)
+    tok = tokenizers.BertWordPieceTokenizer()
+    tok.train([str(d / "corpus.txt")], vocab_size=70, min_frequency=1)
+    tok.save(str(d / "tok.json"))
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_file=str(d / "tok.json"), unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]")
+
+
+@pytest.fixture(scope="module")
+def hf_tok(tmp_path_factory):
+    return _hf_tokenizer(tmp_path_factory)
+
+
+def _features(tok, n=12):
+    rnd = np.random.default_rng(1)
+    words = ["masking", "pretraining", "unbelievable", "international", "quick", "fox", "the"]
+    texts = [" ".join(rnd.choice(words, int(rnd.integers(1, 15)))) for _ in range(n)]
+    return [dict(tok(t)) for t in texts]
+
+
+def test_collator_matches_hf_layout(hf_tok):
+    from transformers import DataCollatorForLanguageModeling as HFCollator
+
+    from pyfast.data import DataCollatorForLanguageModeling
+
+    feats = _features(hf_tok)
+    ours = DataCollatorForLanguageModeling(hf_tok, seed=3, pad_to_multiple_of=8)(feats)
+    theirs = HFCollator(hf_tok, seed=3, pad_to_multiple_of=8)(feats)
+    assert set(ours) == set(theirs)
+    assert ours["input_ids"].shape == theirs["input_ids"].shape and ours["input_ids"].shape[1] % 8 == 0
+    assert torch.equal(ours["attention_mask"], theirs["attention_mask"])
+    if "token_type_ids" in theirs:
+        assert torch.equal(ours["token_type_ids"], theirs["token_type_ids"])
+    plain = HFCollator(hf_tok, mlm=False, pad_to_multiple_of=8)(feats)["input_ids"]  # HF padding, unmasked
+    chosen = ours["labels"] != -100
+    assert torch.equal(ours["labels"][chosen], plain[chosen])
+    assert torch.equal(ours["input_ids"][~chosen], plain[~chosen])
+    special = torch.isin(plain, torch.tensor(hf_tok.all_special_ids))
+    assert not (chosen & special).any()
+    # lists of lists and lists of tensors give the same ids as dicts
+    rows = [f["input_ids"] for f in feats]
+    a = DataCollatorForLanguageModeling(hf_tok, seed=3)(rows)
+    b = DataCollatorForLanguageModeling(hf_tok, seed=3)([torch.tensor(r) for r in rows])
+    assert set(a) == {"input_ids", "labels"}
+    assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["labels"], b["labels"])
+
+
+def test_collator_causal_and_seeding(hf_tok):
+    from pyfast.data import DataCollatorForLanguageModeling
+
+    feats = _features(hf_tok)
+    out = DataCollatorForLanguageModeling(hf_tok, mlm=False)(feats)
+    pad = out["attention_mask"] == 0
+    assert (out["labels"][pad] == -100).all() and torch.equal(out["labels"][~pad], out["input_ids"][~pad])
+    c1, c2 = DataCollatorForLanguageModeling(hf_tok, seed=5), DataCollatorForLanguageModeling(hf_tok, seed=5)
+    first, again = c1(feats), c2(feats)
+    assert torch.equal(first["labels"], again["labels"])           # reproducible from the seed
+    assert not torch.equal(c1(feats)["labels"], first["labels"])   # a new stream on each call
+    c3 = DataCollatorForLanguageModeling(hf_tok, seed=5)
+    c3.set_epoch(1)
+    assert not torch.equal(c3(feats)["labels"], first["labels"])   # and for each epoch
+
+
+def test_collator_whole_words(hf_tok):
+    from pyfast.data import DataCollatorForLanguageModeling
+
+    feats = _features(hf_tok, n=40)
+    col = DataCollatorForLanguageModeling(hf_tok, seed=2, whole_word_mask=True, mlm_probability=0.4)
+    out = col(feats)
+    ids = DataCollatorForLanguageModeling(hf_tok, mlm=False)(feats)["input_ids"]
+    vocab = hf_tok.get_vocab()
+    cont = torch.zeros(len(hf_tok), dtype=torch.bool)
+    for t, i in vocab.items():
+        cont[i] = t.startswith("##")
+    chosen = out["labels"] != -100
+    is_cont = cont[ids]
+    assert is_cont.any(), "the test tokenizer should split some words"
+    assert torch.equal(chosen[:, 1:][is_cont[:, 1:]], chosen[:, :-1][is_cont[:, 1:]])
+
+
+def test_collator_bad_input(hf_tok):
+    from pyfast.data import DataCollatorForLanguageModeling
+
+    with pytest.raises(ValueError, match="mlm_probability must be in \\[0, 1\\], got 2.0"):
+        DataCollatorForLanguageModeling(hf_tok, mlm_probability=2.0)
+    with pytest.raises(ValueError, match="mask_replace_prob \\+ random_replace_prob must be <= 1"):
+        DataCollatorForLanguageModeling(hf_tok, mask_replace_prob=0.9, random_replace_prob=0.2)
+    with pytest.raises(ValueError, match="cannot collate an empty list"):
+        DataCollatorForLanguageModeling(hf_tok)([])
+
+
+def test_collator_in_dataloader_workers(hf_tok):
+    from pyfast.data import DataCollatorForLanguageModeling
+
+    feats = _features(hf_tok, n=16)
+    col = DataCollatorForLanguageModeling(hf_tok, seed=9)
+
+    def run():
+        loader = torch.utils.data.DataLoader(feats, batch_size=4, num_workers=2, collate_fn=col)
+        return [b["labels"] for b in loader]
+
+    a, b = run(), run()
+    assert all(torch.equal(x, y) for x, y in zip(a, b))  # reproducible across runs
+
+
+def test_mlm_head_sparse_equals_dense():
+    from pyfast.nn import MLMHead
+
+    torch.manual_seed(0)
+    head = MLMHead(8, 31).double()
+    hidden = torch.randn(2, 9, 8, dtype=torch.float64, requires_grad=True)
+    labels = torch.full((2, 9), -100)
+    labels[0, 3], labels[1, 0], labels[1, 8] = 4, 30, 7
+    out = head(hidden, labels)
+    dense = head(hidden).logits
+    ref = torch.nn.functional.cross_entropy(dense.reshape(-1, 31), labels.reshape(-1), ignore_index=-100)
+    assert torch.allclose(out.loss, ref, atol=1e-12)
+    g1 = torch.autograd.grad(out.loss, hidden)[0]
+    g2 = torch.autograd.grad(ref, hidden)[0]
+    assert torch.allclose(g1, g2, atol=1e-12)
+    empty = head(hidden, torch.full((2, 9), -100))
+    assert empty.loss.item() == 0.0 and empty.logits.shape == (0, 31)

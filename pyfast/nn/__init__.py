@@ -1,1 +1,4 @@
-"""pyfast.nn"""
+"""pyfast.nn: modules built on pyfast.ops."""
+from .mlm import MLMHead, MLMOutput
+
+__all__ = ["MLMHead", "MLMOutput"]
