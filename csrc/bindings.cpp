@@ -17,6 +17,7 @@
 #include "common/philox.h"
 #include "common/simd.h"
 #include "word2vec/word2vec.h"
+#include "masking/masking.h"
 
 namespace py = pybind11;
 
@@ -294,7 +295,51 @@ void bind_attention(py::module_& m) {
 // ================================================================================================
 // masking (issue #5)
 // ================================================================================================
-void bind_masking(py::module_& m) { (void)m; }
+void bind_masking(py::module_& m) {
+  // Pointers arrive as ints (0 = absent); pyfast/ops/masking.py validated dtypes, shapes and probabilities.
+  m.def(
+      "mask_tokens_",
+      [](int64_t batch, int64_t seq_len, std::uintptr_t input_ids, int64_t ids_row_stride, std::uintptr_t special_mask,
+         int64_t special_row_stride, std::uintptr_t special_id_bits, std::uintptr_t word_starts,
+         int64_t word_starts_row_stride, std::uintptr_t excluded_ids, int64_t num_excluded_ids, int64_t vocab_size,
+         int64_t mask_token_id, float mlm_probability, float mask_replace_prob, float mask_or_random_prob,
+         int64_t max_predictions, bool span, float span_start_prob, std::vector<float> span_length_cdf,
+         uint64_t seed, std::uintptr_t out_ids, std::uintptr_t labels) {
+        pyfast::MaskTokensParams p;
+        p.batch = batch;
+        p.seq_len = seq_len;
+        p.input_ids = as_ptr<const int64_t>(input_ids);
+        p.ids_row_stride = ids_row_stride;
+        p.special_mask = as_ptr<const uint8_t>(special_mask);
+        p.special_row_stride = special_row_stride;
+        p.special_id_bits = as_ptr<const uint32_t>(special_id_bits);
+        p.word_starts = as_ptr<const uint8_t>(word_starts);
+        p.word_starts_row_stride = word_starts_row_stride;
+        p.excluded_ids = as_ptr<const int64_t>(excluded_ids);
+        p.num_excluded_ids = num_excluded_ids;
+        p.vocab_size = vocab_size;
+        p.mask_token_id = mask_token_id;
+        p.mlm_probability = mlm_probability;
+        p.mask_replace_prob = mask_replace_prob;
+        p.mask_or_random_prob = mask_or_random_prob;
+        p.max_predictions = max_predictions;
+        p.span = span ? 1 : 0;
+        p.span_start_prob = span_start_prob;
+        p.max_span_words = static_cast<int32_t>(span_length_cdf.size() + 1);
+        p.span_length_cdf = span_length_cdf.empty() ? nullptr : span_length_cdf.data();
+        p.seed = seed;
+        p.out_ids = as_ptr<int64_t>(out_ids);
+        p.labels = as_ptr<int64_t>(labels);
+        py::gil_scoped_release nogil;
+        pyfast::mask_tokens_cpu(p);
+      },
+      py::arg("batch"), py::arg("seq_len"), py::arg("input_ids"), py::arg("ids_row_stride"), py::arg("special_mask"),
+      py::arg("special_row_stride"), py::arg("special_id_bits"), py::arg("word_starts"),
+      py::arg("word_starts_row_stride"), py::arg("excluded_ids"), py::arg("num_excluded_ids"), py::arg("vocab_size"),
+      py::arg("mask_token_id"), py::arg("mlm_probability"), py::arg("mask_replace_prob"),
+      py::arg("mask_or_random_prob"), py::arg("max_predictions"), py::arg("span"), py::arg("span_start_prob"),
+      py::arg("span_length_cdf"), py::arg("seed"), py::arg("out_ids"), py::arg("labels"));
+}
 
 // ================================================================================================
 // sgns op (issue #6)

@@ -35,6 +35,9 @@ from ._info import get_num_threads, info, set_num_threads  # noqa: E402
 from .nn.attention import MultiheadSelfAttention  # noqa: E402
 from .ops.attention import attention_varlen, scaled_dot_product_attention  # noqa: E402
 from .word2vec import KeyedVectors, Word2Vec  # noqa: E402
+from .data import DataCollatorForLanguageModeling  # noqa: E402
+from .nn import MLMHead  # noqa: E402
+from .ops import gather_masked, mask_tokens  # noqa: E402
 
 try:
     from importlib.metadata import version as _version
@@ -44,5 +47,5 @@ except Exception:  # running from a source tree without an installed distributio
     __version__ = info()["version"]
 
 __all__ = [
-    "__version__", "info", "set_num_threads", "get_num_threads", "scaled_dot_product_attention", "attention_varlen", "MultiheadSelfAttention", "Word2Vec", "KeyedVectors",
+    "__version__", "info", "set_num_threads", "get_num_threads", "scaled_dot_product_attention", "attention_varlen", "MultiheadSelfAttention", "Word2Vec", "KeyedVectors", "mask_tokens", "gather_masked", "MLMHead", "DataCollatorForLanguageModeling",
 ]

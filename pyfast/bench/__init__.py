@@ -7,6 +7,7 @@ REGISTRY = {
     "machine": "pyfast.bench.machine",
     "attention": "pyfast.bench.attention",
     "word2vec": "pyfast.bench.word2vec",
+    "masking": "pyfast.bench.masking",
 }
 
 __all__ = ["Case", "CaseResult", "Contender", "REGISTRY", "machine_info", "run_case", "run_cases"]

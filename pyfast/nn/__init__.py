@@ -1,4 +1,5 @@
-"""pyfast.nn"""
+"""pyfast.nn: modules built on pyfast.ops."""
 from .attention import MultiheadSelfAttention
+from .mlm import MLMHead, MLMOutput
 
-__all__ = ["MultiheadSelfAttention"]
+__all__ = ["MultiheadSelfAttention", "MLMHead", "MLMOutput"]

@@ -1,7 +1,8 @@
-"""pyfast.ops"""
+"""pyfast.ops: functional ops on tensors."""
 from .attention import attention_varlen, scaled_dot_product_attention
+from .masking import gather_masked, mask_tokens
 
-__all__ = ["scaled_dot_product_attention", "attention_varlen"]
+__all__ = ["scaled_dot_product_attention", "attention_varlen", "mask_tokens", "gather_masked"]
 
 # CUDA kernels of the custom ops above (issue #8): registered per device, so GPU tensors route to them. Guarded:
 # importing pyfast never fails because of the CUDA side (the kernels raise at call time when not built).
