@@ -1,1 +1,4 @@
 """pyfast.nn"""
+from .sgns import SkipGramNS
+
+__all__ = ["SkipGramNS"]
