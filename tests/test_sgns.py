@@ -70,8 +70,8 @@ def test_sparse_gradient_is_coalesced_and_touches_only_used_rows():
     assert ga.is_sparse and ga.is_coalesced() and gb.is_sparse and gb.is_coalesced()
     loss.backward()  # AccumulateGrad re-wraps sparse grads (dropping the coalesced flag); the contents stay sorted
     assert a.grad.is_sparse and b.grad.is_sparse
-    assert torch.equal(a.grad.indices()[0], torch.unique(c))
-    assert torch.equal(b.grad.indices()[0], torch.unique(torch.cat([x, ng.reshape(-1)])))
+    assert torch.equal(a.grad._indices()[0], torch.unique(c))
+    assert torch.equal(b.grad._indices()[0], torch.unique(torch.cat([x, ng.reshape(-1)])))
 
 
 def test_deterministic_across_thread_counts():

@@ -1,8 +1,10 @@
-// CPU kernels of the SGNS op (see sgns_op.h): a forward that is one gather + K+1 dot products per pair, and a
-// backward that writes one gradient row per unique id. Both are gathers of random rows from (V, D) tables, so
-// the floor is memory traffic, not flops: at V=50k, D=128, N=4096, K=5 the forward reads 7N rows (14.7 MB),
-// the backward reads 2 x 6N rows (25 MB, much of it from L3) and writes (U_in + U_out) rows (about 9 MB) —
-// about 50 MB per step, ~2.5 ms at 20 GB/s; the 19 MFLOP of dot products and axpys are ~0.1 ms of FMA peak.
+// CPU kernels of the SGNS op (see sgns_op.h): a forward that is one gather + K+1 dot products per pair (and, for
+// training, the per-pair input gradient while the rows are in L1), and a backward that writes one gradient row per
+// unique id from the forward's compact buffers. Floors at V=50k, D=128, N=4096, K=5, fp32: the forward gathers 7N
+// random rows (14.7 MB); the backward reads 2 x 2 MB of buffers and writes (U_in + U_out) rows (~9 MB); the
+// optimizer then reads/writes those rows again: ~50 MB per step, ~3.5 ms at the 15 GB/s this machine copies at.
+// The ~19 MFLOP of dot products and axpys are < 0.3 ms. Measured: the random gathers run well below that
+// bandwidth (latency-bound, ~150-250 ns per 512 B row here); see benchmarks/RESULTS.md.
 // SIMD: AVX2+FMA when the module is compiled for it (host-native by default), a plain loop otherwise.
 #include "word2vec/sgns_op.h"
 
