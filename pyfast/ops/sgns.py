@@ -3,8 +3,10 @@ word2vec loop in PyTorch a few lines (see examples/word2vec_torch.py).
 
 Layers: ``pyfast::sgns_fwd`` / ``pyfast::sgns_bwd`` are torch custom ops (fake implementations for
 torch.compile, autograd registered) over the native kernels in csrc/word2vec/sgns_op_cpu.cpp; ``sgns_loss`` is the
-public function. The forward saves the per-pair coefficients sigmoid(score) - label, (N, K+1) floats, so the
-backward does no dot products or sigmoids again, only the two gathers-and-axpys (see sgns_op.h).
+public function. The forward saves the per-pair coefficients sigmoid(score) - label, (N, K+1) floats, and (when a
+gradient can be asked for) the gathered center rows and d loss_n / d u_n, 2 x (N, D) floats, computed while the
+rows are in L1: the backward then does no dot products, sigmoids or random gathers from the (V, D) tables again,
+only accumulations from these compact buffers (see sgns_op.h). The cost is 2 N D floats held until backward.
 
 Gradients: the backward kernel writes one row per *unique* id touched (duplicates accumulated in native code, in
 a fixed order), and the autograd layer turns them into a coalesced sparse COO tensor (like
