@@ -32,12 +32,19 @@ def _use_installed_native_modules() -> None:
 _use_installed_native_modules()
 
 from ._info import get_num_threads, info, set_num_threads  # noqa: E402
-from .nn.attention import MultiheadSelfAttention  # noqa: E402
-from .ops.attention import attention_varlen, scaled_dot_product_attention  # noqa: E402
-from .word2vec import KeyedVectors, Word2Vec  # noqa: E402
 from .data import DataCollatorForLanguageModeling  # noqa: E402
-from .nn import MLMHead  # noqa: E402
-from .ops import gather_masked, mask_tokens  # noqa: E402
+from .nn import MLMHead, MultiheadSelfAttention, SkipGramNS  # noqa: E402
+from .ops import (  # noqa: E402
+    NoiseSampler,
+    attention_varlen,
+    gather_masked,
+    mask_tokens,
+    sample_negatives,
+    scaled_dot_product_attention,
+    sgns_loss,
+    skipgram_pairs,
+)
+from .word2vec import KeyedVectors, Word2Vec  # noqa: E402
 
 try:
     from importlib.metadata import version as _version
@@ -46,6 +53,18 @@ try:
 except Exception:  # running from a source tree without an installed distribution
     __version__ = info()["version"]
 
+from . import nn, ops  # noqa: E402
+
 __all__ = [
-    "__version__", "info", "set_num_threads", "get_num_threads", "scaled_dot_product_attention", "attention_varlen", "MultiheadSelfAttention", "Word2Vec", "KeyedVectors", "mask_tokens", "gather_masked", "MLMHead", "DataCollatorForLanguageModeling",
+    "__version__", "info", "set_num_threads", "get_num_threads",
+    # attention (#4)
+    "scaled_dot_product_attention", "attention_varlen", "MultiheadSelfAttention",
+    # word2vec (#3)
+    "Word2Vec", "KeyedVectors",
+    # masking (#5)
+    "mask_tokens", "gather_masked", "MLMHead", "DataCollatorForLanguageModeling",
+    # SGNS op (#6)
+    "sgns_loss", "sample_negatives", "NoiseSampler", "skipgram_pairs", "SkipGramNS",
+    # subpackages
+    "nn", "ops",
 ]

@@ -8,6 +8,7 @@ REGISTRY = {
     "attention": "pyfast.bench.attention",
     "word2vec": "pyfast.bench.word2vec",
     "masking": "pyfast.bench.masking",
+    "sgns": "pyfast.bench.sgns",
 }
 
 __all__ = ["Case", "CaseResult", "Contender", "REGISTRY", "machine_info", "run_case", "run_cases"]

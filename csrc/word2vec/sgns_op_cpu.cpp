@@ -1,0 +1,401 @@
+// CPU kernels of the SGNS op (see sgns_op.h): a forward that is one gather + K+1 dot products per pair (and, for
+// training, the per-pair input gradient while the rows are in L1), and a backward that writes one gradient row per
+// unique id from the forward's compact buffers. Floors at V=50k, D=128, N=4096, K=5, fp32: the forward gathers 7N
+// random rows (14.7 MB); the backward reads 2 x 2 MB of buffers and writes (U_in + U_out) rows (~9 MB); the
+// optimizer then reads/writes those rows again: ~50 MB per step, ~3.5 ms at the 15 GB/s this machine copies at.
+// The ~19 MFLOP of dot products and axpys are < 0.3 ms. Measured: the random gathers run well below that
+// bandwidth (latency-bound, ~150-250 ns per 512 B row here); see benchmarks/RESULTS.md.
+// SIMD: AVX2+FMA when the module is compiled for it (host-native by default), a plain loop otherwise.
+#include "word2vec/sgns_op.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define PYFAST_SGNS_AVX2 1
+#endif
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+#include "common/checks.h"
+#include "common/parallel.h"
+#include "common/philox.h"
+
+namespace pyfast {
+namespace {
+
+// ---- vector helpers: dot and y += a * x over D elements ---------------------------------------------------
+template <typename T>
+inline T dot_row(const T* a, const T* b, int64_t d) {
+  T s = 0;
+  for (int64_t i = 0; i < d; ++i) s += a[i] * b[i];
+  return s;
+}
+
+template <typename T>
+inline void axpy_row(T alpha, const T* x, T* y, int64_t d) {
+  for (int64_t i = 0; i < d; ++i) y[i] += alpha * x[i];
+}
+
+#if defined(PYFAST_SGNS_AVX2)
+inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline double hsum256d(__m256d v) {
+  __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+  return _mm_cvtsd_f64(s);
+}
+
+// Four independent accumulators: one FMA chain would stall on its 4-cycle latency; four keep both FMA ports busy.
+template <>
+inline float dot_row<float>(const float* a, const float* b, int64_t d) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+  }
+  for (; i + 8 <= d; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  for (; i < d; ++i) s += a[i] * b[i];  // tail: D not a multiple of 8
+  return s;
+}
+
+template <>
+inline double dot_row<double>(const double* a, const double* b, int64_t d) {
+  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd(), s2 = _mm256_setzero_pd(), s3 = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 16 <= d; i += 16) {
+    s0 = _mm256_fmadd_pd(_mm256_loadu_pd(a + i), _mm256_loadu_pd(b + i), s0);
+    s1 = _mm256_fmadd_pd(_mm256_loadu_pd(a + i + 4), _mm256_loadu_pd(b + i + 4), s1);
+    s2 = _mm256_fmadd_pd(_mm256_loadu_pd(a + i + 8), _mm256_loadu_pd(b + i + 8), s2);
+    s3 = _mm256_fmadd_pd(_mm256_loadu_pd(a + i + 12), _mm256_loadu_pd(b + i + 12), s3);
+  }
+  for (; i + 4 <= d; i += 4) s0 = _mm256_fmadd_pd(_mm256_loadu_pd(a + i), _mm256_loadu_pd(b + i), s0);
+  double s = hsum256d(_mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3)));
+  for (; i < d; ++i) s += a[i] * b[i];
+  return s;
+}
+
+template <>
+inline void axpy_row<float>(float alpha, const float* x, float* y, int64_t d) {
+  const __m256 va = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= d; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < d; ++i) y[i] += alpha * x[i];
+}
+
+template <>
+inline void axpy_row<double>(double alpha, const double* x, double* y, int64_t d) {
+  const __m256d va = _mm256_set1_pd(alpha);
+  int64_t i = 0;
+  for (; i + 4 <= d; i += 4) _mm256_storeu_pd(y + i, _mm256_fmadd_pd(va, _mm256_loadu_pd(x + i), _mm256_loadu_pd(y + i)));
+  for (; i < d; ++i) y[i] += alpha * x[i];
+}
+#endif
+
+// The rows a pair reads are random in a table far larger than L2: ask for the next pair's rows while this
+// one computes, so the gathers overlap instead of each paying a full memory latency.
+template <typename T>
+inline void prefetch_row(const T* row, int64_t d) {
+#if defined(__GNUC__)
+  const char* p = reinterpret_cast<const char*>(row);
+  const int64_t bytes = d * static_cast<int64_t>(sizeof(T));
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 1);
+#else
+  (void)row;
+  (void)d;
+#endif
+}
+
+// softplus(x) = log(1 + e^x) without overflow: -log sigmoid(-x).
+inline double softplus(double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::fabs(x))); }
+inline double sigmoid(double x) {
+  if (x >= 0) return 1.0 / (1.0 + std::exp(-x));
+  const double e = std::exp(x);
+  return e / (1.0 + e);
+}
+
+void check_ids(const int64_t* ids, int64_t n, int64_t num_embeddings, const char* op, const char* what) {
+  for (int64_t i = 0; i < n; ++i) {
+    PYFAST_CHECK_ARG(ids[i] >= 0 && ids[i] < num_embeddings, op, what, " id ", ids[i], " at position ", i,
+                     " is outside [0, ", num_embeddings, ")");
+  }
+}
+
+void check_params(const SgnsParams& p, const char* op) {
+  PYFAST_CHECK_ARG(p.num_pairs >= 0 && p.num_negatives >= 0 && p.dim >= 1 && p.num_embeddings >= 1, op,
+                   "bad sizes N=", p.num_pairs, " K=", p.num_negatives, " D=", p.dim, " V=", p.num_embeddings);
+  PYFAST_CHECK_ARG(p.in_stride >= p.dim && p.out_stride >= p.dim, op, "row strides must be >= D");
+  PYFAST_CHECK_ARG(p.dtype == DType::kFloat32 || p.dtype == DType::kFloat64, op,
+                   "weights must be float32 or float64");
+  check_ids(p.centers, p.num_pairs, p.num_embeddings, op, "center");
+  check_ids(p.contexts, p.num_pairs, p.num_embeddings, op, "context");
+  check_ids(p.negatives, p.num_pairs * p.num_negatives, p.num_embeddings, op, "negative");
+}
+
+// Target j of pair n: the context for j = 0, negative j-1 otherwise.
+inline int64_t target_id(const SgnsParams& p, int64_t n, int64_t j) {
+  return j == 0 ? p.contexts[n] : p.negatives[n * p.num_negatives + (j - 1)];
+}
+
+// How many pairs ahead to prefetch: one pair's rows arrive in about a memory latency, and a pair's compute is
+// far shorter, so prefetching only the next pair still leaves most of each gather exposed.
+constexpr int64_t kPrefetchPairs = 2;
+
+template <typename T>
+void prefetch_pair(const SgnsParams& p, const T* in_w, const T* out_w, int64_t n) {
+  prefetch_row(in_w + p.centers[n] * p.in_stride, p.dim);
+  for (int64_t j = 0; j <= p.num_negatives; ++j) prefetch_row(out_w + target_id(p, n, j) * p.out_stride, p.dim);
+}
+
+template <typename T>
+void forward_impl(const SgnsParams& p, T* loss, T* coef, T* center_rows, T* in_grad_dir) {
+  const T* in_w = static_cast<const T*>(p.in_weight);
+  const T* out_w = static_cast<const T*>(p.out_weight);
+  const int64_t d = p.dim, kp1 = p.num_negatives + 1;
+  const bool for_backward = center_rows != nullptr && in_grad_dir != nullptr;
+  // ~(K+1) * D * 2 flops per pair: 256 pairs is ~0.4 MFLOP, enough to pay a thread's start-up.
+  parallel_for(p.num_pairs, 256, [&](int64_t begin, int64_t end, int) {
+    for (int64_t n = begin; n < std::min(end, begin + kPrefetchPairs); ++n) prefetch_pair(p, in_w, out_w, n);
+    for (int64_t n = begin; n < end; ++n) {
+      if (n + kPrefetchPairs < end) prefetch_pair(p, in_w, out_w, n + kPrefetchPairs);
+      const T* u = in_w + p.centers[n] * p.in_stride;
+      T* dir = for_backward ? in_grad_dir + n * d : nullptr;
+      if (for_backward) {
+        std::copy(u, u + d, center_rows + n * d);
+        std::fill(dir, dir + d, T(0));
+      }
+      // All K+1 dot products first: they are independent, so the out-of-order core overlaps the K+1 row loads;
+      // interleaving them with exp/log1p (long dependent chains) serialised the loads and cost 2x.
+      T* c_row = coef + n * kp1;
+      for (int64_t j = 0; j < kp1; ++j) c_row[j] = dot_row<T>(u, out_w + target_id(p, n, j) * p.out_stride, d);
+      double pair_loss = 0.0;
+      for (int64_t j = 0; j < kp1; ++j) {
+        const double score = static_cast<double>(c_row[j]);
+        if (j == 0) {  // label 1: -log s(x), gradient s(x) - 1 = -s(-x)
+          pair_loss += softplus(-score);
+          c_row[j] = static_cast<T>(-sigmoid(-score));
+        } else {       // label 0: -log s(-x), gradient s(x)
+          pair_loss += softplus(score);
+          c_row[j] = static_cast<T>(sigmoid(score));
+        }
+      }
+      if (for_backward)  // the K+1 rows are in L1 now; in the backward they would be random misses again
+        for (int64_t j = 0; j < kp1; ++j) axpy_row<T>(c_row[j], out_w + target_id(p, n, j) * p.out_stride, dir, d);
+      loss[n] = static_cast<T>(pair_loss);
+    }
+  });
+}
+
+// Counting sort of items by slot: offsets (num_slots + 1) and items listed slot by slot, each slot's items in
+// increasing order (so every row's sum runs in the same order whatever the thread count).
+void build_csr(const int64_t* slot, int64_t n, int64_t num_slots, std::vector<int64_t>& offsets,
+               std::vector<int64_t>& items) {
+  offsets.assign(static_cast<size_t>(num_slots) + 1, 0);
+  for (int64_t i = 0; i < n; ++i) ++offsets[slot[i] + 1];
+  for (int64_t s = 0; s < num_slots; ++s) offsets[s + 1] += offsets[s];
+  items.resize(static_cast<size_t>(n));
+  std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
+  for (int64_t i = 0; i < n; ++i) items[fill[slot[i]]++] = i;
+}
+
+// Split rows [0, num_slots) among workers so each gets about the same number of items (frequent words own long
+// lists; equal row counts would leave one thread with most of the work).
+template <typename Fn>
+void parallel_over_slots(const std::vector<int64_t>& offsets, int64_t row_cost, Fn&& fn) {
+  const int64_t num_slots = static_cast<int64_t>(offsets.size()) - 1;
+  const int64_t total = offsets.back() + num_slots;  // +1 per row for zeroing it
+  const int64_t workers =
+      std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), total * row_cost / (1 << 16)));
+  if (workers <= 1 || num_slots <= 1) {
+    fn(int64_t{0}, num_slots);
+    return;
+  }
+  parallel_workers(static_cast<int>(workers), [&](int w) {
+    // First slot whose (items + rows) prefix reaches w / workers of the total.
+    auto first_slot = [&](int64_t k) -> int64_t {
+      const int64_t target = total * k / workers;
+      int64_t lo = 0, hi = num_slots;
+      while (lo < hi) {
+        const int64_t mid = (lo + hi) / 2;
+        if (offsets[mid] + mid < target) lo = mid + 1; else hi = mid;
+      }
+      return lo;
+    };
+    const int64_t begin = first_slot(w), end = first_slot(w + 1);
+    if (begin < end) fn(begin, end);
+  });
+}
+
+template <typename T>
+void backward_impl(int64_t num_pairs, int64_t num_negatives, int64_t d, const T* coef, const T* grad_loss,
+                   const T* center_rows, const T* in_grad_dir, const int64_t* center_slot, int64_t num_unique_centers,
+                   const int64_t* target_slot, int64_t num_unique_targets, T* grad_in_rows, T* grad_out_rows) {
+  const int64_t kp1 = num_negatives + 1, n_targets = num_pairs * kp1;
+  std::vector<int64_t> offsets, items;
+  // grad_out[t] = sum over (n, j) with target t of grad_loss[n] * coef[n, j] * center_rows[n]
+  build_csr(target_slot, n_targets, num_unique_targets, offsets, items);
+  parallel_over_slots(offsets, d, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      T* row = grad_out_rows + r * d;
+      std::fill(row, row + d, T(0));
+      for (int64_t q = offsets[r]; q < offsets[r + 1]; ++q) {
+        const int64_t flat = items[q], n = flat / kp1;
+        axpy_row<T>(grad_loss[n] * coef[flat], center_rows + n * d, row, d);
+      }
+    }
+  });
+  // grad_in[c] = sum over pairs n with center c of grad_loss[n] * in_grad_dir[n]
+  build_csr(center_slot, num_pairs, num_unique_centers, offsets, items);
+  parallel_over_slots(offsets, d, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      T* row = grad_in_rows + r * d;
+      std::fill(row, row + d, T(0));
+      for (int64_t q = offsets[r]; q < offsets[r + 1]; ++q) {
+        const int64_t n = items[q];
+        axpy_row<T>(grad_loss[n], in_grad_dir + n * d, row, d);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void sgns_forward_cpu(const SgnsParams& p, void* loss, void* coef, void* center_rows, void* in_grad_dir) {
+  check_params(p, "sgns_loss");
+  if (p.dtype == DType::kFloat32)
+    forward_impl<float>(p, static_cast<float*>(loss), static_cast<float*>(coef), static_cast<float*>(center_rows),
+                        static_cast<float*>(in_grad_dir));
+  else
+    forward_impl<double>(p, static_cast<double*>(loss), static_cast<double*>(coef),
+                         static_cast<double*>(center_rows), static_cast<double*>(in_grad_dir));
+}
+
+int64_t sgns_unique_cpu(const int64_t* ids, int64_t n, int64_t num_embeddings, int64_t* unique, int64_t* inverse,
+                        const char* op) {
+  PYFAST_CHECK_ARG(n >= 0 && n < (int64_t{1} << 31), op, "cannot take unique ids of ", n, " elements");
+  PYFAST_CHECK_ARG(num_embeddings >= 1, op, "V must be >= 1, got ", num_embeddings);
+  check_ids(ids, n, num_embeddings, op, "");
+  // A V-sized id -> slot map per calling thread, kept at -1 between calls and reset only where touched, so a
+  // call costs O(n) (plus a one-off O(V) allocation) instead of a sort of n (id, position) keys.
+  thread_local std::vector<int32_t> slot_of;
+  if (static_cast<int64_t>(slot_of.size()) < num_embeddings) slot_of.resize(static_cast<size_t>(num_embeddings), -1);
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (slot_of[ids[i]] < 0) {
+      slot_of[ids[i]] = 0;
+      unique[count++] = ids[i];
+    }
+  }
+  // Sorted ids make the sparse gradient coalesced (SGD and SparseAdam then skip their own sort).
+  if (num_embeddings <= 8 * n) {  // dense enough: a scan of the map is cheaper than a sort
+    count = 0;
+    for (int64_t v = 0; v < num_embeddings; ++v)
+      if (slot_of[v] == 0) unique[count++] = v;
+  } else {
+    std::sort(unique, unique + count);
+  }
+  for (int64_t s = 0; s < count; ++s) slot_of[unique[s]] = static_cast<int32_t>(s);
+  for (int64_t i = 0; i < n; ++i) inverse[i] = slot_of[ids[i]];
+  for (int64_t s = 0; s < count; ++s) slot_of[unique[s]] = -1;
+  return count;
+}
+
+void sgns_backward_cpu(int64_t num_pairs, int64_t num_negatives, int64_t dim, DType dtype, const void* coef,
+                       const void* grad_loss, const void* center_rows, const void* in_grad_dir,
+                       const int64_t* center_slot, int64_t num_unique_centers, const int64_t* target_slot,
+                       int64_t num_unique_targets, void* grad_in_rows, void* grad_out_rows) {
+  const char* op = "sgns_loss_backward";
+  PYFAST_CHECK_ARG(num_pairs >= 0 && num_negatives >= 0 && dim >= 1, op, "bad sizes N=", num_pairs,
+                   " K=", num_negatives, " D=", dim);
+  PYFAST_CHECK_ARG(dtype == DType::kFloat32 || dtype == DType::kFloat64, op, "expected float32 or float64");
+  // Slots index the output rows: check them all before any write.
+  const int64_t n_targets = num_pairs * (num_negatives + 1);
+  for (int64_t i = 0; i < num_pairs; ++i)
+    PYFAST_CHECK_ARG(center_slot[i] >= 0 && center_slot[i] < num_unique_centers, op, "center slot out of range");
+  for (int64_t i = 0; i < n_targets; ++i)
+    PYFAST_CHECK_ARG(target_slot[i] >= 0 && target_slot[i] < num_unique_targets, op, "target slot out of range");
+  if (dtype == DType::kFloat32)
+    backward_impl<float>(num_pairs, num_negatives, dim, static_cast<const float*>(coef),
+                         static_cast<const float*>(grad_loss), static_cast<const float*>(center_rows),
+                         static_cast<const float*>(in_grad_dir), center_slot, num_unique_centers, target_slot,
+                         num_unique_targets, static_cast<float*>(grad_in_rows), static_cast<float*>(grad_out_rows));
+  else
+    backward_impl<double>(num_pairs, num_negatives, dim, static_cast<const double*>(coef),
+                          static_cast<const double*>(grad_loss), static_cast<const double*>(center_rows),
+                          static_cast<const double*>(in_grad_dir), center_slot, num_unique_centers, target_slot,
+                          num_unique_targets, static_cast<double*>(grad_in_rows),
+                          static_cast<double*>(grad_out_rows));
+}
+
+int64_t sgns_advise_hugepages(void* data, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + static_cast<uintptr_t>(bytes)) & ~(kHuge - 1);
+  if (bytes <= 0 || end <= begin) return 0;
+  void* start = reinterpret_cast<void*>(begin);
+  if (madvise(start, end - begin, MADV_HUGEPAGE) != 0) return 0;
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25  // Linux >= 6.1; older kernels answer EINVAL and khugepaged collapses later
+#endif
+  (void)madvise(start, end - begin, MADV_COLLAPSE);
+  return static_cast<int64_t>(end - begin);
+#else
+  (void)data;
+  (void)bytes;
+  return 0;
+#endif
+}
+
+namespace {
+std::vector<double> noise_weights(const double* counts, int64_t v, double exponent) {
+  PYFAST_CHECK_ARG(v >= 1, "sample_negatives", "counts must not be empty");
+  std::vector<double> w(static_cast<size_t>(v));
+  for (int64_t i = 0; i < v; ++i) {
+    PYFAST_CHECK_ARG(std::isfinite(counts[i]) && counts[i] >= 0, "sample_negatives",
+                     "counts must be finite and >= 0, got ", counts[i], " at ", i);
+    w[i] = counts[i] > 0 ? std::pow(counts[i], exponent) : 0.0;
+  }
+  return w;
+}
+}  // namespace
+
+SgnsNoiseSampler::SgnsNoiseSampler(const double* counts, int64_t num_embeddings, double exponent) {
+  const std::vector<double> w = noise_weights(counts, num_embeddings, exponent);
+  PYFAST_CHECK_ARG(std::any_of(w.begin(), w.end(), [](double x) { return x > 0; }), "sample_negatives",
+                   "counts must have a positive entry");
+  table_.build(w);
+}
+
+void SgnsNoiseSampler::sample(int64_t* out, int64_t num_rows, int64_t k, uint64_t seed) const {
+  PYFAST_CHECK_ARG(num_rows >= 0 && k >= 0, "sample_negatives", "num_rows and k must be >= 0");
+  constexpr uint32_t kNegativeStream = 0x5A6E5u;  // "SGNS": separates these draws from other uses of the seed
+  // One Philox block (128 bits) gives two 64-bit draws; row r owns blocks [r * ceil(k/2), (r+1) * ceil(k/2)).
+  const int64_t blocks_per_row = (k + 1) / 2;
+  parallel_for(num_rows, 1024, [&](int64_t begin, int64_t end, int) {
+    for (int64_t r = begin; r < end; ++r) {
+      int64_t* row = out + r * k;
+      for (int64_t b = 0; b < blocks_per_row; ++b) {
+        const Philox4x32 x = philox_draw(seed, static_cast<uint64_t>(r * blocks_per_row + b), kNegativeStream);
+        row[2 * b] = table_.sample((uint64_t(x.v[1]) << 32) | x.v[0]);
+        if (2 * b + 1 < k) row[2 * b + 1] = table_.sample((uint64_t(x.v[3]) << 32) | x.v[2]);
+      }
+    }
+  });
+}
+
+}  // namespace pyfast

@@ -1,0 +1,344 @@
+"""Skip-gram negative-sampling loss as a fused torch op, plus the noise sampler and the pair generator that make a
+word2vec loop in PyTorch a few lines (see examples/word2vec_torch.py).
+
+Layers: ``pyfast::sgns_fwd`` / ``pyfast::sgns_bwd`` are torch custom ops (fake implementations for
+torch.compile, autograd registered) over the native kernels in csrc/word2vec/sgns_op_cpu.cpp; ``sgns_loss`` is the
+public function. The forward saves the per-pair coefficients sigmoid(score) - label, (N, K+1) floats, and (when a
+gradient can be asked for) the gathered center rows and d loss_n / d u_n, 2 x (N, D) floats, computed while the
+rows are in L1: the backward then does no dot products, sigmoids or random gathers from the (V, D) tables again,
+only accumulations from these compact buffers (see sgns_op.h). The cost is 2 N D floats held until backward.
+
+Gradients: the backward kernel writes one row per *unique* id touched (duplicates accumulated in native code, in
+a fixed order), and the autograd layer turns them into a coalesced sparse COO tensor (like
+nn.Embedding(sparse=True): SGD, SparseAdam, DDP work unchanged) or a dense (V, D) tensor.
+Limits: CPU tensors only (a CUDA tensor raises); float32 / float64 weights; ids are int64.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .. import _native, rng
+
+__all__ = ["sgns_loss", "sample_negatives", "NoiseSampler", "skipgram_pairs", "advise_hugepages"]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+# ---- validation -----------------------------------------------------------------------------------------------
+def _check_inputs(op: str, in_weight, out_weight, centers, contexts, negatives) -> None:
+    for name, t in (("in_weight", in_weight), ("out_weight", out_weight), ("centers", centers),
+                    ("contexts", contexts), ("negatives", negatives)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if in_weight.dim() != 2 or out_weight.dim() != 2:
+        raise ValueError(f"{op}: in_weight and out_weight must be 2-D (V, D), got shapes "
+                         f"{tuple(in_weight.shape)} and {tuple(out_weight.shape)}")
+    if in_weight.shape != out_weight.shape:
+        raise ValueError(f"{op}: in_weight and out_weight must have the same shape (V, D), got "
+                         f"{tuple(in_weight.shape)} and {tuple(out_weight.shape)}")
+    if in_weight.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{op}: weights must be float32 or float64, got {in_weight.dtype}")
+    if out_weight.dtype != in_weight.dtype:
+        raise TypeError(f"{op}: in_weight and out_weight must have the same dtype, got {in_weight.dtype} and "
+                        f"{out_weight.dtype}")
+    if in_weight.shape[0] < 1 or in_weight.shape[1] < 1:
+        raise ValueError(f"{op}: weights must have V >= 1 rows and D >= 1 columns, got {tuple(in_weight.shape)}")
+    for name, t in (("centers", centers), ("contexts", contexts), ("negatives", negatives)):
+        if t.dtype != torch.int64:
+            raise TypeError(f"{op}: {name} must be int64 (torch.long), got {t.dtype}")
+    if centers.dim() != 1:
+        raise ValueError(f"{op}: centers must be 1-D (N,), got shape {tuple(centers.shape)}")
+    if contexts.shape != centers.shape:
+        raise ValueError(f"{op}: contexts must have the shape of centers {tuple(centers.shape)}, got "
+                         f"{tuple(contexts.shape)}")
+    if negatives.dim() != 2 or negatives.shape[0] != centers.shape[0]:
+        raise ValueError(f"{op}: negatives must be 2-D (N, K) with N = {centers.shape[0]}, got shape "
+                         f"{tuple(negatives.shape)}")
+    for name, t in (("in_weight", in_weight), ("out_weight", out_weight), ("centers", centers),
+                    ("contexts", contexts), ("negatives", negatives)):
+        if t.device.type != "cpu":
+            raise RuntimeError(f"{op}: only CPU tensors are supported (the SGNS op has no CUDA kernel yet); "
+                               f"{name} is on {t.device}")
+
+
+def _row_major(w: torch.Tensor) -> torch.Tensor:
+    """Rows must be contiguous (stride(1) == 1); a row stride is passed to the kernel, so a slice needs no copy."""
+    return w if w.stride(1) == 1 else w.contiguous()
+
+
+# ---- custom ops -------------------------------------------------------------------------------------------------
+@torch.library.custom_op("pyfast::sgns_fwd", mutates_args=())
+def _sgns_fwd(in_weight: torch.Tensor, out_weight: torch.Tensor, centers: torch.Tensor, contexts: torch.Tensor,
+              negatives: torch.Tensor, need_backward: bool, sparse_in: bool, sparse_out: bool
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pair loss (N,), coefficients sigmoid(score) - label (N, K+1) and, when need_backward, the gathered center
+    rows (N, D) and d loss_n / d u_n (N, D) for the backward (else (0, D)). sparse_* only shape the gradients."""
+    in_w, out_w = _row_major(in_weight), _row_major(out_weight)
+    centers, contexts, negatives = centers.contiguous(), contexts.contiguous(), negatives.contiguous()
+    n, k = negatives.shape
+    v, d = in_w.shape
+    loss = in_w.new_empty(n)
+    coef = in_w.new_empty(n, k + 1)
+    rows = n if need_backward else 0
+    center_rows = in_w.new_empty(rows, d)
+    in_grad_dir = in_w.new_empty(rows, d)
+    _native.cpu().sgns_forward(
+        _native.ptr(in_w), _native.ptr(out_w), in_w.stride(0), out_w.stride(0), _native.ptr(centers),
+        _native.ptr(contexts), _native.ptr(negatives), v, d, n, k, _native.dtype_code(in_w.dtype, "sgns_loss"),
+        _native.ptr(loss), _native.ptr(coef), _native.ptr(center_rows) if need_backward else 0,
+        _native.ptr(in_grad_dir) if need_backward else 0)
+    return loss, coef, center_rows, in_grad_dir
+
+
+@_sgns_fwd.register_fake
+def _sgns_fwd_fake(in_weight, out_weight, centers, contexts, negatives, need_backward, sparse_in, sparse_out):
+    n, k = negatives.shape
+    rows = n if need_backward else 0
+    d = in_weight.shape[1]
+    return (in_weight.new_empty(n), in_weight.new_empty(n, k + 1), in_weight.new_empty(rows, d),
+            in_weight.new_empty(rows, d))
+
+
+def _unique(ids: torch.Tensor, num_embeddings: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted unique ids and, per element, its index among them (O(n) in native code)."""
+    flat = ids.reshape(-1)
+    unique = torch.empty(flat.numel(), dtype=torch.int64)
+    inverse = torch.empty(flat.numel(), dtype=torch.int64)
+    count = _native.cpu().sgns_unique(_native.ptr(flat), flat.numel(), num_embeddings, _native.ptr(unique),
+                                      _native.ptr(inverse))
+    return unique[:count].clone(), inverse  # clone: the op's outputs must not be views of a scratch buffer
+
+
+@torch.library.custom_op("pyfast::sgns_bwd", mutates_args=())
+def _sgns_bwd(coef: torch.Tensor, grad_loss: torch.Tensor, center_rows: torch.Tensor, in_grad_dir: torch.Tensor,
+              centers: torch.Tensor, contexts: torch.Tensor, negatives: torch.Tensor, num_embeddings: int
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradient rows per unique id: (in_ids (U_in,), in_rows (U_in, D), out_ids (U_out,), out_rows (U_out, D)).
+    Reads only the forward's (N, D) buffers, never the weights."""
+    n, k = negatives.shape
+    d = center_rows.shape[1]
+    if center_rows.shape[0] != n or in_grad_dir.shape != center_rows.shape:
+        raise RuntimeError("sgns_loss backward: the forward ran without saving its buffers (need_backward=False)")
+    centers, contexts, negatives = centers.contiguous(), contexts.contiguous(), negatives.contiguous()
+    coef, center_rows, in_grad_dir = coef.contiguous(), center_rows.contiguous(), in_grad_dir.contiguous()
+    grad_loss = grad_loss.to(coef.dtype).contiguous()
+    # Targets of pair n in the kernel's order: the context, then its K negatives -> (N, K+1).
+    targets = torch.cat([contexts.unsqueeze(1), negatives], dim=1)
+    in_ids, center_slot = _unique(centers, num_embeddings)
+    out_ids, target_slot = _unique(targets, num_embeddings)
+    in_rows = coef.new_empty(in_ids.numel(), d)
+    out_rows = coef.new_empty(out_ids.numel(), d)
+    _native.cpu().sgns_backward(
+        n, k, d, _native.dtype_code(coef.dtype, "sgns_loss"), _native.ptr(coef), _native.ptr(grad_loss),
+        _native.ptr(center_rows), _native.ptr(in_grad_dir), _native.ptr(center_slot), in_ids.numel(),
+        _native.ptr(target_slot), out_ids.numel(), _native.ptr(in_rows), _native.ptr(out_rows))
+    return in_ids, in_rows, out_ids, out_rows
+
+
+@_sgns_bwd.register_fake
+def _sgns_bwd_fake(coef, grad_loss, center_rows, in_grad_dir, centers, contexts, negatives, num_embeddings):
+    # How many distinct ids a batch touches is known only from the data.
+    ctx = torch.library.get_ctx()
+    u_in, u_out = ctx.new_dynamic_size(), ctx.new_dynamic_size()
+    d = center_rows.shape[1]
+    return (centers.new_empty(u_in), coef.new_empty(u_in, d), centers.new_empty(u_out), coef.new_empty(u_out, d))
+
+
+def _rows_to_grad(ids: torch.Tensor, rows: torch.Tensor, shape: tuple, sparse: bool) -> torch.Tensor:
+    if sparse:
+        # ids are sorted and unique (sgns_unique), so the tensor is coalesced by construction.
+        return torch.sparse_coo_tensor(ids.unsqueeze(0), rows, shape, is_coalesced=True,
+                                       check_invariants=False)
+    return torch.zeros(shape, dtype=rows.dtype, device=rows.device).index_add_(0, ids, rows)
+
+
+def _setup_context(ctx, inputs, output):
+    in_weight, out_weight, centers, contexts, negatives, need_backward, sparse_in, sparse_out = inputs
+    _loss, coef, center_rows, in_grad_dir = output
+    # The weights themselves are not saved: the backward needs only these per-pair buffers.
+    ctx.save_for_backward(centers, contexts, negatives, coef, center_rows, in_grad_dir)
+    ctx.sparse_in, ctx.sparse_out = sparse_in, sparse_out
+    ctx.weight_shape = tuple(in_weight.shape)
+
+
+def _backward(ctx, grad_loss, _grad_coef, _grad_center_rows, _grad_in_grad_dir):
+    # Only the per-pair loss is differentiable; the other outputs are internal buffers, their gradients ignored.
+    centers, contexts, negatives, coef, center_rows, in_grad_dir = ctx.saved_tensors
+    grad_in = grad_out = None
+    if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+        in_ids, in_rows, out_ids, out_rows = torch.ops.pyfast.sgns_bwd(
+            coef, grad_loss, center_rows, in_grad_dir, centers, contexts, negatives, ctx.weight_shape[0])
+        if ctx.needs_input_grad[0]:
+            grad_in = _rows_to_grad(in_ids, in_rows, ctx.weight_shape, ctx.sparse_in)
+        if ctx.needs_input_grad[1]:
+            grad_out = _rows_to_grad(out_ids, out_rows, ctx.weight_shape, ctx.sparse_out)
+    return grad_in, grad_out, None, None, None, None, None, None
+
+
+_sgns_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+# ---- public API ---------------------------------------------------------------------------------------------------
+def _sgns_loss(in_weight, out_weight, centers, contexts, negatives, reduction, sparse_in, sparse_out):
+    _check_inputs("sgns_loss", in_weight, out_weight, centers, contexts, negatives)
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"sgns_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    # The backward's buffers cost 2 N D floats: only build them when a gradient can be asked for.
+    need_backward = torch.is_grad_enabled() and (in_weight.requires_grad or out_weight.requires_grad)
+    loss = torch.ops.pyfast.sgns_fwd(in_weight, out_weight, centers, contexts, negatives, need_backward,
+                                     bool(sparse_in), bool(sparse_out))[0]
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    if reduction == "sum":
+        return total
+    return total / max(centers.shape[0], 1)  # an empty batch gives a zero loss, not NaN
+
+
+def advise_hugepages(weight: torch.Tensor) -> int:
+    """Ask Linux to back a large CPU tensor with transparent huge pages (madvise MADV_HUGEPAGE + MADV_COLLAPSE).
+
+    Embedding tables are read a random row at a time; with 4 KiB pages nearly every row misses the TLB (a page
+    walk, twice as deep in a VM). SkipGramNS does this for its tables. Returns the bytes advised (0 where the OS
+    does not support it or the tensor is smaller than a huge page). The data is not changed.
+    """
+    if not isinstance(weight, torch.Tensor) or weight.device.type != "cpu":
+        return 0
+    nbytes = weight.untyped_storage().nbytes()
+    return int(_native.cpu().sgns_advise_hugepages(weight.untyped_storage().data_ptr(), nbytes))
+
+
+def sgns_loss(in_weight: torch.Tensor, out_weight: torch.Tensor, centers: torch.Tensor, contexts: torch.Tensor,
+              negatives: torch.Tensor, reduction: str = "mean", sparse: bool = False) -> torch.Tensor:
+    """Skip-gram negative-sampling loss, fused forward and backward in native code.
+
+    loss_n = -[log s(u_c . v_ctx) + sum_k log s(-u_c . v_neg_k)] with u = in_weight[centers[n]],
+    v = out_weight[...]; reduced like torch losses (``"mean"`` over pairs, ``"sum"``, ``"none"`` -> (N,)).
+
+    Args:
+        in_weight, out_weight: (V, D) float32 or float64, CPU. Usually ``nn.Embedding.weight``.
+        centers, contexts: (N,) int64 ids in [0, V).  negatives: (N, K) int64 ids in [0, V).
+        sparse: gradients as coalesced sparse COO tensors (like nn.Embedding(sparse=True)) instead of dense.
+
+    Ids outside [0, V) raise ValueError (checked in native code before anything is read). An empty batch gives
+    a zero loss (``"mean"`` too) and empty gradients.
+    """
+    return _sgns_loss(in_weight, out_weight, centers, contexts, negatives, reduction, sparse, sparse)
+
+
+class NoiseSampler:
+    """Draws negatives from the word2vec noise distribution count^exponent with an alias table (O(V) to build,
+    O(1) per draw) — the same table type as pyfast's word2vec trainer (csrc/common/alias_table.h).
+
+    Row r of a sample is keyed by (seed, r) through Philox: the same seed gives the same negatives whatever the
+    thread count. Build once and reuse; ``sample_negatives`` builds a fresh table per call.
+    """
+
+    def __init__(self, counts, exponent: float = 0.75):
+        counts = torch.as_tensor(counts)
+        if counts.dim() != 1 or counts.numel() == 0:
+            raise ValueError(f"sample_negatives: counts must be a non-empty 1-D sequence, got shape "
+                             f"{tuple(counts.shape)}")
+        if counts.is_complex() or counts.dtype == torch.bool:
+            raise TypeError(f"sample_negatives: counts must be real numbers, got {counts.dtype}")
+        counts = counts.detach().to("cpu", torch.float64).contiguous()
+        if not bool(torch.isfinite(counts).all()) or bool((counts < 0).any()):
+            raise ValueError("sample_negatives: counts must be finite and >= 0")
+        if not float(counts.sum()) > 0:
+            raise ValueError("sample_negatives: counts must have a positive entry")
+        exponent = float(exponent)
+        if not (exponent == exponent and abs(exponent) != float("inf")):
+            raise ValueError(f"sample_negatives: exponent must be finite, got {exponent}")
+        self.num_embeddings = counts.numel()
+        self.exponent = exponent
+        self._table = _native.cpu().SgnsNoiseSampler(_native.ptr(counts), counts.numel(), exponent)
+
+    def sample(self, num_rows: int, k: int, seed: int | None = None) -> torch.Tensor:
+        """(num_rows, k) int64 ids, each drawn independently with probability proportional to count^exponent."""
+        for name, val in (("num_rows", num_rows), ("k", k)):
+            if isinstance(val, bool) or not isinstance(val, int):
+                raise TypeError(f"sample_negatives: {name} must be an int, got {type(val).__name__}")
+            if val < 0:
+                raise ValueError(f"sample_negatives: {name} must be >= 0, got {val}")
+        seed = rng.check_seed(seed, "sample_negatives")
+        out = torch.empty(num_rows, k, dtype=torch.int64)
+        self._table.sample(_native.ptr(out), num_rows, k, seed)
+        return out
+
+
+def sample_negatives(counts, num_rows: int, k: int, exponent: float = 0.75, seed: int | None = None) -> torch.Tensor:
+    """(num_rows, k) int64 negatives drawn from counts^exponent (see NoiseSampler; O(V) table build per call)."""
+    return NoiseSampler(counts, exponent).sample(num_rows, k, seed)
+
+
+_KEEP_STREAM, _WINDOW_STREAM = 0x5B5A, 0x5B5B  # Philox streams of skipgram_pairs' two kinds of draws
+
+
+def skipgram_pairs(tokens, window: int, counts=None, sample: float = 1e-3, seed: int | None = None,
+                   shrink_window: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(centers, contexts) int64 pairs from a token stream, the way word2vec forms them.
+
+    Args:
+        tokens: a 1-D int tensor of ids, or a sequence of them (sentences; pairs never cross a boundary).
+        window: the largest distance between a center and its context (>= 1).
+        counts: (V,) id counts for subsampling; default: counted from ``tokens``.
+        sample: subsampling threshold s (word2vec's -sample); 0 keeps every token. A token of count c out of a
+            total T is kept with probability (sqrt(c / (s T)) + 1) s T / c, drawn per occurrence before windowing.
+        seed: keys every draw (Philox): the same seed gives the same pairs.
+        shrink_window: draw each center's window uniformly from [1, window] (word2vec's reduced window).
+
+    Pairs come out ordered by center position, then by offset (-window .. -1, 1 .. window). Memory is about
+    16 * 2 * window bytes per token (the candidate grid), so feed a large corpus in slices.
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"skipgram_pairs: window must be an int >= 1, got {window!r}")
+    sample = float(sample)
+    if not sample >= 0:
+        raise ValueError(f"skipgram_pairs: sample must be >= 0, got {sample}")
+    seed = rng.check_seed(seed, "skipgram_pairs")
+    if isinstance(tokens, torch.Tensor) and tokens.dim() == 1:
+        sentences: Sequence = [tokens]
+    else:
+        sentences = [torch.as_tensor(s) for s in tokens]
+    for s in sentences:
+        if s.dim() != 1 or (s.numel() and (s.is_floating_point() or s.is_complex() or s.dtype == torch.bool)):
+            raise ValueError("skipgram_pairs: tokens must be a 1-D integer tensor or a sequence of them")
+    lengths = torch.tensor([s.numel() for s in sentences], dtype=torch.int64)
+    tok = torch.cat([s.reshape(-1).to("cpu", torch.int64) for s in sentences]) if sentences else torch.empty(0, dtype=torch.int64)
+    seg = torch.repeat_interleave(torch.arange(len(sentences)), lengths)
+    if tok.numel() and int(tok.min()) < 0:
+        raise ValueError(f"skipgram_pairs: token ids must be >= 0, got {int(tok.min())}")
+    empty = torch.empty(0, dtype=torch.int64)
+    if tok.numel() == 0:
+        return empty, empty.clone()
+    if sample > 0:
+        if counts is None:
+            counts = torch.bincount(tok).to(torch.float64)
+        counts = torch.as_tensor(counts).to(torch.float64)
+        if counts.dim() != 1 or counts.numel() <= int(tok.max()):
+            raise ValueError(f"skipgram_pairs: counts must be 1-D with an entry for every token id (max id "
+                             f"{int(tok.max())}), got shape {tuple(counts.shape)}")
+        if bool((counts < 0).any()):
+            raise ValueError("skipgram_pairs: counts must be >= 0")
+        threshold = sample * float(counts.sum())
+        c = counts[tok].clamp_min(1e-300)  # a token that occurs has count >= 1; guards a user's zero
+        keep_prob = ((c / threshold).sqrt() + 1) * threshold / c
+        keep = rng.uniform(tok.numel(), seed, stream=_KEEP_STREAM).to(torch.float64) < keep_prob
+        tok, seg = tok[keep], seg[keep]
+    n = tok.numel()
+    if n == 0:
+        return empty, empty.clone()
+    if shrink_window:
+        reach = 1 + (rng.uniform(n, seed, stream=_WINDOW_STREAM) * window).long().clamp_max(window - 1)
+    else:
+        reach = torch.full((n,), window, dtype=torch.int64)
+    offsets = torch.cat([torch.arange(-window, 0), torch.arange(1, window + 1)])        # (2W,)
+    pos = torch.arange(n).unsqueeze(1) + offsets                                          # (n, 2W)
+    inside = (pos >= 0) & (pos < n) & (offsets.abs() <= reach.unsqueeze(1))
+    pos = pos.clamp(0, n - 1)
+    valid = inside & (seg[pos] == seg.unsqueeze(1))
+    centers = tok.unsqueeze(1).expand(n, offsets.numel())[valid]
+    contexts = tok[pos][valid]
+    return centers.contiguous(), contexts.contiguous()

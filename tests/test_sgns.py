@@ -1,0 +1,321 @@
+"""SGNS op (issue #6): loss and gradients against the float64 PyTorch reference, sparse/dense gradients with SGD and
+SparseAdam, duplicates, bad input, the noise sampler, the pair generator, opcheck, torch.compile and DDP."""
+import os
+
+import pytest
+import torch
+
+import pyfast
+from pyfast.nn import SkipGramNS
+from pyfast.ops import NoiseSampler, sample_negatives, sgns_loss, skipgram_pairs
+from pyfast.reference.sgns import sgns_loss_reference
+from helpers import assert_close
+
+
+def _problem(v, d, n, k, dtype, dup=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w_in = (torch.randn(v, d, generator=g, dtype=torch.float64) * 0.3).to(dtype)
+    w_out = (torch.randn(v, d, generator=g, dtype=torch.float64) * 0.3).to(dtype)
+    hi = min(v, 3) if dup else v  # dup: very few distinct ids, so every row accumulates many contributions
+    centers = torch.randint(0, hi, (n,), generator=g)
+    contexts = torch.randint(0, hi, (n,), generator=g)
+    negatives = torch.randint(0, hi, (n, k), generator=g)
+    return w_in, w_out, centers, contexts, negatives
+
+
+def _grads(fn, w_in, w_out, *ids, reduction="mean", **kw):
+    a = w_in.detach().clone().requires_grad_(True)
+    b = w_out.detach().clone().requires_grad_(True)
+    loss = fn(a, b, *ids, reduction=reduction, **kw)
+    weight = torch.linspace(0.5, 1.5, loss.numel(), dtype=loss.dtype).reshape(loss.shape)  # non-uniform upstream grad
+    (loss * weight).sum().backward()
+    ga = a.grad.to_dense() if a.grad.is_sparse else a.grad
+    gb = b.grad.to_dense() if b.grad.is_sparse else b.grad
+    return loss.detach(), ga, gb
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("v,d,n,k,dup", [
+    (1, 1, 1, 1, False), (37, 13, 29, 1, False), (101, 131, 67, 20, False), (50, 8, 64, 5, True),
+    (7, 33, 200, 20, True), (1000, 7, 3, 3, False)])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_matches_float64_reference(dtype, v, d, n, k, dup, sparse, reduction):
+    w_in, w_out, *ids = _problem(v, d, n, k, dtype, dup)
+    loss, ga, gb = _grads(sgns_loss, w_in, w_out, *ids, reduction=reduction, sparse=sparse)
+    rl, rga, rgb = _grads(sgns_loss_reference, w_in.double(), w_out.double(), *ids, reduction=reduction)
+    assert loss.dtype == dtype and ga.dtype == dtype
+    for name, got, want in (("loss", loss, rl), ("grad in_weight", ga, rga), ("grad out_weight", gb, rgb)):
+        # float32 sums of up to ~4000 terms: the tolerance scales with the largest value (error ~ eps * sum |terms|)
+        scale = max(1.0, float(want.abs().max())) if want.numel() else 1.0
+        tol = dict(atol=1e-12 * scale, rtol=1e-10) if dtype == torch.float64 else dict(atol=1e-4 * scale, rtol=1e-4)
+        assert_close(got, want, name=name, **tol)
+
+
+def test_float32_error_within_2x_of_torch_float32():
+    w_in, w_out, *ids = _problem(300, 100, 500, 20, torch.float32, dup=True)
+    _, ga, gb = _grads(sgns_loss, w_in, w_out, *ids, sparse=True)
+    _, ta, tb = _grads(sgns_loss_reference, w_in, w_out, *ids)
+    _, ra, rb = _grads(sgns_loss_reference, w_in.double(), w_out.double(), *ids)
+    for mine, torch32, ref in ((ga, ta, ra), (gb, tb, rb)):
+        assert (mine.double() - ref).abs().max() <= 2 * (torch32.double() - ref).abs().max() + 1e-7
+
+
+def test_sparse_gradient_is_coalesced_and_touches_only_used_rows():
+    w_in, w_out, c, x, ng = _problem(500, 16, 40, 5, torch.float32)
+    a = w_in.clone().requires_grad_(True)
+    b = w_out.clone().requires_grad_(True)
+    loss = sgns_loss(a, b, c, x, ng, sparse=True)
+    ga, gb = torch.autograd.grad(loss, (a, b), retain_graph=True)
+    assert ga.is_sparse and ga.is_coalesced() and gb.is_sparse and gb.is_coalesced()
+    loss.backward()  # AccumulateGrad re-wraps sparse grads (dropping the coalesced flag); the contents stay sorted
+    assert a.grad.is_sparse and b.grad.is_sparse
+    assert torch.equal(a.grad._indices()[0], torch.unique(c))
+    assert torch.equal(b.grad._indices()[0], torch.unique(torch.cat([x, ng.reshape(-1)])))
+
+
+def test_deterministic_across_thread_counts():
+    w_in, w_out, *ids = _problem(20, 24, 3000, 5, torch.float32, dup=True)
+    old = pyfast.get_num_threads()
+    try:
+        pyfast.set_num_threads(1)
+        one = _grads(sgns_loss, w_in, w_out, *ids)
+        pyfast.set_num_threads(2)
+        two = _grads(sgns_loss, w_in, w_out, *ids)
+    finally:
+        pyfast.set_num_threads(old)
+    for p, q in zip(one, two):
+        assert torch.equal(p, q)
+
+
+def test_empty_batch_gives_zero_loss_and_empty_gradients():
+    w_in = torch.randn(10, 4, requires_grad=True)
+    w_out = torch.randn(10, 4, requires_grad=True)
+    e = torch.empty(0, dtype=torch.int64)
+    loss = sgns_loss(w_in, w_out, e, e, torch.empty(0, 5, dtype=torch.int64), sparse=True)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert w_in.grad.is_sparse and w_in.grad._nnz() == 0 and w_out.grad._nnz() == 0
+    assert sgns_loss(w_in, w_out, e, e, torch.empty(0, 5, dtype=torch.int64), reduction="none").shape == (0,)
+
+
+def test_no_grad_forward_matches():
+    w_in, w_out, *ids = _problem(30, 10, 20, 3, torch.float64)
+    with torch.no_grad():
+        a = sgns_loss(w_in, w_out, *ids)
+    assert_close(a, sgns_loss_reference(w_in, w_out, *ids), atol=1e-12, rtol=1e-12, name="loss")
+
+
+@pytest.mark.parametrize("bad,where", [(-1, "center"), (10, "context"), (11, "negative")])
+def test_out_of_range_ids_raise_value_error(bad, where):
+    w_in, w_out = torch.randn(10, 4), torch.randn(10, 4)
+    c = torch.zeros(3, dtype=torch.int64)
+    x = torch.zeros(3, dtype=torch.int64)
+    ng = torch.zeros(3, 2, dtype=torch.int64)
+    {"center": c, "context": x, "negative": ng}[where].view(-1)[1] = bad
+    with pytest.raises(ValueError, match=rf"sgns_loss: {where} id {bad} at position 1 is outside \[0, 10\)"):
+        sgns_loss(w_in, w_out, c, x, ng)
+
+
+def test_bad_shapes_and_dtypes_raise_clear_errors():
+    w = torch.randn(10, 4)
+    i = torch.zeros(3, dtype=torch.int64)
+    ng = torch.zeros(3, 2, dtype=torch.int64)
+    with pytest.raises(ValueError, match="same shape"):
+        sgns_loss(w, torch.randn(10, 5), i, i, ng)
+    with pytest.raises(TypeError, match="same dtype"):
+        sgns_loss(w, w.double(), i, i, ng)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        sgns_loss(w.half(), w.half(), i, i, ng)
+    with pytest.raises(TypeError, match="centers must be int64"):
+        sgns_loss(w, w, i.int(), i, ng)
+    with pytest.raises(ValueError, match="contexts must have the shape of centers"):
+        sgns_loss(w, w, i, i[:2], ng)
+    with pytest.raises(ValueError, match=r"negatives must be 2-D \(N, K\) with N = 3"):
+        sgns_loss(w, w, i, i, ng[:2])
+    with pytest.raises(ValueError, match="2-D"):
+        sgns_loss(w[0], w[0], i, i, ng)
+    with pytest.raises(ValueError, match="reduction"):
+        sgns_loss(w, w, i, i, ng, reduction="avg")
+
+
+def test_weight_row_stride_slice_without_copy():
+    big = torch.randn(20, 12, dtype=torch.float64)
+    w_in, w_out = big[:, :7], big[:, 5:12]  # row stride 12, D = 7
+    _, _, *ids = _problem(20, 7, 15, 4, torch.float64, seed=3)
+    assert_close(sgns_loss(w_in, w_out, *ids), sgns_loss_reference(w_in, w_out, *ids), atol=1e-12, rtol=1e-12,
+                 name="loss")
+
+
+@pytest.mark.parametrize("opt_name", ["SGD", "SparseAdam"])
+def test_module_trains_like_plain_pytorch(opt_name):
+    from pyfast.reference.sgns import TorchSkipGramNS
+
+    v, d = 60, 9
+    ours, theirs = SkipGramNS(v, d, sparse=True, dtype=torch.float64), TorchSkipGramNS(v, d, dtype=torch.float64)
+    theirs.load_state_dict(ours.state_dict())
+    with torch.no_grad():  # out_embed starts at zero (word2vec); give it values so both gradients are non-trivial
+        ours.out_embed.weight.normal_()
+        theirs.out_embed.weight.copy_(ours.out_embed.weight)
+    make = (lambda p: torch.optim.SGD(p, lr=0.5)) if opt_name == "SGD" else (lambda p: torch.optim.SparseAdam(p, lr=0.05))
+    oa, ob = make(list(ours.parameters())), make(list(theirs.parameters()))
+    for step in range(4):
+        _, _, *ids = _problem(v, d, 50, 5, torch.float64, dup=step % 2 == 1, seed=step)
+        for model, opt in ((ours, oa), (theirs, ob)):
+            opt.zero_grad()
+            model(*ids).backward()
+            opt.step()
+    assert_close(ours.in_embed.weight, theirs.in_embed.weight, atol=1e-10, rtol=1e-10, name="in_embed")
+    assert_close(ours.out_embed.weight, theirs.out_embed.weight, atol=1e-10, rtol=1e-10, name="out_embed")
+
+
+def test_module_dense_mode_and_init():
+    m = SkipGramNS(30, 10, sparse=False)
+    assert isinstance(m.in_embed, torch.nn.Embedding) and not m.in_embed.sparse
+    w_in, w_out = m.in_embed.weight.detach(), m.out_embed.weight.detach()
+    assert float(w_in.abs().max()) <= 0.05 and float(w_out.abs().max()) == 0.0
+    _, _, *ids = _problem(30, 10, 8, 2, torch.float32)
+    m(*ids).backward()
+    assert not m.in_embed.weight.grad.is_sparse and m.in_embed.weight.grad.shape == (30, 10)
+
+
+def test_opcheck_forward_and_backward_ops():
+    from pyfast.ops import sgns as S
+
+    w_in, w_out, c, x, ng = _problem(17, 11, 13, 3, torch.float64, dup=True)
+    for sparse in (False, True):
+        torch.library.opcheck(torch.ops.pyfast.sgns_fwd.default,
+                              (w_in.requires_grad_(), w_out.requires_grad_(), c, x, ng, True, sparse, sparse))
+    _, coef, rows, dirs = S._sgns_fwd(w_in, w_out, c, x, ng, True, False, False)
+    torch.library.opcheck(torch.ops.pyfast.sgns_bwd.default, (coef, torch.rand(13, dtype=torch.float64), rows, dirs,
+                                                               c, x, ng, 17),
+                          test_utils=("test_schema", "test_faketensor"))
+
+
+def test_torch_compile_dense_step_matches_eager():
+    w_in, w_out, *ids = _problem(40, 12, 30, 4, torch.float32, seed=5)
+
+    def f(a, b, c, x, ng):
+        return sgns_loss(a, b, c, x, ng, sparse=False)
+
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+    a1, b1 = w_in.clone().requires_grad_(), w_out.clone().requires_grad_()
+    a2, b2 = w_in.clone().requires_grad_(), w_out.clone().requires_grad_()
+    l1, l2 = f(a1, b1, *ids), compiled(a2, b2, *ids)
+    l1.backward()
+    l2.backward()
+    assert_close(l2, l1, atol=1e-6, rtol=1e-6, name="loss")
+    assert_close(a2.grad, a1.grad, atol=1e-6, rtol=1e-6, name="grad in")
+    assert_close(b2.grad, b1.grad, atol=1e-6, rtol=1e-6, name="grad out")
+
+
+# ---- noise sampler ----------------------------------------------------------------------------------------------
+def test_sample_negatives_distribution_and_determinism():
+    counts = torch.tensor([0.0, 1.0, 10.0, 100.0, 1000.0])
+    s = sample_negatives(counts, 20000, 5, seed=7)
+    assert s.shape == (20000, 5) and s.dtype == torch.int64
+    assert torch.equal(s, sample_negatives(counts, 20000, 5, seed=7))
+    assert not torch.equal(s, sample_negatives(counts, 20000, 5, seed=8))
+    p = counts ** 0.75
+    p = p / p.sum()
+    freq = torch.bincount(s.reshape(-1), minlength=5).double() / s.numel()
+    assert freq[0] == 0
+    assert_close(freq, p.double(), atol=0.01, rtol=0.0, name="frequencies")
+    # rows are keyed by (seed, row): a prefix of a bigger draw is the smaller draw, whatever the thread count
+    old = pyfast.get_num_threads()
+    try:
+        pyfast.set_num_threads(1)
+        one = NoiseSampler(counts).sample(5000, 3, seed=1)
+    finally:
+        pyfast.set_num_threads(old)
+    assert torch.equal(NoiseSampler(counts).sample(9000, 3, seed=1)[:5000], one)
+
+
+def test_sample_negatives_bad_input():
+    with pytest.raises(ValueError, match="positive entry"):
+        sample_negatives(torch.zeros(4), 2, 2, seed=0)
+    with pytest.raises(ValueError, match=">= 0"):
+        sample_negatives(torch.tensor([1.0, -1.0]), 2, 2, seed=0)
+    with pytest.raises(ValueError, match="1-D"):
+        sample_negatives(torch.ones(2, 2), 2, 2, seed=0)
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        sample_negatives(torch.ones(3), 2, -1, seed=0)
+    assert sample_negatives(torch.ones(3), 0, 4, seed=0).shape == (0, 4)
+
+
+# ---- pair generator ------------------------------------------------------------------------------------------------
+def _pairs_by_hand(sentences, window):
+    out = []
+    for s in sentences:
+        for i in range(len(s)):
+            for off in list(range(-window, 0)) + list(range(1, window + 1)):
+                if 0 <= i + off < len(s):
+                    out.append((s[i], s[i + off]))
+    return out
+
+
+def test_skipgram_pairs_full_window_no_subsampling():
+    sentences = [[5, 6, 7, 8, 9], [1, 2], [3]]
+    c, x = skipgram_pairs([torch.tensor(s) for s in sentences], 2, sample=0, shrink_window=False, seed=0)
+    assert list(zip(c.tolist(), x.tolist())) == _pairs_by_hand(sentences, 2)
+
+
+def test_skipgram_pairs_shrunk_window_and_subsampling():
+    tokens = torch.randint(0, 50, (5000,), generator=torch.Generator().manual_seed(0))
+    c, x = skipgram_pairs(tokens, 5, seed=3, sample=0)
+    full = len(_pairs_by_hand([tokens.tolist()], 5))
+    assert 0.5 * full < c.numel() < 0.7 * full  # E[reach] = 3 of 5: about 60% of the pairs
+    c2, x2 = skipgram_pairs(tokens, 5, seed=3, sample=0)
+    assert torch.equal(c, c2) and torch.equal(x, x2)
+    # token 0 is made very frequent: subsampling must drop most of its occurrences
+    tokens[::2] = 0
+    cs, _ = skipgram_pairs(tokens, 2, sample=1e-3, seed=1, shrink_window=False)
+    cn, _ = skipgram_pairs(tokens, 2, sample=0, seed=1, shrink_window=False)
+    assert (cs == 0).sum() < 0.2 * (cn == 0).sum()
+    with pytest.raises(ValueError, match="window"):
+        skipgram_pairs(tokens, 0)
+
+
+# ---- DDP ----------------------------------------------------------------------------------------------------------
+def _ddp_worker(rank, world, port, sparse, result_path):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = SkipGramNS(40, 8, sparse=sparse)
+    with torch.no_grad():
+        model.out_embed.weight.normal_()
+    ddp = DDP(model)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.5)
+    g = torch.Generator().manual_seed(100 + rank)  # each rank its own batch
+    for _ in range(2):
+        c, x = torch.randint(0, 40, (16,), generator=g), torch.randint(0, 40, (16,), generator=g)
+        ng = torch.randint(0, 40, (16, 3), generator=g)
+        opt.zero_grad()
+        ddp(c, x, ng).backward()
+        opt.step()
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    gathered = [torch.empty_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    if rank == 0:
+        torch.save(gathered, result_path)
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_ddp_two_ranks_stay_identical(tmp_path, sparse):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = str(tmp_path / "params.pt")
+    mp.spawn(_ddp_worker, args=(2, port, sparse, path), nprocs=2, join=True)
+    a, b = torch.load(path)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, torch.zeros_like(a))
