@@ -1,1 +1,5 @@
 """pyfast.nn"""
+from .pooling import CLSPooling, MeanPooling, cls_pooling, mean_pooling
+from .transfer import TransferReport, embedding_from_word2vec
+
+__all__ = ["CLSPooling", "MeanPooling", "cls_pooling", "mean_pooling", "TransferReport", "embedding_from_word2vec"]

@@ -1,0 +1,146 @@
+"""The one place where pyfast.models reaches the pyfast kernels (attention, masking, word2vec).
+
+Every model, example and the demo import kernels from here and nowhere else. Each name is the pyfast kernel when
+it is present; the blocks marked FALLBACK stand in with the plain torch / gensim equivalent (same signature, same
+semantics) while the kernel's issue has not landed on main, and are deleted at merge.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ---- attention (#4) --------------------------------------------------------------------------------------------
+try:
+    from pyfast.ops import scaled_dot_product_attention
+except ImportError:  # FALLBACK until #4 lands: remove at merge
+    scaled_dot_product_attention = F.scaled_dot_product_attention
+
+try:
+    from pyfast.nn import MultiheadSelfAttention
+except ImportError:  # FALLBACK until #4 lands: remove at merge
+
+    class MultiheadSelfAttention(nn.Module):
+        """Batch-first self-attention on torch SDPA: x (B, L, E) -> (B, L, E); key_padding_mask (B, L), True = pad."""
+
+        def __init__(self, embed_dim, num_heads, num_kv_heads=None, bias=True, dropout=0.0, causal=False):
+            super().__init__()
+            num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+            if embed_dim % num_heads or num_heads % num_kv_heads:
+                raise ValueError(
+                    f"MultiheadSelfAttention: embed_dim {embed_dim} must divide by num_heads {num_heads}, "
+                    f"and num_heads by num_kv_heads {num_kv_heads}")
+            self.embed_dim, self.num_heads, self.num_kv_heads = embed_dim, num_heads, num_kv_heads
+            self.head_dim = embed_dim // num_heads
+            self.dropout, self.causal = dropout, causal
+            self.qkv_proj = nn.Linear(embed_dim, (num_heads + 2 * num_kv_heads) * self.head_dim, bias=bias)
+            self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+
+        def forward(self, x, key_padding_mask=None):
+            B, L, _ = x.shape
+            q, k, v = self.qkv_proj(x).split(
+                [self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim, self.num_kv_heads * self.head_dim],
+                dim=-1)
+            q = q.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)     # (B, H, L, D)
+            k = k.view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, L, D)
+            v = v.view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
+            mask = None
+            if key_padding_mask is not None:
+                mask = (~key_padding_mask.bool())[:, None, None, :]             # (B, 1, 1, L), True = attend
+                if self.causal:
+                    mask = mask & torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+                is_causal=self.causal and mask is None, enable_gqa=self.num_kv_heads != self.num_heads)
+            return self.out_proj(out.transpose(1, 2).reshape(B, L, self.embed_dim))
+
+
+# ---- masked-token sampling (#5) ---------------------------------------------------------------------------------
+try:
+    from pyfast.ops import gather_masked
+except ImportError:  # FALLBACK until #5 lands: remove at merge
+
+    def gather_masked(hidden, labels):
+        """hidden (B, L, H), labels (B, L) -> hidden at labels != -100 (M, H), those labels (M,)."""
+        chosen = labels != -100
+        return hidden[chosen], labels[chosen]
+
+try:
+    from pyfast.ops import mask_tokens
+except ImportError:  # FALLBACK until #5 lands: remove at merge
+
+    def mask_tokens(input_ids, *, mask_token_id, vocab_size, special_tokens_mask=None, special_token_ids=None,
+                    mlm_probability=0.15, mask_replace_prob=0.8, random_replace_prob=0.1, seed=None,
+                    word_starts=None, max_predictions=None):
+        """BERT's 80/10/10 masking in plain torch; random replacements avoid special ids (as pyfast's kernel)."""
+        gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ()).item()) if seed is None else seed)
+        special = torch.zeros_like(input_ids, dtype=torch.bool)
+        if special_tokens_mask is not None:
+            special |= special_tokens_mask.bool()
+        ids_excluded = torch.tensor(sorted(set(special_token_ids or [])), dtype=input_ids.dtype)
+        if ids_excluded.numel():
+            special |= torch.isin(input_ids, ids_excluded)
+        chosen = (torch.rand(input_ids.shape, generator=gen) < mlm_probability) & ~special
+        labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
+        draw = torch.rand(input_ids.shape, generator=gen)
+        to_mask = chosen & (draw < mask_replace_prob)
+        to_random = chosen & (draw >= mask_replace_prob) & (draw < mask_replace_prob + random_replace_prob)
+        allowed = torch.ones(vocab_size, dtype=torch.bool)
+        allowed[ids_excluded[(ids_excluded >= 0) & (ids_excluded < vocab_size)].long()] = False
+        pool = torch.nonzero(allowed).flatten()
+        random_ids = pool[torch.randint(0, pool.numel(), input_ids.shape, generator=gen)].to(input_ids.dtype)
+        out = torch.where(to_mask, torch.full_like(input_ids, mask_token_id), input_ids)
+        out = torch.where(to_random, random_ids, out)
+        return out, labels
+
+try:
+    from pyfast.data import DataCollatorForLanguageModeling
+except ImportError:  # FALLBACK until #5 lands: remove at merge
+
+    class DataCollatorForLanguageModeling:
+        """HF-shaped collator over equal-or-ragged lists of ids (or dicts with input_ids), plain torch masking."""
+
+        def __init__(self, tokenizer, mlm=True, mlm_probability=0.15, mask_replace_prob=0.8, random_replace_prob=0.1,
+                     pad_to_multiple_of=None, return_tensors="pt", seed=None, whole_word_mask=False):
+            self.tokenizer, self.mlm, self.mlm_probability = tokenizer, mlm, mlm_probability
+            self.mask_replace_prob, self.random_replace_prob = mask_replace_prob, random_replace_prob
+            self.pad_to_multiple_of = pad_to_multiple_of
+            self.generator = torch.Generator().manual_seed(0 if seed is None else seed)
+
+        def __call__(self, examples):
+            rows = [torch.as_tensor(e["input_ids"] if isinstance(e, dict) else e, dtype=torch.long) for e in examples]
+            width = max((len(r) for r in rows), default=0)
+            if self.pad_to_multiple_of:
+                width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+            pad_id = self.tokenizer.pad_token_id
+            input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+            attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for i, r in enumerate(rows):
+                input_ids[i, :len(r)] = r
+                attention_mask[i, :len(r)] = 1
+            if not self.mlm:
+                return {"input_ids": input_ids, "attention_mask": attention_mask,
+                        "labels": input_ids.masked_fill(attention_mask == 0, -100)}
+            seed = int(torch.randint(0, 2**62, (), generator=self.generator))
+            masked, labels = mask_tokens(
+                input_ids, mask_token_id=self.tokenizer.mask_token_id, vocab_size=len(self.tokenizer),
+                special_tokens_mask=attention_mask == 0, special_token_ids=self.tokenizer.all_special_ids,
+                mlm_probability=self.mlm_probability, mask_replace_prob=self.mask_replace_prob,
+                random_replace_prob=self.random_replace_prob, seed=seed)
+            return {"input_ids": masked, "attention_mask": attention_mask, "labels": labels}
+
+
+# ---- word2vec (#3) ----------------------------------------------------------------------------------------------
+try:
+    from pyfast import Word2Vec
+except ImportError:  # FALLBACK until #3 lands: remove at merge
+    try:
+        from gensim.models import Word2Vec
+    except ImportError:
+
+        class Word2Vec:
+            def __init__(self, *args, **kwargs):
+                raise ImportError("Word2Vec needs pyfast's word2vec (#3) or gensim; neither is installed")
+
+__all__ = ["scaled_dot_product_attention", "MultiheadSelfAttention", "gather_masked", "mask_tokens",
+           "DataCollatorForLanguageModeling", "Word2Vec"]
