@@ -35,9 +35,16 @@ def _cmd_bench(argv: list[str]) -> int:
     return bench_main(argv)
 
 
+def _cmd_demo(argv: list[str]) -> int:
+    from .demo import main as demo_main
+
+    return demo_main(argv)
+
+
 COMMANDS = {
     "info": (_cmd_info, "show how pyfast was built (version, SIMD, OpenMP, threads, CUDA)"),
     "bench": (_cmd_bench, "benchmark pyfast kernels against their peers"),
+    "demo": (_cmd_demo, "pretrain word2vec, BERT and GPT on a shipped corpus, fine-tune, compare (--quick: 1 min)"),
 }
 
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..nn.pooling import mean_pooling
 from ._kernels import MultiheadSelfAttention, gather_masked
 from .configuration import BertConfig
 from .modeling_utils import BaseModelOutput, MaskedLMOutput, ModelOutput, PreTrainedModel
@@ -158,7 +159,9 @@ def _mean_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 
 class BertForSequenceClassification(PreTrainedModel):
     """pooler (tanh(Linear(CLS))) -> dropout -> Linear. Loss as HF: MSE for num_labels == 1, cross-entropy for
-    integer labels (-100 ignored), BCE-with-logits for float multi-label targets."""
+    integer labels (-100 ignored), BCE-with-logits for float multi-label targets. With config.classifier_pooling
+    "mean" the pooler reads the attention-masked mean of the tokens instead of [CLS] (as ModernBERT's option): an
+    MLM-pretrained encoder never trained its [CLS] vector, its token vectors it did."""
     config_class = BertConfig
     base_model_prefix = "bert"
 
@@ -172,7 +175,10 @@ class BertForSequenceClassification(PreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
         out = self.bert(input_ids, attention_mask, token_type_ids)
-        logits = self.classifier(self.dropout(out.pooler_output))  # (B, num_labels)
+        pooled = out.pooler_output                                  # (B, H)
+        if self.config.classifier_pooling == "mean":
+            pooled = torch.tanh(self.bert.pooler(mean_pooling(out.last_hidden_state, attention_mask)))
+        logits = self.classifier(self.dropout(pooled))              # (B, num_labels)
         loss = None
         if labels is not None:
             loss = self._loss(logits, labels)

@@ -65,6 +65,7 @@ class BertConfig(_ConfigBase):
     num_labels: int = 2
     problem_type: str | None = None      # "regression" | "single_label_classification" | "multi_label_classification"
     classifier_dropout: float | None = None
+    classifier_pooling: str = "cls"      # "cls" (BERT's pooler on [CLS]) or "mean" (mean over attention_mask)
     sparse_prediction: bool = True       # MLM head runs only on labelled positions when labels are given
     tie_word_embeddings: bool = True
 
@@ -72,6 +73,8 @@ class BertConfig(_ConfigBase):
 
     def __post_init__(self):
         self._check_heads(self.hidden_size, self.num_attention_heads, None)
+        if self.classifier_pooling not in ("cls", "mean"):
+            raise ValueError(f"BertConfig: classifier_pooling must be 'cls' or 'mean', got {self.classifier_pooling!r}")
         if self.vocab_size <= 0 or self.num_labels <= 0:
             raise ValueError(f"BertConfig: vocab_size and num_labels must be positive, got {self.vocab_size}, "
                              f"{self.num_labels}")
