@@ -77,6 +77,7 @@ class BertLayer(nn.Module):
 class BertModel(PreTrainedModel):
     """The encoder. Output: last_hidden_state (B, L, H) (also as .hidden_states) and pooler_output (B, H)."""
     config_class = BertConfig
+    base_model_prefix = "bert"  # so a head model's checkpoint ("bert.*") loads into the bare encoder
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
         super().__init__(config)

@@ -38,6 +38,7 @@ class GPTBlock(nn.Module):
 class GPTModel(PreTrainedModel):
     """The decoder stack. Output: last_hidden_state (B, L, E) after the final LayerNorm (also .hidden_states)."""
     config_class = GPTConfig
+    base_model_prefix = "transformer"  # so a GPTLMHeadModel checkpoint loads into the bare decoder
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)

@@ -50,7 +50,8 @@ class MaskedLMOutput(ModelOutput):
 
 class PreTrainedModel(nn.Module):
     config_class = None
-    base_model_prefix = ""      # attribute holding the encoder in head models ("bert", "transformer")
+    base_model_prefix = ""      # attribute holding the encoder in head models ("bert", "transformer"); bare
+                                # encoders name it too, so checkpoints move between the two
     _tied_keys: tuple = ()      # state-dict keys that alias another parameter when weights are tied
 
     def __init__(self, config):

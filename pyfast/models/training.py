@@ -71,6 +71,7 @@ class LossLog:
 
     def smoothed(self, first: bool, window: int = 10) -> float:
         """Mean loss over the first or last `window` logged steps (a single step is too noisy to compare)."""
+        window = max(1, min(window, len(self.rows) // 4))  # short runs: a quarter of the steps at each end
         values = self.losses()[:window] if first else self.losses()[-window:]
         return float(np.mean(values)) if values else float("nan")
 
