@@ -2,7 +2,36 @@
 
 Public names only; see README.md for what works today.
 """
-from ._info import get_num_threads, info, set_num_threads
+import os as _os
+
+
+def _use_installed_native_modules() -> None:
+    """Let `python -m pyfast` and `python -m pytest` work from the repository root after `pip install .`.
+
+    Run from a checkout, Python imports this source folder, which has no compiled `_C` (unless built in place
+    with .ci/dev-build). Then the compiled modules of the installed distribution are added to this package's
+    search path, so `pyfast._C` resolves to site-packages while the Python files come from the checkout.
+    """
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    if any(name.startswith("_C.") for name in _os.listdir(here)):
+        return
+    try:
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        dist = distribution("pyfast")
+    except (ImportError, PackageNotFoundError):
+        return
+    for f in dist.files or []:
+        if len(f.parts) == 2 and f.parts[0] == "pyfast" and f.name.startswith("_C."):
+            installed = _os.path.dirname(_os.path.abspath(str(dist.locate_file(f))))
+            if installed != here and installed not in __path__:
+                __path__.append(installed)
+            return
+
+
+_use_installed_native_modules()
+
+from ._info import get_num_threads, info, set_num_threads  # noqa: E402
 
 try:
     from importlib.metadata import version as _version
