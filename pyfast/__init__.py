@@ -40,4 +40,6 @@ try:
 except Exception:  # running from a source tree without an installed distribution
     __version__ = info()["version"]
 
-__all__ = ["__version__", "info", "set_num_threads", "get_num_threads"]
+from . import models, nn  # noqa: E402  (pyfast.models.BertForMaskedLM, pyfast.nn.MeanPooling, ...)
+
+__all__ = ["__version__", "info", "set_num_threads", "get_num_threads", "models", "nn"]

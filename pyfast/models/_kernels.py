@@ -3,22 +3,37 @@
 Every model, example and the demo import kernels from here and nowhere else. Each name is the pyfast kernel when
 it is present; the blocks marked FALLBACK stand in with the plain torch / gensim equivalent (same signature, same
 semantics) while the kernel's issue has not landed on main, and are deleted at merge.
+Imports name the defining modules (pyfast.word2vec, pyfast.nn.attention, ...), not the package roots, so they
+never depend on the order of the imports in pyfast/__init__.py.
 """
 from __future__ import annotations
+
+import importlib
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+
+def _landed(module: str, name: str):  # FALLBACK until #3, #4, #5 land: remove at merge (use plain imports)
+    """The kernel's public object, or None while its issue has not landed (module or name absent). An error raised
+    inside a module that does exist propagates: a broken kernel must fail loudly, not fall back silently."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return None
+        raise
+    return getattr(mod, name, None)
+
+
 # ---- attention (#4) --------------------------------------------------------------------------------------------
-try:
-    from pyfast.ops import scaled_dot_product_attention
-except ImportError:  # FALLBACK until #4 lands: remove at merge
+scaled_dot_product_attention = _landed("pyfast.ops", "scaled_dot_product_attention")
+if scaled_dot_product_attention is None:  # FALLBACK until #4 lands: remove at merge
     scaled_dot_product_attention = F.scaled_dot_product_attention
 
-try:
-    from pyfast.nn import MultiheadSelfAttention
-except ImportError:  # FALLBACK until #4 lands: remove at merge
+MultiheadSelfAttention = _landed("pyfast.nn.attention", "MultiheadSelfAttention")
+if MultiheadSelfAttention is None:  # FALLBACK until #4 lands: remove at merge
 
     class MultiheadSelfAttention(nn.Module):
         """Batch-first self-attention on torch SDPA: x (B, L, E) -> (B, L, E); key_padding_mask (B, L), True = pad."""
@@ -56,18 +71,16 @@ except ImportError:  # FALLBACK until #4 lands: remove at merge
 
 
 # ---- masked-token sampling (#5) ---------------------------------------------------------------------------------
-try:
-    from pyfast.ops import gather_masked
-except ImportError:  # FALLBACK until #5 lands: remove at merge
+gather_masked = _landed("pyfast.ops", "gather_masked")
+if gather_masked is None:  # FALLBACK until #5 lands: remove at merge
 
     def gather_masked(hidden, labels):
         """hidden (B, L, H), labels (B, L) -> hidden at labels != -100 (M, H), those labels (M,)."""
         chosen = labels != -100
         return hidden[chosen], labels[chosen]
 
-try:
-    from pyfast.ops import mask_tokens
-except ImportError:  # FALLBACK until #5 lands: remove at merge
+mask_tokens = _landed("pyfast.ops", "mask_tokens")
+if mask_tokens is None:  # FALLBACK until #5 lands: remove at merge
 
     def mask_tokens(input_ids, *, mask_token_id, vocab_size, special_tokens_mask=None, special_token_ids=None,
                     mlm_probability=0.15, mask_replace_prob=0.8, random_replace_prob=0.1, seed=None,
@@ -93,9 +106,8 @@ except ImportError:  # FALLBACK until #5 lands: remove at merge
         out = torch.where(to_random, random_ids, out)
         return out, labels
 
-try:
-    from pyfast.data import DataCollatorForLanguageModeling
-except ImportError:  # FALLBACK until #5 lands: remove at merge
+DataCollatorForLanguageModeling = _landed("pyfast.data", "DataCollatorForLanguageModeling")
+if DataCollatorForLanguageModeling is None:  # FALLBACK until #5 lands: remove at merge
 
     class DataCollatorForLanguageModeling:
         """HF-shaped collator over equal-or-ragged lists of ids (or dicts with input_ids), plain torch masking."""
@@ -131,9 +143,8 @@ except ImportError:  # FALLBACK until #5 lands: remove at merge
 
 
 # ---- word2vec (#3) ----------------------------------------------------------------------------------------------
-try:
-    from pyfast import Word2Vec
-except ImportError:  # FALLBACK until #3 lands: remove at merge
+Word2Vec = _landed("pyfast.word2vec", "Word2Vec")
+if Word2Vec is None:  # FALLBACK until #3 lands: remove at merge
     try:
         from gensim.models import Word2Vec
     except ImportError:
