@@ -107,8 +107,9 @@ class GPTLMHeadModel(PreTrainedModel):
             if labels.shape != input_ids.shape:
                 raise ValueError(f"GPTLMHeadModel: labels shape {tuple(labels.shape)} != input_ids shape "
                                  f"{tuple(input_ids.shape)}")
-            shifted_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
-            loss = _mean_cross_entropy(shifted_logits, labels[:, 1:].reshape(-1))
+            # Shift the labels, not the logits: slicing logits[:, :-1] would copy the whole (B, L, V) tensor.
+            shifted_labels = F.pad(labels[:, 1:], (0, 1), value=-100)  # position t is scored on token t+1
+            loss = _mean_cross_entropy(logits.view(-1, logits.shape[-1]), shifted_labels.reshape(-1))
         return ModelOutput(loss=loss, logits=logits, hidden_states=hidden)
 
     @torch.no_grad()
