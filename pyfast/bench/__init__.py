@@ -5,6 +5,7 @@ from .harness import Case, CaseResult, Contender, machine_info, run_case, run_ca
 # name -> module path; each module defines `cases(quick: bool) -> list[Case]`.
 REGISTRY = {
     "machine": "pyfast.bench.machine",
+    "attention": "pyfast.bench.attention",
     "models": "pyfast.bench.models",
 }
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import importlib
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+
+from pyfast.nn.attention import MultiheadSelfAttention
+from pyfast.ops.attention import scaled_dot_product_attention
 
 
-def _landed(module: str, name: str):  # FALLBACK until #3, #4, #5 land: remove at merge (use plain imports)
+def _landed(module: str, name: str):  # FALLBACK until #3, #5 land: remove at merge (use plain imports)
     """The kernel's public object, or None while its issue has not landed (module or name absent). An error raised
     inside a module that does exist propagates: a broken kernel must fail loudly, not fall back silently."""
     try:
@@ -25,49 +26,6 @@ def _landed(module: str, name: str):  # FALLBACK until #3, #4, #5 land: remove a
             return None
         raise
     return getattr(mod, name, None)
-
-
-# ---- attention (#4) --------------------------------------------------------------------------------------------
-scaled_dot_product_attention = _landed("pyfast.ops", "scaled_dot_product_attention")
-if scaled_dot_product_attention is None:  # FALLBACK until #4 lands: remove at merge
-    scaled_dot_product_attention = F.scaled_dot_product_attention
-
-MultiheadSelfAttention = _landed("pyfast.nn.attention", "MultiheadSelfAttention")
-if MultiheadSelfAttention is None:  # FALLBACK until #4 lands: remove at merge
-
-    class MultiheadSelfAttention(nn.Module):
-        """Batch-first self-attention on torch SDPA: x (B, L, E) -> (B, L, E); key_padding_mask (B, L), True = pad."""
-
-        def __init__(self, embed_dim, num_heads, num_kv_heads=None, bias=True, dropout=0.0, causal=False):
-            super().__init__()
-            num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
-            if embed_dim % num_heads or num_heads % num_kv_heads:
-                raise ValueError(
-                    f"MultiheadSelfAttention: embed_dim {embed_dim} must divide by num_heads {num_heads}, "
-                    f"and num_heads by num_kv_heads {num_kv_heads}")
-            self.embed_dim, self.num_heads, self.num_kv_heads = embed_dim, num_heads, num_kv_heads
-            self.head_dim = embed_dim // num_heads
-            self.dropout, self.causal = dropout, causal
-            self.qkv_proj = nn.Linear(embed_dim, (num_heads + 2 * num_kv_heads) * self.head_dim, bias=bias)
-            self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-
-        def forward(self, x, key_padding_mask=None):
-            B, L, _ = x.shape
-            q, k, v = self.qkv_proj(x).split(
-                [self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim, self.num_kv_heads * self.head_dim],
-                dim=-1)
-            q = q.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)     # (B, H, L, D)
-            k = k.view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, L, D)
-            v = v.view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
-            mask = None
-            if key_padding_mask is not None:
-                mask = (~key_padding_mask.bool())[:, None, None, :]             # (B, 1, 1, L), True = attend
-                if self.causal:
-                    mask = mask & torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-                is_causal=self.causal and mask is None, enable_gqa=self.num_kv_heads != self.num_heads)
-            return self.out_proj(out.transpose(1, 2).reshape(B, L, self.embed_dim))
 
 
 # ---- masked-token sampling (#5) ---------------------------------------------------------------------------------

@@ -1,0 +1,145 @@
+"""Attention benchmark: pyfast's fused kernel vs torch SDPA (on the CPU it picks its flash kernel) vs a naive
+matmul-softmax, forward and forward+backward, fp32 and bf16, causal and not, in GFLOP/s beside the GEMM peak.
+FLOPs counted as 4 * B * H * L * S * D for the forward (halved when causal) and 2.5x that for the backward.
+Peak memory at long N is measured separately (`peak_memory`), each contender in a fresh subprocess.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from .harness import Case, Contender
+
+# (B, H, N, D, causal, dtype): the issue's acceptance shapes.
+SHAPES = [
+    (4, 8, 512, 64, True, torch.float32),
+    (4, 8, 512, 64, False, torch.float32),
+    (2, 8, 2048, 64, True, torch.float32),
+    (1, 12, 1024, 64, False, torch.float32),
+    (8, 12, 128, 64, False, torch.float32),
+    (4, 8, 512, 64, True, torch.bfloat16),
+]
+QUICK_SHAPES = [
+    (4, 8, 512, 64, True, torch.float32),
+    (8, 12, 128, 64, False, torch.float32),
+    (4, 8, 512, 64, True, torch.bfloat16),
+]
+
+
+def _naive(q, k, v, causal):
+    scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+    if causal:
+        n = q.shape[-2]
+        scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def _fwd_flops(b, h, n, d, causal):
+    return 4.0 * b * h * n * n * d * (0.5 if causal else 1.0)
+
+
+def _case(b, h, n, d, causal, dtype, backward, repeat):
+    from ..ops.attention import scaled_dot_product_attention as pyfast_sdpa
+    from ..reference.attention import scaled_dot_product_attention as reference
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(b, h, n, d, generator=g).to(dtype).requires_grad_(backward) for _ in range(3))
+    grad = torch.randn(b, h, n, d, generator=g).to(dtype)
+    fns = {
+        "pyfast": lambda: pyfast_sdpa(q, k, v, is_causal=causal),
+        "torch SDPA": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
+        "naive matmul-softmax": lambda: _naive(q, k, v, causal),
+    }
+
+    def timed(fn):
+        if not backward:
+            def run():
+                with torch.no_grad():
+                    fn()
+            return run
+
+        def run():
+            q.grad = k.grad = v.grad = None
+            fn().backward(grad)
+        return run
+
+    def check():  # outputs against the float64 reference on the first batch entry
+        with torch.no_grad():
+            expected = reference(q[:1], k[:1], v[:1], is_causal=causal)
+            got = pyfast_sdpa(q[:1], k[:1], v[:1], is_causal=causal).double()
+        tol = 2e-2 if dtype == torch.bfloat16 else 1e-4
+        err = (got - expected).abs().max().item()
+        if err > tol:
+            raise AssertionError(f"pyfast attention differs from the reference by {err}")
+
+    contenders = [Contender(name, timed(fn), check=check if name == "pyfast" else None) for name, fn in fns.items()]
+    flops = _fwd_flops(b, h, n, d, causal) * (3.5 if backward else 1.0)
+    kind = "fwd+bwd" if backward else "fwd"
+    name = f"{kind} B{b} H{h} N{n} D{d} {'causal' if causal else 'full'} {str(dtype).replace('torch.', '')}"
+    return Case(
+        bench="attention", name=name, contenders=contenders, work=flops * 1e-9, unit="GFLOP/s",
+        baseline="torch SDPA", repeat=repeat,
+        params={"B": b, "H": h, "N": n, "D": d, "causal": causal, "dtype": str(dtype), "backward": backward},
+        floor_note="compare with the GEMM peak of `python -m pyfast bench machine`",
+    )
+
+
+def cases(quick: bool = False) -> list[Case]:
+    shapes = QUICK_SHAPES if quick else SHAPES
+    repeat = 3 if quick else 7
+    out = []
+    for backward in (False, True):
+        for shape in shapes:
+            out.append(_case(*shape, backward=backward, repeat=repeat))
+    return out
+
+
+_MEMORY_SCRIPT = r"""
+import sys, torch, json
+import torch.nn.functional as F
+impl, n, h, d = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+
+def status_kib(field):
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+
+q, k, v = (torch.randn(1, h, n, d, requires_grad=True) for _ in range(3))
+grad = torch.randn(1, h, n, d)
+if impl == "pyfast":
+    from pyfast.ops.attention import scaled_dot_product_attention as fn
+elif impl == "torch SDPA":
+    fn = F.scaled_dot_product_attention
+else:
+    from pyfast.bench.attention import _naive
+    fn = lambda q, k, v, is_causal: _naive(q, k, v, is_causal)
+fn(q[:, :, :8], k[:, :, :8], v[:, :, :8], is_causal=True).sum().backward()  # load code paths first
+q.grad = k.grad = v.grad = None
+with open("/proc/self/clear_refs", "w") as fh:  # reset VmHWM (peak RSS) to the current RSS
+    fh.write("5")
+before = status_kib("VmRSS")
+fn(q, k, v, is_causal=True).backward(grad)
+peak = status_kib("VmHWM")
+print(json.dumps({"added_mib": (peak - before) / 1024.0}))
+"""
+
+
+def peak_memory(n: int = 8192, heads: int = 2, head_dim: int = 64,
+                contenders=("pyfast", "torch SDPA", "naive matmul-softmax")) -> dict:
+    """MiB that one causal fwd+bwd at (1, heads, n, head_dim) fp32 adds to the process's peak RSS: VmHWM is reset
+    through /proc/self/clear_refs just before the call (Linux), each contender in a fresh interpreter. Includes
+    the output and the three gradients (4 x n x heads x head_dim x 4 bytes = 16 MiB at the defaults)."""
+    result = {}
+    for impl in contenders:
+        proc = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, impl, str(n), str(heads), str(head_dim)],
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            result[impl] = f"failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"
+            continue
+        result[impl] = json.loads(proc.stdout.strip().splitlines()[-1])["added_mib"]
+    return result
