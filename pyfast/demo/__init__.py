@@ -14,7 +14,7 @@ import time
 
 SIZES = {
     # quick: a smoke run that still shows every stage learning something
-    True: dict(w2v_epochs=2, vocab=3000, bert_steps=60, gpt_steps=60, cls_steps=60, batch=32, seq=64,
+    True: dict(w2v_epochs=2, vocab=3000, bert_steps=150, gpt_steps=100, cls_steps=120, batch=32, seq=64,
                hidden=64, layers=2, heads=4, repeat=3),
     False: dict(w2v_epochs=5, vocab=4000, bert_steps=400, gpt_steps=300, cls_steps=120, batch=32, seq=64,
                 hidden=128, layers=2, heads=4, repeat=5),
