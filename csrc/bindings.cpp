@@ -16,6 +16,7 @@
 #include "common/parallel.h"
 #include "common/philox.h"
 #include "common/simd.h"
+#include "word2vec/word2vec.h"
 
 namespace py = pybind11;
 
@@ -96,7 +97,113 @@ void bind_common(py::module_& m) {
 // ================================================================================================
 // word2vec (issue #3)
 // ================================================================================================
-void bind_word2vec(py::module_& m) { (void)m; }
+// A vector's bytes as Python bytes (numpy.frombuffer on the Python side; keeps numpy headers out of the build).
+template <typename T>
+py::bytes raw_bytes(const std::vector<T>& v) {
+  return py::bytes(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+void bind_word2vec(py::module_& m) {
+  namespace w2v = pyfast::w2v;
+  // -> (words: list[bytes], counts: int64 bytes, total_words, sentences)
+  m.def(
+      "w2v_count_file",
+      [](const std::string& path, int64_t max_vocab_size, int workers) {
+        w2v::VocabCounts vc;
+        {
+          py::gil_scoped_release nogil;
+          vc = w2v::count_corpus_file(path, max_vocab_size, workers);
+        }
+        py::list words;
+        for (const auto& w : vc.words) words.append(py::bytes(w));
+        return py::make_tuple(words, raw_bytes(vc.counts), vc.total_words, vc.sentences);
+      },
+      py::arg("path"), py::arg("max_vocab_size"), py::arg("workers"));
+
+  // -> (ids: int32 bytes, sentence_offsets: int64 bytes, raw_words)
+  m.def(
+      "w2v_read_file",
+      [](const std::string& path, const std::vector<std::string>& vocab, int workers) {
+        w2v::CorpusIds c;
+        {
+          py::gil_scoped_release nogil;
+          c = w2v::read_corpus_ids(path, vocab, workers);
+        }
+        return py::make_tuple(raw_bytes(c.ids), raw_bytes(c.sentence_offsets), c.raw_words);
+      },
+      py::arg("path"), py::arg("vocab"), py::arg("workers"));
+
+  // One epoch; arrays arrive as data pointers (validated and kept alive by pyfast/word2vec.py).
+  // noise_weights: float64 (vocab_size,) = count^ns_exponent. Returns (loss, trained_words, pairs).
+  m.def(
+      "w2v_train_epoch",
+      [](std::uintptr_t syn0, std::uintptr_t syn1neg, int64_t vocab_size, int dim, std::uintptr_t ids, int64_t n_ids,
+         std::uintptr_t offsets, int64_t n_sentences, std::uintptr_t keep_prob, std::uintptr_t noise_weights, int sg,
+         int cbow_mean, int negative, int window, int shrink_windows, int shared_negatives, int workers,
+         int compute_loss, double alpha0, double min_alpha, int64_t total_words, std::uintptr_t words_done,
+         uint64_t seed, uint64_t epoch) {
+        PYFAST_CHECK_ARG(vocab_size > 0, "word2vec", "vocab_size must be > 0");
+        const double* weights = as_ptr<const double>(noise_weights);
+        pyfast::AliasTable noise(std::vector<double>(weights, weights + vocab_size));
+        w2v::TrainParams p;
+        p.syn0 = as_ptr<float>(syn0);
+        p.syn1neg = as_ptr<float>(syn1neg);
+        p.vocab_size = vocab_size;
+        p.dim = dim;
+        p.ids = as_ptr<const int32_t>(ids);
+        p.n_ids = n_ids;
+        p.sentence_offsets = as_ptr<const int64_t>(offsets);
+        p.n_sentences = n_sentences;
+        p.keep_prob = as_ptr<const float>(keep_prob);
+        p.noise = &noise;
+        p.sg = sg;
+        p.cbow_mean = cbow_mean;
+        p.negative = negative;
+        p.window = window;
+        p.shrink_windows = shrink_windows;
+        p.shared_negatives = shared_negatives;
+        p.workers = workers;
+        p.compute_loss = compute_loss;
+        p.alpha0 = static_cast<float>(alpha0);
+        p.min_alpha = static_cast<float>(min_alpha);
+        p.total_words = total_words;
+        p.words_done = as_ptr<int64_t>(words_done);
+        p.seed = seed;
+        p.epoch = epoch;
+        w2v::EpochResult r;
+        {
+          py::gil_scoped_release nogil;
+          r = w2v::train_epoch(p);
+        }
+        return py::make_tuple(r.loss, r.trained_words, r.pairs);
+      },
+      py::arg("syn0"), py::arg("syn1neg"), py::arg("vocab_size"), py::arg("dim"), py::arg("ids"), py::arg("n_ids"),
+      py::arg("offsets"), py::arg("n_sentences"), py::arg("keep_prob"), py::arg("noise_weights"), py::arg("sg"),
+      py::arg("cbow_mean"), py::arg("negative"), py::arg("window"), py::arg("shrink_windows"),
+      py::arg("shared_negatives"), py::arg("workers"), py::arg("compute_loss"), py::arg("alpha0"),
+      py::arg("min_alpha"), py::arg("total_words"), py::arg("words_done"), py::arg("seed"), py::arg("epoch"));
+
+  // One block update on given rows (tests compare it with pyfast/reference/word2vec.py). Returns the loss.
+  m.def(
+      "w2v_block_",
+      [](int sg, std::uintptr_t syn0, std::uintptr_t syn1neg, int64_t vocab_size, int dim,
+         std::vector<int32_t> contexts, std::vector<int32_t> targets, double alpha, int cbow_mean) {
+        PYFAST_CHECK_ARG(dim >= 1 && !contexts.empty() && !targets.empty(), "w2v_block_", "empty block");
+        for (int32_t id : contexts) PYFAST_CHECK_ARG(id >= 0 && id < vocab_size, "w2v_block_", "context id out of range");
+        for (int32_t id : targets) PYFAST_CHECK_ARG(id >= 0 && id < vocab_size, "w2v_block_", "target id out of range");
+        w2v::WindowScratch scratch;
+        const int B = static_cast<int>(contexts.size()), T = static_cast<int>(targets.size());
+        scratch.resize((B + 1) / 2, T - 1, dim);
+        py::gil_scoped_release nogil;
+        if (sg)
+          return w2v::sg_block(as_ptr<float>(syn0), as_ptr<float>(syn1neg), dim, contexts.data(), B, targets.data(), T,
+                               static_cast<float>(alpha), true, scratch);
+        return w2v::cbow_block(as_ptr<float>(syn0), as_ptr<float>(syn1neg), dim, contexts.data(), B, targets.data(), T,
+                               cbow_mean != 0, static_cast<float>(alpha), true, scratch);
+      },
+      py::arg("sg"), py::arg("syn0"), py::arg("syn1neg"), py::arg("vocab_size"), py::arg("dim"), py::arg("contexts"),
+      py::arg("targets"), py::arg("alpha"), py::arg("cbow_mean"));
+}
 
 // ================================================================================================
 // attention (issue #4)

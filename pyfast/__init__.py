@@ -34,6 +34,7 @@ _use_installed_native_modules()
 from ._info import get_num_threads, info, set_num_threads  # noqa: E402
 from .nn.attention import MultiheadSelfAttention  # noqa: E402
 from .ops.attention import attention_varlen, scaled_dot_product_attention  # noqa: E402
+from .word2vec import KeyedVectors, Word2Vec  # noqa: E402
 
 try:
     from importlib.metadata import version as _version
@@ -44,5 +45,7 @@ except Exception:  # running from a source tree without an installed distributio
 
 from . import models, nn  # noqa: E402  (pyfast.models.BertForMaskedLM, pyfast.nn.MeanPooling, ...)
 
-__all__ = ["__version__", "info", "set_num_threads", "get_num_threads", "scaled_dot_product_attention", "attention_varlen",
-           "MultiheadSelfAttention", "models", "nn"]
+__all__ = [
+    "__version__", "info", "set_num_threads", "get_num_threads", "scaled_dot_product_attention", "attention_varlen", "MultiheadSelfAttention", "Word2Vec", "KeyedVectors",
+    "models", "nn",
+]

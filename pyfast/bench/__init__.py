@@ -7,6 +7,7 @@ REGISTRY = {
     "machine": "pyfast.bench.machine",
     "attention": "pyfast.bench.attention",
     "models": "pyfast.bench.models",
+    "word2vec": "pyfast.bench.word2vec",
 }
 
 __all__ = ["Case", "CaseResult", "Contender", "REGISTRY", "machine_info", "run_case", "run_cases"]

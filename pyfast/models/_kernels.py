@@ -14,9 +14,10 @@ import torch
 
 from pyfast.nn.attention import MultiheadSelfAttention
 from pyfast.ops.attention import scaled_dot_product_attention
+from pyfast.word2vec import Word2Vec
 
 
-def _landed(module: str, name: str):  # FALLBACK until #3, #5 land: remove at merge (use plain imports)
+def _landed(module: str, name: str):  # FALLBACK until #5 lands: remove at merge (use plain imports)
     """The kernel's public object, or None while its issue has not landed (module or name absent). An error raised
     inside a module that does exist propagates: a broken kernel must fail loudly, not fall back silently."""
     try:
@@ -99,17 +100,6 @@ if DataCollatorForLanguageModeling is None:  # FALLBACK until #5 lands: remove a
                 random_replace_prob=self.random_replace_prob, seed=seed)
             return {"input_ids": masked, "attention_mask": attention_mask, "labels": labels}
 
-
-# ---- word2vec (#3) ----------------------------------------------------------------------------------------------
-Word2Vec = _landed("pyfast.word2vec", "Word2Vec")
-if Word2Vec is None:  # FALLBACK until #3 lands: remove at merge
-    try:
-        from gensim.models import Word2Vec
-    except ImportError:
-
-        class Word2Vec:
-            def __init__(self, *args, **kwargs):
-                raise ImportError("Word2Vec needs pyfast's word2vec (#3) or gensim; neither is installed")
 
 __all__ = ["scaled_dot_product_attention", "MultiheadSelfAttention", "gather_masked", "mask_tokens",
            "DataCollatorForLanguageModeling", "Word2Vec"]

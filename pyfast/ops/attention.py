@@ -9,7 +9,7 @@ j <= i); GQA (``enable_gqa``) maps q head h to kv head h // (Hq // Hkv); v's hea
 
 A query row whose mask allows no key returns 0 (and gradients 0) -- as torch's CPU flash kernel does; torch's
 math path returns NaN there. Float64 is not supported (float32, bfloat16 and float16 are; the 16-bit types accumulate in fp32).
-The mask gets no gradient. CUDA tensors raise: this kernel is CPU only.
+The mask gets no gradient. CUDA tensors run the CUDA kernels registered by ops/attention_cuda.py (issue #8).
 """
 from __future__ import annotations
 
@@ -162,8 +162,8 @@ def _check_tensors(op: str, **tensors: Tensor) -> None:
             raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dtype not in _DTYPE_CODES:
             raise TypeError(f"{op}: {name} has dtype {t.dtype}; supported dtypes are float32, bfloat16 and float16")
-        if t.device.type != "cpu":
-            raise RuntimeError(f"{op}: {name} is on {t.device}; pyfast attention runs on the CPU only")
+        if t.device.type not in ("cpu", "cuda"):
+            raise RuntimeError(f"{op}: {name} is on {t.device}; pyfast attention runs on CPU and CUDA tensors")
     for name, t in tensors.items():
         if t.dtype != first.dtype:
             raise TypeError(f"{op}: {name} has dtype {t.dtype} but {first_name} has {first.dtype}")
@@ -187,7 +187,8 @@ def _dropout_seed(dropout_p: float) -> int:
 def _float_mask(attn_mask: Tensor, s: int) -> Tensor:
     """A float32 additive version of attn_mask (its own shape) whose last dim is contiguous with size S."""
     if attn_mask.dtype == torch.bool:
-        m = torch.zeros(attn_mask.shape, dtype=torch.float32).masked_fill_(~attn_mask, float("-inf"))
+        m = torch.zeros(attn_mask.shape, dtype=torch.float32, device=attn_mask.device)
+        m = m.masked_fill_(~attn_mask, float("-inf"))
     else:
         m = attn_mask.detach().to(torch.float32)
     if m.dim() == 0:
@@ -245,8 +246,8 @@ def scaled_dot_product_attention(
     if attn_mask is not None:
         if not isinstance(attn_mask, Tensor):
             raise TypeError(f"{op}: attn_mask must be a torch.Tensor or None, got {type(attn_mask).__name__}")
-        if attn_mask.device.type != "cpu":
-            raise RuntimeError(f"{op}: attn_mask is on {attn_mask.device}; pyfast attention runs on the CPU only")
+        if attn_mask.device != query.device:
+            raise RuntimeError(f"{op}: attn_mask is on {attn_mask.device} but query is on {query.device}")
         if attn_mask.dtype != torch.bool and not attn_mask.is_floating_point():
             raise TypeError(f"{op}: attn_mask must be bool or floating point, got {attn_mask.dtype}")
         if squeeze_head and attn_mask.dim() > 2:
@@ -288,8 +289,8 @@ def attention_varlen(
     for name, cu in (("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)):
         if not isinstance(cu, Tensor) or cu.dtype != torch.int32 or cu.dim() != 1 or cu.numel() < 1:
             raise ValueError(f"{op}: {name} must be a 1-D int32 tensor of B + 1 prefix sums")
-        if cu.device.type != "cpu":
-            raise RuntimeError(f"{op}: {name} is on {cu.device}; pyfast attention runs on the CPU only")
+        if cu.device != q.device:
+            raise RuntimeError(f"{op}: {name} is on {cu.device} but q is on {q.device}")
     if cu_seqlens_q.numel() != cu_seqlens_k.numel():
         raise ValueError(f"{op}: cu_seqlens_q has {cu_seqlens_q.numel()} entries, cu_seqlens_k {cu_seqlens_k.numel()}")
     if k.shape[0] != v.shape[0] or k.shape[1] != v.shape[1]:

@@ -1,0 +1,543 @@
+// Fused attention on CUDA, forward and backward (FlashAttention-2's algorithm, our own code): the same params
+// structs and semantics as attention_cpu.cpp (causal top-left, additive float mask, GQA, varlen, Philox dropout
+// keyed exactly as the CPU kernel so both drop the same pairs). fp32, bf16 and fp16 storage; fp32 arithmetic.
+//
+// Status: compiled for sm_80 and sm_90, UNVERIFIED ON A GPU (no device was lent to the session that wrote it).
+// This is the correct-first version: CUDA-core FMAs, no tensor cores (mma.sync is the next step). Its speed
+// ceiling is therefore the fp32 FMA peak (~67 TFLOP/s on an H200 vs ~990 bf16 tensor-core), so expect it to
+// trail torch SDPA's flash backend by an order of magnitude for bf16; benchmarks/gpu_check.sh measures it.
+//
+// Layout of the work (one scheme for all three kernels, so they read alike):
+//   * a block of 4 warps owns 16 rows of one side (query rows in the forward and dQ kernels, key rows in the
+//     dK/dV kernel), 4 rows per warp, their fp32 accumulators in registers (lane owns dims lane, lane+32, ...);
+//   * it streams 32-row tiles of the other side through shared memory;
+//   * score phase: lane = the other side's row (32 dot products at once, no reduction needed; the shared
+//     tile's row stride is odd, so the 32 lanes hit 32 different banks);
+//   * accumulate phase: lane = output dim, the 32 probabilities broadcast by warp shuffles.
+// Nothing is accumulated by atomics: dQ and dK/dV are separate kernels (the dQ kernel recomputes the scores),
+// so results are deterministic.
+#include "attention/attention_cuda.h"
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <limits>
+
+#include "common/cuda_utils.cuh"
+#include "common/philox.h"
+
+namespace pyfast {
+namespace attention {
+namespace {
+
+using cuda::kFullWarp;
+using cuda::load_elem;
+using cuda::store_elem;
+using cuda::warp_max;
+using cuda::warp_sum;
+
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr int kRowsPerWarp = 4;
+constexpr int kOwnRows = kWarps * kRowsPerWarp;  // 16 rows owned by a block
+constexpr int kTile = 32;                        // rows of the streamed side per tile: one per lane
+constexpr int kDimsPerLane = static_cast<int>(kMaxHeadDim) / 32;  // 8 accumulator dims per lane at E = 256
+
+__host__ __device__ inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+__host__ __device__ inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+// Shared-memory row stride for tiles read with lane = row: odd, so 32 lanes reading column d of 32 rows touch
+// 32 distinct banks (an even stride like 64 would put every lane in the same bank).
+__host__ __device__ inline int odd_stride(int64_t dim) { return static_cast<int>(dim | 1); }
+
+struct SeqGeom {
+  int64_t q_len, kv_len, q_row0, k_row0;
+};
+
+__device__ inline SeqGeom seq_geom(const AttentionParams& p, int64_t b) {
+  SeqGeom g{p.q_len, p.kv_len, 0, 0};
+  if (p.cu_seqlens_q != nullptr) {
+    g.q_row0 = p.cu_seqlens_q[b];
+    g.k_row0 = p.cu_seqlens_k[b];
+    // Clamped to the declared maxima: the grid covers max_seqlen rows, and no read may go past the buffers.
+    g.q_len = imin(static_cast<int64_t>(p.cu_seqlens_q[b + 1]) - g.q_row0, p.q_len);
+    g.kv_len = imin(static_cast<int64_t>(p.cu_seqlens_k[b + 1]) - g.k_row0, p.kv_len);
+    g.q_len = imax(g.q_len, 0);
+    g.kv_len = imax(g.kv_len, 0);
+  }
+  return g;
+}
+
+// Element offset of (b, h, row 0 of this sequence), as attention_cpu.cpp's base_offset.
+__device__ inline int64_t base_offset(const Strided& t, const AttentionParams& p, int64_t b, int64_t h,
+                                      int64_t row0) {
+  return (p.cu_seqlens_q != nullptr ? row0 * t.row_stride : b * t.batch_stride) + h * t.head_stride;
+}
+__device__ inline int64_t lse_offset(const AttentionParams& p, int64_t b, int64_t h, int64_t row0) {
+  return (p.cu_seqlens_q != nullptr ? row0 : b * p.lse_batch_stride) + h * p.lse_head_stride;
+}
+
+// Dropout factor of pair (b, h, i, j): 0 or 1 / (1 - p). The keying is the CPU kernel's (attention_cpu.cpp,
+// dropout_factors): counter = ((b * Hq + h) * L + i) * ceil(S / 4) + j / 4, word j % 4, stream kDropoutStream,
+// with L, S the declared (max) lengths. One Philox per pair here (the CPU shares one across four keys); the
+// backward regenerates the same factors.
+__device__ inline float dropout_factor(const AttentionParams& p, int64_t b, int64_t h, int64_t i, int64_t j,
+                                       float keep_scale) {
+  const int64_t groups_per_row = (p.kv_len + 3) / 4;
+  const uint64_t counter = static_cast<uint64_t>(((b * p.q_heads + h) * p.q_len + i) * groups_per_row + j / 4);
+  const Philox4x32 r = philox_draw(p.seed, counter, kDropoutStream);
+  return uint_to_unit_float(cuda::philox_word(r.v, static_cast<int>(j % 4))) >= p.dropout_p ? keep_scale : 0.0f;
+}
+
+__device__ inline float keep_scale_of(const AttentionParams& p) {
+  return __fdiv_rn(1.0f, 1.0f - p.dropout_p);  // exact division whatever --use_fast_math says: as the CPU's
+}
+
+// Copies rows [row0, row0 + n) (n <= rows) of a strided (rows x dim) tensor into shared memory with row stride
+// `ld`, times `scale`; rows past n are zero-filled. Coalesced along dim.
+template <typename T>
+__device__ inline void load_tile(const T* base, int64_t row_stride, int64_t row0, int64_t n, int rows, int64_t dim,
+                                 float scale, float* dst, int ld) {
+  for (int idx = threadIdx.x; idx < rows * dim; idx += blockDim.x) {
+    const int r = idx / static_cast<int>(dim), d = idx % static_cast<int>(dim);
+    dst[r * ld + d] = r < n ? scale * load_elem(base + (row0 + r) * row_stride + d) : 0.0f;
+  }
+}
+
+// ---- forward ------------------------------------------------------------------------------------------------
+// grid (ceil(L / 16), Hq, B). Shared: q (16 x E, pre-scaled), k tile (32 x odd(E)), v tile (32 x Ev).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) attention_fwd_kernel(const AttentionParams p) {
+  const int64_t b = blockIdx.z, h = blockIdx.y, i0 = static_cast<int64_t>(blockIdx.x) * kOwnRows;
+  const SeqGeom seq = seq_geom(p, b);
+  if (i0 >= seq.q_len) return;
+  const int64_t kv_h = h / (p.q_heads / p.kv_heads);
+  const int64_t E = p.head_dim, Ev = p.value_dim, L = seq.q_len, S = seq.kv_len;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int k_ld = odd_stride(E);
+
+  extern __shared__ float smem[];
+  float* q_s = smem;                   // kOwnRows x E
+  float* k_s = q_s + kOwnRows * E;     // kTile x k_ld
+  float* v_s = k_s + kTile * k_ld;     // kTile x Ev
+
+  const T* qp = static_cast<const T*>(p.q.data) + base_offset(p.q, p, b, h, seq.q_row0);
+  const T* kp = static_cast<const T*>(p.k.data) + base_offset(p.k, p, b, kv_h, seq.k_row0);
+  const T* vp = static_cast<const T*>(p.v.data) + base_offset(p.v, p, b, kv_h, seq.k_row0);
+  const float* mask = p.mask.data == nullptr ? nullptr
+                                             : static_cast<const float*>(p.mask.data) + b * p.mask.batch_stride +
+                                                   h * p.mask.head_stride;
+  load_tile(qp, p.q.row_stride, i0, imin(kOwnRows, L - i0), kOwnRows, E, p.scale, q_s,
+            static_cast<int>(E));
+
+  float acc[kRowsPerWarp][kDimsPerLane];
+  float row_max[kRowsPerWarp], row_sum[kRowsPerWarp];
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+    row_max[rr] = -INFINITY;
+    row_sum[rr] = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kDimsPerLane; ++c) acc[rr][c] = 0.0f;
+  }
+  const bool dropout = p.dropout_p > 0.0f;
+  const float keep_scale = keep_scale_of(p);
+  // Causal: keys past the block's last row are invisible to all its rows.
+  const int64_t kv_end = p.is_causal ? imin(S, imin(L, i0 + kOwnRows)) : S;
+
+  for (int64_t j0 = 0; j0 < kv_end; j0 += kTile) {
+    const int64_t nk = imin(kTile, kv_end - j0);
+    __syncthreads();  // the previous tile is consumed
+    load_tile(kp, p.k.row_stride, j0, nk, kTile, E, 1.0f, k_s, k_ld);
+    load_tile(vp, p.v.row_stride, j0, nk, kTile, Ev, 1.0f, v_s, static_cast<int>(Ev));
+    __syncthreads();
+#pragma unroll
+    for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+      const int r = warp * kRowsPerWarp + rr;
+      const int64_t i = i0 + r;
+      if (i >= L) continue;  // warp-uniform
+      const int64_t j = j0 + lane;
+      const bool visible = lane < nk && (!p.is_causal || j <= i);
+      float s = -INFINITY;
+      if (visible) {
+        const float* qr = q_s + r * E;
+        const float* kr = k_s + lane * k_ld;
+        float dot = 0.0f;
+        for (int d = 0; d < E; ++d) dot = fmaf(qr[d], kr[d], dot);
+        s = dot + (mask != nullptr ? mask[i * p.mask.row_stride + j] : 0.0f);
+      }
+      const float new_max = fmaxf(row_max[rr], warp_max(s));
+      if (new_max == -INFINITY) continue;  // nothing visible yet in this row (warp-uniform)
+      const float rescale = __expf(row_max[rr] - new_max);  // 0 on the first visible tile
+      float prob = s == -INFINITY ? 0.0f : __expf(s - new_max);
+      row_sum[rr] = row_sum[rr] * rescale + warp_sum(prob);
+      row_max[rr] = new_max;
+      if (dropout && visible) prob *= dropout_factor(p, b, h, i, j, keep_scale);
+#pragma unroll
+      for (int c = 0; c < kDimsPerLane; ++c) acc[rr][c] *= rescale;
+      for (int jj = 0; jj < nk; ++jj) {
+        const float pj = __shfl_sync(kFullWarp, prob, jj);
+        const float* vr = v_s + jj * Ev;
+#pragma unroll
+        for (int c = 0; c < kDimsPerLane; ++c) {
+          const int d = lane + 32 * c;
+          if (d < Ev) acc[rr][c] = fmaf(pj, vr[d], acc[rr][c]);
+        }
+      }
+    }
+  }
+
+  T* op = static_cast<T*>(p.out.data) + base_offset(p.out, p, b, h, seq.q_row0);
+  float* lse = p.lse + lse_offset(p, b, h, seq.q_row0);
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+    const int64_t i = i0 + warp * kRowsPerWarp + rr;
+    if (i >= L) continue;
+    // A row whose mask allows no key: output 0, lse -inf (the CPU kernel's convention). NaN propagates.
+    const bool any = row_sum[rr] > 0.0f || isnan(row_sum[rr]);
+    const float inv = any ? 1.0f / row_sum[rr] : 0.0f;
+#pragma unroll
+    for (int c = 0; c < kDimsPerLane; ++c) {
+      const int d = lane + 32 * c;
+      if (d < Ev) store_elem(op + i * p.out.row_stride + d, acc[rr][c] * inv);
+    }
+    if (lane == 0) lse[i] = any ? row_max[rr] + logf(row_sum[rr]) : -INFINITY;
+  }
+}
+
+// ---- backward: dQ (and delta) ---------------------------------------------------------------------------------
+// grid (ceil(L / 16), Hq, B). Each warp first computes delta_i = rowsum(dout_i * out_i) for its rows and stores it
+// (the dK/dV kernel, launched after on the same stream, reads it). Then, like the forward, it streams K/V tiles:
+// P = exp(s - lse), dP = dout v^T, dS = P * (dP * keep - delta), dQ += dS k. dQ is written times scale.
+// Shared: q (16 x E, scaled), dout (16 x Ev), k tile (32 x odd(E)), v tile (32 x odd(Ev)).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) attention_bwd_dq_kernel(const AttentionBackwardParams bp, float* delta) {
+  const AttentionParams& p = bp.fwd;
+  const int64_t b = blockIdx.z, h = blockIdx.y, i0 = static_cast<int64_t>(blockIdx.x) * kOwnRows;
+  const SeqGeom seq = seq_geom(p, b);
+  if (i0 >= seq.q_len) return;
+  const int64_t kv_h = h / (p.q_heads / p.kv_heads);
+  const int64_t E = p.head_dim, Ev = p.value_dim, L = seq.q_len, S = seq.kv_len;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int k_ld = odd_stride(E), v_ld = odd_stride(Ev);
+
+  extern __shared__ float smem[];
+  float* q_s = smem;                    // kOwnRows x E
+  float* do_s = q_s + kOwnRows * E;     // kOwnRows x Ev
+  float* k_s = do_s + kOwnRows * Ev;    // kTile x k_ld
+  float* v_s = k_s + kTile * k_ld;      // kTile x v_ld
+
+  const T* qp = static_cast<const T*>(p.q.data) + base_offset(p.q, p, b, h, seq.q_row0);
+  const T* dop = static_cast<const T*>(bp.dout.data) + base_offset(bp.dout, p, b, h, seq.q_row0);
+  const T* op = static_cast<const T*>(p.out.data) + base_offset(p.out, p, b, h, seq.q_row0);
+  const T* kp = static_cast<const T*>(p.k.data) + base_offset(p.k, p, b, kv_h, seq.k_row0);
+  const T* vp = static_cast<const T*>(p.v.data) + base_offset(p.v, p, b, kv_h, seq.k_row0);
+  const float* lse_p = p.lse + lse_offset(p, b, h, seq.q_row0);
+  float* delta_p = delta + lse_offset(p, b, h, seq.q_row0);
+  const float* mask = p.mask.data == nullptr ? nullptr
+                                             : static_cast<const float*>(p.mask.data) + b * p.mask.batch_stride +
+                                                   h * p.mask.head_stride;
+  const int64_t n_rows = imin(kOwnRows, L - i0);
+  load_tile(qp, p.q.row_stride, i0, n_rows, kOwnRows, E, p.scale, q_s, static_cast<int>(E));
+  load_tile(dop, bp.dout.row_stride, i0, n_rows, kOwnRows, Ev, 1.0f, do_s, static_cast<int>(Ev));
+  __syncthreads();
+
+  float row_delta[kRowsPerWarp], row_lse[kRowsPerWarp], acc[kRowsPerWarp][kDimsPerLane];
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+    const int r = warp * kRowsPerWarp + rr;
+    const int64_t i = i0 + r;
+    float part = 0.0f;
+    if (i < L)
+      for (int d = lane; d < Ev; d += 32) part += do_s[r * Ev + d] * load_elem(op + i * p.out.row_stride + d);
+    row_delta[rr] = warp_sum(part);
+    // A fully masked row (lse -inf) has probabilities 0: +inf makes exp(s - lse) exactly 0.
+    const float l = i < L ? lse_p[i] : INFINITY;
+    row_lse[rr] = l == -INFINITY ? INFINITY : l;
+    if (i < L && lane == 0) delta_p[i] = row_delta[rr];
+#pragma unroll
+    for (int c = 0; c < kDimsPerLane; ++c) acc[rr][c] = 0.0f;
+  }
+  const bool dropout = p.dropout_p > 0.0f;
+  const float keep_scale = keep_scale_of(p);
+  const int64_t kv_end = p.is_causal ? imin(S, imin(L, i0 + kOwnRows)) : S;
+
+  for (int64_t j0 = 0; j0 < kv_end; j0 += kTile) {
+    const int64_t nk = imin(kTile, kv_end - j0);
+    __syncthreads();
+    load_tile(kp, p.k.row_stride, j0, nk, kTile, E, 1.0f, k_s, k_ld);
+    load_tile(vp, p.v.row_stride, j0, nk, kTile, Ev, 1.0f, v_s, v_ld);
+    __syncthreads();
+#pragma unroll
+    for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+      const int r = warp * kRowsPerWarp + rr;
+      const int64_t i = i0 + r;
+      if (i >= L) continue;
+      const int64_t j = j0 + lane;
+      const bool visible = lane < nk && (!p.is_causal || j <= i);
+      float ds = 0.0f;
+      if (visible) {
+        const float* qr = q_s + r * E;
+        const float* kr = k_s + lane * k_ld;
+        float s = 0.0f;
+        for (int d = 0; d < E; ++d) s = fmaf(qr[d], kr[d], s);
+        if (mask != nullptr) s += mask[i * p.mask.row_stride + j];
+        const float prob = s == -INFINITY ? 0.0f : __expf(s - row_lse[rr]);
+        const float* dor = do_s + r * Ev;
+        const float* vr = v_s + lane * v_ld;
+        float dp = 0.0f;
+        for (int d = 0; d < Ev; ++d) dp = fmaf(dor[d], vr[d], dp);
+        if (dropout) dp *= dropout_factor(p, b, h, i, j, keep_scale);
+        ds = prob * (dp - row_delta[rr]);
+      }
+      for (int jj = 0; jj < nk; ++jj) {
+        const float dsj = __shfl_sync(kFullWarp, ds, jj);
+        const float* kr = k_s + jj * k_ld;
+#pragma unroll
+        for (int c = 0; c < kDimsPerLane; ++c) {
+          const int d = lane + 32 * c;
+          if (d < E) acc[rr][c] = fmaf(dsj, kr[d], acc[rr][c]);
+        }
+      }
+    }
+  }
+
+  T* dqp = static_cast<T*>(bp.dq.data) + base_offset(bp.dq, p, b, h, seq.q_row0);
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+    const int64_t i = i0 + warp * kRowsPerWarp + rr;
+    if (i >= L) continue;
+#pragma unroll
+    for (int c = 0; c < kDimsPerLane; ++c) {
+      const int d = lane + 32 * c;
+      if (d < E) store_elem(dqp + i * bp.dq.row_stride + d, acc[rr][c] * p.scale);
+    }
+  }
+}
+
+// ---- backward: dK, dV -----------------------------------------------------------------------------------------
+// grid (ceil(S / 16), Hkv, B): a block owns 16 keys of one kv head and streams 32-query tiles of every q head
+// of its GQA group (so dK/dV sum over the group without atomics). Lane = query in the score phase.
+// dV += (P * keep)^T dout, dK += dS^T (scale q). Shared: own k (16 x E), own v (16 x Ev), q tile (32 x odd(E)),
+// dout tile (32 x odd(Ev)), lse and delta of the tile (32 each).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(const AttentionBackwardParams bp,
+                                                                      const float* delta) {
+  const AttentionParams& p = bp.fwd;
+  const int64_t b = blockIdx.z, kv_h = blockIdx.y, j0 = static_cast<int64_t>(blockIdx.x) * kOwnRows;
+  const SeqGeom seq = seq_geom(p, b);
+  if (j0 >= seq.kv_len) return;
+  const int64_t group = p.q_heads / p.kv_heads;
+  const int64_t E = p.head_dim, Ev = p.value_dim, L = seq.q_len, S = seq.kv_len;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int q_ld = odd_stride(E), do_ld = odd_stride(Ev);
+
+  extern __shared__ float smem[];
+  float* k_s = smem;                    // kOwnRows x E
+  float* v_s = k_s + kOwnRows * E;      // kOwnRows x Ev
+  float* q_s = v_s + kOwnRows * Ev;     // kTile x q_ld
+  float* do_s = q_s + kTile * q_ld;     // kTile x do_ld
+  float* lse_s = do_s + kTile * do_ld;  // kTile
+  float* delta_s = lse_s + kTile;       // kTile
+
+  const T* kp = static_cast<const T*>(p.k.data) + base_offset(p.k, p, b, kv_h, seq.k_row0);
+  const T* vp = static_cast<const T*>(p.v.data) + base_offset(p.v, p, b, kv_h, seq.k_row0);
+  const int64_t n_keys = imin(kOwnRows, S - j0);
+  load_tile(kp, p.k.row_stride, j0, n_keys, kOwnRows, E, 1.0f, k_s, static_cast<int>(E));
+  load_tile(vp, p.v.row_stride, j0, n_keys, kOwnRows, Ev, 1.0f, v_s, static_cast<int>(Ev));
+
+  float dk[kRowsPerWarp][kDimsPerLane], dv[kRowsPerWarp][kDimsPerLane];
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; ++rr)
+#pragma unroll
+    for (int c = 0; c < kDimsPerLane; ++c) dk[rr][c] = dv[rr][c] = 0.0f;
+  const bool dropout = p.dropout_p > 0.0f;
+  const float keep_scale = keep_scale_of(p);
+  // Causal: queries before this block's first key see none of its keys.
+  const int64_t i_begin = p.is_causal ? (j0 / kTile) * kTile : 0;
+
+  for (int64_t g = 0; g < group; ++g) {
+    const int64_t h = kv_h * group + g;
+    const T* qp = static_cast<const T*>(p.q.data) + base_offset(p.q, p, b, h, seq.q_row0);
+    const T* dop = static_cast<const T*>(bp.dout.data) + base_offset(bp.dout, p, b, h, seq.q_row0);
+    const float* lse_p = p.lse + lse_offset(p, b, h, seq.q_row0);
+    const float* delta_p = delta + lse_offset(p, b, h, seq.q_row0);
+    const float* mask = p.mask.data == nullptr ? nullptr
+                                               : static_cast<const float*>(p.mask.data) + b * p.mask.batch_stride +
+                                                     h * p.mask.head_stride;
+    for (int64_t i0 = i_begin; i0 < L; i0 += kTile) {
+      const int64_t nq = imin(kTile, L - i0);
+      __syncthreads();
+      load_tile(qp, p.q.row_stride, i0, nq, kTile, E, p.scale, q_s, q_ld);
+      load_tile(dop, bp.dout.row_stride, i0, nq, kTile, Ev, 1.0f, do_s, do_ld);
+      if (threadIdx.x < kTile) {
+        const int64_t i = i0 + threadIdx.x;
+        const float l = threadIdx.x < nq ? lse_p[i] : INFINITY;
+        lse_s[threadIdx.x] = l == -INFINITY ? INFINITY : l;
+        delta_s[threadIdx.x] = threadIdx.x < nq ? delta_p[i] : 0.0f;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+        const int r = warp * kRowsPerWarp + rr;
+        const int64_t j = j0 + r;
+        if (r >= n_keys) continue;  // warp-uniform
+        const int64_t i = i0 + lane;
+        const bool visible = lane < nq && (!p.is_causal || j <= i);
+        float prob_dropped = 0.0f, ds = 0.0f;
+        if (visible) {
+          const float* qr = q_s + lane * q_ld;
+          const float* kr = k_s + r * E;
+          float s = 0.0f;
+          for (int d = 0; d < E; ++d) s = fmaf(qr[d], kr[d], s);
+          if (mask != nullptr) s += mask[i * p.mask.row_stride + j];
+          const float prob = s == -INFINITY ? 0.0f : __expf(s - lse_s[lane]);
+          const float* dor = do_s + lane * do_ld;
+          const float* vr = v_s + r * Ev;
+          float dp = 0.0f;
+          for (int d = 0; d < Ev; ++d) dp = fmaf(dor[d], vr[d], dp);
+          const float f = dropout ? dropout_factor(p, b, h, i, j, keep_scale) : 1.0f;
+          prob_dropped = prob * f;
+          ds = prob * (dp * f - delta_s[lane]);
+        }
+        for (int ii = 0; ii < nq; ++ii) {
+          const float pi = __shfl_sync(kFullWarp, prob_dropped, ii);
+          const float dsi = __shfl_sync(kFullWarp, ds, ii);
+          const float* dor = do_s + ii * do_ld;
+          const float* qr = q_s + ii * q_ld;
+#pragma unroll
+          for (int c = 0; c < kDimsPerLane; ++c) {
+            const int d = lane + 32 * c;
+            if (d < Ev) dv[rr][c] = fmaf(pi, dor[d], dv[rr][c]);
+            if (d < E) dk[rr][c] = fmaf(dsi, qr[d], dk[rr][c]);
+          }
+        }
+      }
+    }
+  }
+
+  T* dkp = static_cast<T*>(bp.dk.data) + base_offset(bp.dk, p, b, kv_h, seq.k_row0);
+  T* dvp = static_cast<T*>(bp.dv.data) + base_offset(bp.dv, p, b, kv_h, seq.k_row0);
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+    const int r = warp * kRowsPerWarp + rr;
+    if (r >= n_keys) continue;
+    const int64_t j = j0 + r;
+#pragma unroll
+    for (int c = 0; c < kDimsPerLane; ++c) {
+      const int d = lane + 32 * c;
+      if (d < E) store_elem(dkp + j * bp.dk.row_stride + d, dk[rr][c]);
+      if (d < Ev) store_elem(dvp + j * bp.dv.row_stride + d, dv[rr][c]);
+    }
+  }
+}
+
+// ---- dropout mask (tests) ---------------------------------------------------------------------------------------
+__global__ void dropout_keep_mask_kernel(uint8_t* keep, AttentionParams p) {
+  const int64_t n = p.batch * p.q_heads * p.q_len * p.kv_len;
+  const float keep_scale = keep_scale_of(p);
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t j = idx % p.kv_len, row = idx / p.kv_len;
+    const int64_t i = row % p.q_len, bh = row / p.q_len;
+    keep[idx] = dropout_factor(p, bh / p.q_heads, bh % p.q_heads, i, j, keep_scale) != 0.0f ? 1 : 0;
+  }
+}
+
+// ---- host side --------------------------------------------------------------------------------------------------
+void check_params(const AttentionParams& p, const char* op) {
+  PYFAST_CHECK_ARG(p.batch >= 0 && p.q_len >= 0 && p.kv_len >= 0, op, "negative size");
+  PYFAST_CHECK_ARG(p.q_heads >= 1 && p.kv_heads >= 1 && p.q_heads % p.kv_heads == 0, op, "q heads (", p.q_heads,
+                   ") must be a multiple of kv heads (", p.kv_heads, ")");
+  PYFAST_CHECK_ARG(p.head_dim >= 1 && p.head_dim <= kMaxHeadDim && p.value_dim >= 1 && p.value_dim <= kMaxHeadDim,
+                   op, "head dims must be in [1, ", kMaxHeadDim, "], got ", p.head_dim, " and ", p.value_dim);
+  PYFAST_CHECK_ARG(p.dropout_p >= 0.0f && p.dropout_p < 1.0f, op, "dropout_p must be in [0, 1), got ", p.dropout_p);
+  PYFAST_CHECK_ARG(p.dtype == ElemType::kFloat32 || p.dtype == ElemType::kBFloat16 || p.dtype == ElemType::kFloat16,
+                   op, "dtype must be float32, bfloat16 or float16");
+  PYFAST_CHECK_ARG((p.cu_seqlens_q == nullptr) == (p.cu_seqlens_k == nullptr), op, "give both cu_seqlens or neither");
+  PYFAST_CHECK_ARG(p.cu_seqlens_q == nullptr || p.mask.data == nullptr, op, "varlen takes no mask");
+  PYFAST_CHECK_ARG(p.batch <= 65535 && p.q_heads <= 65535, op, "batch and heads must be <= 65535 on CUDA");
+}
+
+inline int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
+
+// Launches `kernel` with `smem` bytes of dynamic shared memory, raising the per-kernel limit above the default
+// 48 KiB when needed (E = 256 takes ~98 KiB; sm_80 allows 163 KiB, sm_90 227 KiB).
+template <typename Kernel, typename... Args>
+void launch(Kernel kernel, dim3 grid, size_t smem, cudaStream_t stream, const char* op, Args... args) {
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+  if (smem > 48 * 1024)
+    cuda::check_call(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+                     op, "cudaFuncSetAttribute(shared memory)");
+  kernel<<<grid, kThreads, smem, stream>>>(args...);
+  cuda::check_launch(op);
+}
+
+template <typename T>
+void fwd_impl(const AttentionParams& p, cudaStream_t stream) {
+  const int64_t E = p.head_dim, Ev = p.value_dim;
+  const size_t smem = sizeof(float) * (kOwnRows * E + kTile * odd_stride(E) + kTile * Ev);
+  const dim3 grid(static_cast<unsigned>(ceil_div(p.q_len, kOwnRows)), static_cast<unsigned>(p.q_heads),
+                  static_cast<unsigned>(p.batch));
+  launch(attention_fwd_kernel<T>, grid, smem, stream, "attention_fwd_cuda", p);
+}
+
+template <typename T>
+void bwd_impl(const AttentionBackwardParams& bp, float* delta, cudaStream_t stream) {
+  const AttentionParams& p = bp.fwd;
+  const int64_t E = p.head_dim, Ev = p.value_dim;
+  const size_t smem_dq =
+      sizeof(float) * (kOwnRows * E + kOwnRows * Ev + kTile * odd_stride(E) + kTile * odd_stride(Ev));
+  const dim3 grid_dq(static_cast<unsigned>(ceil_div(p.q_len, kOwnRows)), static_cast<unsigned>(p.q_heads),
+                     static_cast<unsigned>(p.batch));
+  launch(attention_bwd_dq_kernel<T>, grid_dq, smem_dq, stream, "attention_bwd_cuda (dq)", bp, delta);
+  const size_t smem_dkdv =
+      sizeof(float) * (kOwnRows * E + kOwnRows * Ev + kTile * odd_stride(E) + kTile * odd_stride(Ev) + 2 * kTile);
+  const dim3 grid_dkdv(static_cast<unsigned>(ceil_div(p.kv_len, kOwnRows)), static_cast<unsigned>(p.kv_heads),
+                       static_cast<unsigned>(p.batch));
+  // Keys nobody computes (none: every key row of every sequence is covered by the grid) would stay unwritten;
+  // a (B, Hkv, 0) problem launches nothing and leaves empty outputs empty.
+  launch(attention_bwd_dkdv_kernel<T>, grid_dkdv, smem_dkdv, stream, "attention_bwd_cuda (dk, dv)", bp,
+         static_cast<const float*>(delta));
+}
+
+}  // namespace
+
+void attention_fwd_cuda(const AttentionParams& params, std::uintptr_t stream) {
+  check_params(params, "attention_fwd_cuda");
+  const cudaStream_t s = cuda::as_stream(stream);
+  switch (params.dtype) {
+    case ElemType::kBFloat16: fwd_impl<__nv_bfloat16>(params, s); break;
+    case ElemType::kFloat16: fwd_impl<__half>(params, s); break;
+    default: fwd_impl<float>(params, s); break;
+  }
+}
+
+void attention_bwd_cuda(const AttentionBackwardParams& params, float* delta, std::uintptr_t stream) {
+  check_params(params.fwd, "attention_bwd_cuda");
+  const cudaStream_t s = cuda::as_stream(stream);
+  switch (params.fwd.dtype) {
+    case ElemType::kBFloat16: bwd_impl<__nv_bfloat16>(params, delta, s); break;
+    case ElemType::kFloat16: bwd_impl<__half>(params, delta, s); break;
+    default: bwd_impl<float>(params, delta, s); break;
+  }
+}
+
+void attention_dropout_keep_mask_cuda(uint8_t* keep, int64_t batch, int64_t heads, int64_t q_len, int64_t kv_len,
+                                      float dropout_p, uint64_t seed, std::uintptr_t stream) {
+  PYFAST_CHECK_ARG(dropout_p >= 0.0f && dropout_p < 1.0f, "attention_dropout_mask_cuda", "dropout_p must be in [0, 1)");
+  AttentionParams p;
+  p.batch = batch;
+  p.q_heads = heads;
+  p.q_len = q_len;
+  p.kv_len = kv_len;
+  p.dropout_p = dropout_p;
+  p.seed = seed;
+  const int64_t n = batch * heads * q_len * kv_len;
+  if (n == 0) return;
+  const unsigned blocks = static_cast<unsigned>(imin(ceil_div(n, 256), 65535));
+  dropout_keep_mask_kernel<<<blocks, 256, 0, cuda::as_stream(stream)>>>(keep, p);
+  cuda::check_launch("attention_dropout_mask_cuda");
+}
+
+}  // namespace attention
+}  // namespace pyfast

@@ -1,0 +1,22 @@
+// CUDA entry points of fused attention (issue #8): the same params structs as the CPU kernel (attention.h),
+// pointers to device memory, plus the stream as an integer. No CUDA includes, so bindings_cuda.cpp (a plain
+// C++ file) can call them. Status: compiled (sm_80, sm_90), unverified on a GPU.
+#pragma once
+#include <cstdint>
+
+#include "attention/attention.h"
+
+namespace pyfast {
+namespace attention {
+
+// Fills params.out and params.lse on `stream`. Throws std::invalid_argument on bad sizes, std::runtime_error
+// on a CUDA error.
+void attention_fwd_cuda(const AttentionParams& params, std::uintptr_t stream);
+// Fills dq, dk, dv. `delta` is float32 scratch laid out like lse (same strides): rowsum(dout * out).
+void attention_bwd_cuda(const AttentionBackwardParams& params, float* delta, std::uintptr_t stream);
+// The dropout keep mask as uint8 (B, H, L, S) contiguous, drawn on the GPU: tests compare it to the CPU's.
+void attention_dropout_keep_mask_cuda(uint8_t* keep, int64_t batch, int64_t heads, int64_t q_len, int64_t kv_len,
+                                      float dropout_p, uint64_t seed, std::uintptr_t stream);
+
+}  // namespace attention
+}  // namespace pyfast

@@ -1,0 +1,126 @@
+// word2vec trainer (skip-gram and CBOW with negative sampling): the params struct and the native entry points.
+// No Python or torch here: pointers and sizes only. Vocabulary building and the corpus reader live in vocab.cpp,
+// the epoch driver (threads, subsampling, windows, learning-rate schedule) in train_cpu.cpp, and the per-window
+// update kernels in skipgram_cpu.cpp / cbow_cpu.cpp. Semantics follow word2vec.c and gensim; where they differ
+// the choice is written next to the code.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/alias_table.h"
+
+namespace pyfast::w2v {
+
+// Longer sentences (lines) are trained as consecutive pieces of this many tokens, as gensim does; a window
+// never crosses a piece boundary. Bounds the per-thread buffers, so a 300k-token line is just 30 pieces.
+constexpr int64_t kMaxSentenceLen = 10000;
+
+// ---- vocabulary and corpus reading (vocab.cpp) ----------------------------------------------------------------
+// Tokens are maximal runs of bytes other than ASCII whitespace (space, \t, \n, \v, \f, \r); a newline ends a
+// sentence. Bytes are opaque: invalid UTF-8 is just another token.
+struct VocabCounts {
+  std::vector<std::string> words;  // sorted by count descending, ties by byte order (deterministic)
+  std::vector<int64_t> counts;
+  int64_t total_words = 0;         // every token read (before any pruning)
+  int64_t sentences = 0;           // non-empty lines
+};
+
+// Counts the tokens of a file, `workers` threads each on its own byte range. max_vocab_size > 0 prunes while
+// counting like word2vec.c's ReduceVocab: when a thread's table passes the limit, words with count <= r are
+// dropped and r grows by one (r starts at 1).
+VocabCounts count_corpus_file(const std::string& path, int64_t max_vocab_size, int workers);
+
+struct CorpusIds {
+  std::vector<int32_t> ids;               // in-vocabulary token ids, sentences back to back
+  std::vector<int64_t> sentence_offsets;  // (sentences + 1,): sentence s is ids[off[s], off[s+1])
+  int64_t raw_words = 0;                  // every token read, in vocabulary or not
+};
+
+// Maps a file's tokens to ids of `vocab` (out-of-vocabulary tokens are dropped, as in word2vec.c and gensim),
+// `workers` threads each on its own byte range; the pieces are joined in file order.
+CorpusIds read_corpus_ids(const std::string& path, const std::vector<std::string>& vocab, int workers);
+
+// ---- training (train_cpu.cpp) ---------------------------------------------------------------------------------
+struct TrainParams {
+  float* syn0 = nullptr;     // (vocab_size, dim) input vectors, updated in place (Hogwild across workers)
+  float* syn1neg = nullptr;  // (vocab_size, dim) output vectors, updated in place
+  int64_t vocab_size = 0;
+  int dim = 0;
+  const int32_t* ids = nullptr;               // (n_ids,) in [0, vocab_size)
+  int64_t n_ids = 0;
+  const int64_t* sentence_offsets = nullptr;  // (n_sentences + 1,), non-decreasing, from 0 to n_ids
+  int64_t n_sentences = 0;
+  const float* keep_prob = nullptr;           // (vocab_size,) subsampling: keep an occurrence with this probability
+  const AliasTable* noise = nullptr;          // negatives ~ count^ns_exponent
+  int sg = 1;                 // 1 skip-gram, 0 CBOW
+  int cbow_mean = 1;          // CBOW hidden = mean (1) or sum (0) of the context vectors
+  int negative = 5;           // K
+  int window = 5;
+  int shrink_windows = 1;     // reduced window uniform in [1, window]
+  int shared_negatives = 1;   // skip-gram: one set of K negatives per window (pWord2Vec) vs K per pair
+  int workers = 1;
+  int compute_loss = 0;
+  float alpha0 = 0.025f;      // learning rate decays linearly from alpha0 to min_alpha over total_words
+  float min_alpha = 0.0001f;
+  int64_t total_words = 0;    // ids to be processed over all epochs of this train() call (> 0)
+  int64_t* words_done = nullptr;  // shared progress counter (ids processed so far), atomically updated
+  uint64_t seed = 0;
+  uint64_t epoch = 0;         // global epoch index: with the worker index it keys the worker's RNG stream
+};
+
+struct EpochResult {
+  double loss = 0.0;          // sum over all (context, target) pairs of -log sigmoid(+-f), float64, all workers
+  int64_t trained_words = 0;  // occurrences kept by subsampling
+  int64_t pairs = 0;          // positive examples trained (skip-gram: context-center pairs; CBOW: windows)
+};
+
+// One epoch over the corpus with p.workers threads, each on its own contiguous slice of sentences.
+EpochResult train_epoch(const TrainParams& p);
+
+// ---- per-window kernels (skipgram_cpu.cpp, cbow_cpu.cpp) ------------------------------------------------------
+// Sigmoid by a table over (-kMaxExp, kMaxExp). A logit outside that range contributes no update at all (gensim's
+// rule: the example is skipped; word2vec.c instead saturates the gradient to (label - 0 or 1) * alpha). Measured
+// on the benchmark corpus (benchmarks/RESULTS.md), saturating cost CBOW about 0.02 WordSim353 Spearman vs gensim.
+constexpr float kMaxExp = 6.0f;
+constexpr int kSigmoidTableSize = 2048;
+extern const float* const kSigmoidTable;  // (kSigmoidTableSize + 1,) sigmoid at evenly spaced points of [-6, 6]
+
+inline bool logit_in_range(float f) { return f > -kMaxExp && f < kMaxExp; }
+
+inline float sigmoid_lookup(float f) {  // f in (-kMaxExp, kMaxExp)
+  const int i = static_cast<int>((f + kMaxExp) * (kSigmoidTableSize / (2.0f * kMaxExp)) + 0.5f);
+  return kSigmoidTable[i];
+}
+
+// -log sigmoid(label ? f : -f) in float64, exact (only computed when the loss is asked for).
+double log_loss(float f, bool positive);
+
+// Scratch for one worker, sized for 2 * window contexts and negative + 1 targets.
+struct WindowScratch {
+  std::vector<float> grad_in;   // (2 * window, dim)
+  std::vector<float> coef;      // (2 * window, negative + 1) gradients, then a column copy
+  std::vector<float> column;    // (2 * window,)
+  std::vector<float> hidden;    // (dim,) CBOW hidden vector
+  std::vector<const float*> x_rows;  // (2 * window,)
+  std::vector<const float*> y_rows;  // (negative + 1,)
+  void resize(int window, int negative, int dim);
+};
+
+// Skip-gram block: B context rows of syn0 against T target rows of syn1neg; targets[0] is the center word (label
+// 1), targets[1..T) are negatives (label 0; a negative equal to targets[0] is skipped, as in word2vec.c). All
+// logits and gradients are computed from the vectors as they were on entry, then both sides are updated:
+//   logits (B, T) = X (B, d) . Y^T;  G = (label - sigmoid(logits)) * alpha
+//   syn1neg[targets] += G^T X;  syn0[contexts] += G Y
+// B = 2 * window with shared negatives (pWord2Vec), B = 1 for the classic per-pair scheme.
+// Returns the loss of the block when compute_loss, else 0.
+double sg_block(float* syn0, float* syn1neg, int dim, const int32_t* contexts, int B, const int32_t* targets, int T,
+                float alpha, bool compute_loss, WindowScratch& scratch);
+
+// CBOW window: hidden h = sum (or mean) of the B context rows; T targets as above;
+//   g_t = (label_t - sigmoid(h . y_t)) * alpha;  e = sum_t g_t y_t;  y_t += g_t h;  each context row += e
+// (with cbow_mean = 0, e / B: gensim's rule; word2vec.c adds the full e).
+double cbow_block(float* syn0, float* syn1neg, int dim, const int32_t* contexts, int B, const int32_t* targets,
+                  int T, bool cbow_mean, float alpha, bool compute_loss, WindowScratch& scratch);
+
+}  // namespace pyfast::w2v
