@@ -53,7 +53,7 @@ try:
 except Exception:  # running from a source tree without an installed distribution
     __version__ = info()["version"]
 
-from . import nn, ops  # noqa: E402
+from . import models, nn, ops  # noqa: E402  (pyfast.models.BertForMaskedLM, pyfast.nn.MeanPooling, ...)
 
 __all__ = [
     "__version__", "info", "set_num_threads", "get_num_threads",
@@ -66,5 +66,5 @@ __all__ = [
     # SGNS op (#6)
     "sgns_loss", "sample_negatives", "NoiseSampler", "skipgram_pairs", "SkipGramNS",
     # subpackages
-    "nn", "ops",
+    "models", "nn", "ops",
 ]

@@ -35,6 +35,12 @@ def _cmd_bench(argv: list[str]) -> int:
     return bench_main(argv)
 
 
+def _cmd_demo(argv: list[str]) -> int:
+    from .demo import main as demo_main
+
+    return demo_main(argv)
+
+
 def _cmd_word2vec(argv: list[str]) -> int:
     """word2vec.c's command line: same flags, same defaults (alpha 0.05 for CBOW, 0.025 for skip-gram)."""
     parser = argparse.ArgumentParser(
@@ -107,6 +113,9 @@ def _cmd_word2vec(argv: list[str]) -> int:
 COMMANDS = {
     "info": (_cmd_info, "show how pyfast was built (version, SIMD, OpenMP, threads, CUDA)"),
     "bench": (_cmd_bench, "benchmark pyfast kernels against their peers"),
+    "demo": (_cmd_demo, "pretrain word2vec, BERT and GPT on a shipped corpus, fine-tune, compare (--quick: 1 min)"),
+
+
     "word2vec": (_cmd_word2vec, "train word vectors with word2vec.c's flags (-train FILE -output FILE ...)"),
 }
 

@@ -6,6 +6,7 @@ from .harness import Case, CaseResult, Contender, machine_info, run_case, run_ca
 REGISTRY = {
     "machine": "pyfast.bench.machine",
     "attention": "pyfast.bench.attention",
+    "models": "pyfast.bench.models",
     "word2vec": "pyfast.bench.word2vec",
     "masking": "pyfast.bench.masking",
     "sgns": "pyfast.bench.sgns",

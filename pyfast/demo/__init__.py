@@ -1,0 +1,175 @@
+"""`python -m pyfast demo [--quick] [--out DIR]`: pyfast end to end on three Austen novels shipped in the package.
+
+Trains word2vec (nearest neighbours), a WordPiece vocabulary, a tiny BERT (masked LM) and a tiny GPT (causal LM),
+fine-tunes classifiers on held-out text, and ends with a table: what ran, the quality reached, and throughput
+beside HF transformers / gensim when they are installed. Sized for 2 CPU cores: under 5 minutes, --quick under 1.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+SIZES = {
+    # quick: a smoke run that still shows every stage learning something
+    True: dict(w2v_epochs=2, vocab=3000, bert_steps=150, gpt_steps=100, cls_steps=120, batch=32, seq=64,
+               hidden=64, layers=2, heads=4, repeat=3),
+    False: dict(w2v_epochs=5, vocab=4000, bert_steps=400, gpt_steps=300, cls_steps=120, batch=32, seq=64,
+                hidden=128, layers=2, heads=4, repeat=5),
+}
+
+
+def _fmt_rate(value, unit):
+    if value is None:
+        return "-"
+    if value >= 1e6:
+        return f"{value / 1e6:.2f}M {unit}"
+    if value >= 1e3:
+        return f"{value / 1e3:.1f}k {unit}"
+    return f"{value:.0f} {unit}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pyfast demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller run (under a minute on 2 cores)")
+    parser.add_argument("--out", default=None, help="where checkpoints, loss logs and curves go (default: a temp dir)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-peers", action="store_true", help="skip the HF / gensim throughput comparison")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from . import tasks
+    from .corpus import load_books, split_paragraphs, word_sentences
+
+    size = SIZES[args.quick]
+    out_dir = args.out or tempfile.mkdtemp(prefix="pyfast-demo-")
+    os.makedirs(out_dir, exist_ok=True)
+    start = time.perf_counter()
+    rows = []  # (stage, what ran, quality, pyfast throughput, peer throughput, seconds)
+
+    def stage(title):
+        print(f"\n== {title} ({time.perf_counter() - start:.0f}s)", flush=True)
+
+    books = load_books()
+    train, test = split_paragraphs(books)
+    train_text, test_text = [p for p, _ in train], [p for p, _ in test]
+    n_words = sum(len(p.split()) for p in train_text)
+    print(f"pyfast demo{' --quick' if args.quick else ''}: {len(books)} Austen novels, {len(train)} paragraphs "
+          f"({n_words / 1e3:.0f}k words) to train on, {len(test)} held out; torch threads {torch.get_num_threads()}; "
+          f"output in {out_dir}")
+
+    # 1. word2vec ----------------------------------------------------------------------------------------------
+    stage("word2vec (skip-gram, negative sampling)")
+    sentences = word_sentences(train_text)
+    w2v = None
+    t0 = time.perf_counter()
+    try:
+        w2v_result = tasks.train_word2vec(sentences, vector_size=size["hidden"], epochs=size["w2v_epochs"],
+                                          workers=2, seed=args.seed + 1)
+    except ImportError as exc:
+        print(f"skipped: {exc}")
+        rows.append(("word2vec", "skipped", str(exc), None, None, 0.0))
+    else:
+        w2v = w2v_result["model"]
+        impl = tasks.implementation_name(type(w2v))
+        for word, neighbours in w2v_result["probes"].items():
+            print(f"  {word:>8}: {', '.join(neighbours[:8])}")
+        peer_rate, peer_name = None, None
+        peer = tasks.word2vec_peer()
+        if peer is not None and not args.no_peers and tasks.implementation_name(peer) != impl:
+            peer_name = tasks.implementation_name(peer)
+            peer_rate = tasks.train_word2vec(sentences, vector_size=size["hidden"], epochs=size["w2v_epochs"],
+                                             workers=2, seed=args.seed + 1, impl=peer)["words_per_s"]
+        rows.append(("word2vec", f"{impl}, {size['w2v_epochs']} epoch(s), d={size['hidden']}",
+                     f"probe neighbours sensible {w2v_result['probe_hits']:.0%}",
+                     _fmt_rate(w2v_result["words_per_s"], "words/s"),
+                     f"{peer_name} {_fmt_rate(peer_rate, 'words/s')}" if peer_rate else "-",
+                     time.perf_counter() - t0))
+
+    # 2. WordPiece ---------------------------------------------------------------------------------------------
+    stage("WordPiece vocabulary")
+    tokenizer, seconds = tasks.train_tokenizer(train_text, vocab_size=size["vocab"])
+    tokenizer.save(os.path.join(out_dir, "tokenizer"))
+    example = tokenizer.tokenize("Elizabeth's astonishment was beyond expression.")
+    print(f"  {tokenizer.kind}, {len(tokenizer)} tokens; e.g. {example}")
+    rows.append(("tokenizer", f"{tokenizer.kind}, {len(tokenizer)} tokens", f"e.g. {' '.join(example[:6])}",
+                 "-", "-", seconds))
+
+    # 3. BERT MLM ----------------------------------------------------------------------------------------------
+    stage(f"BERT masked-LM pretraining, {size['bert_steps']} steps")
+    t0 = time.perf_counter()
+    dims = dict(hidden=size["hidden"], layers=size["layers"], heads=size["heads"])
+    bert = tasks.pretrain_bert(tokenizer, train_text, test_text, steps=size["bert_steps"], batch_size=size["batch"],
+                               seq_len=size["seq"], seed=args.seed, out_dir=os.path.join(out_dir, "bert"), **dims)
+    peers = {} if args.no_peers else tasks.bert_throughput_vs_hf(
+        tokenizer, train_text, batch_size=size["batch"], seq_len=size["seq"], repeat=size["repeat"], **dims)
+    unigram = tasks.unigram_baseline(tokenizer, train_text, test_text, size["seq"])
+    print(f"  loss {bert['first_loss']:.2f} -> {bert['last_loss']:.2f}; held-out masked-token accuracy "
+          f"{bert['masked_acc']:.1%} (always guessing the commonest token: {unigram:.1%})")
+    rows.append(("BERT MLM", f"{size['bert_steps']} steps, {bert['model'].num_parameters() / 1e6:.1f}M params",
+                 f"loss {bert['first_loss']:.2f}->{bert['last_loss']:.2f}, masked acc {bert['masked_acc']:.1%} "
+                 f"(unigram {unigram:.1%})",
+                 _peer_cell(peers, "pyfast", bert["tokens_per_s"]), _peer_cell(peers, "HF transformers"),
+                 time.perf_counter() - t0))
+
+    # 4. GPT causal LM -----------------------------------------------------------------------------------------
+    stage(f"GPT causal-LM pretraining, {size['gpt_steps']} steps")
+    t0 = time.perf_counter()
+    gpt = tasks.pretrain_gpt(tokenizer, train_text, test_text, steps=size["gpt_steps"], batch_size=size["batch"] // 2,
+                             seq_len=size["seq"], seed=args.seed, out_dir=os.path.join(out_dir, "gpt"), **dims)
+    peers = {} if args.no_peers else tasks.gpt_throughput_vs_hf(
+        tokenizer, train_text, batch_size=size["batch"] // 2, seq_len=size["seq"], repeat=size["repeat"], **dims)
+    print(f"  loss {gpt['first_loss']:.2f} -> {gpt['last_loss']:.2f}; held-out perplexity {gpt['perplexity']:.0f} "
+          f"(vocabulary {len(tokenizer)})\n  sample: {gpt['sample']!r}")
+    rows.append(("GPT CLM", f"{size['gpt_steps']} steps, {gpt['model'].num_parameters() / 1e6:.1f}M params",
+                 f"loss {gpt['first_loss']:.2f}->{gpt['last_loss']:.2f}, ppl {gpt['perplexity']:.0f}",
+                 _peer_cell(peers, "pyfast", gpt["tokens_per_s"]), _peer_cell(peers, "HF transformers"),
+                 time.perf_counter() - t0))
+
+    # 5. fine-tuning ---------------------------------------------------------------------------------------------
+    stage("fine-tuning classifiers on held-out paragraphs")
+    common = dict(steps=size["cls_steps"], batch_size=size["batch"], max_len=size["seq"], seed=args.seed, **dims)
+    runs = [("which novel? (from BERT)", train, test, len(books), dict(init=bert["checkpoint"]))]
+    if not args.quick:
+        runs.append(("which novel? (random init)", train, test, len(books), {}))
+        if w2v is not None:
+            runs.append(("which novel? (word2vec emb.)", train, test, len(books), dict(word_vectors=w2v)))
+    for title, rows_train, rows_test, num_labels, how in runs:
+        t0 = time.perf_counter()
+        result = tasks.finetune_classifier(tokenizer, rows_train, rows_test, num_labels=num_labels, **how, **common)
+        note = ""
+        if result["transfer"] is not None:
+            note = f"; {result['transfer'].found} of {len(tokenizer)} tokens from word2vec"
+        print(f"  {title}: held-out accuracy {result['accuracy']:.1%} (majority class {result['majority']:.1%}, "
+              f"{len(rows_test)} examples){note}")
+        rows.append(("classifier", f"{title}, {size['cls_steps']} steps",
+                     f"acc {result['accuracy']:.1%} (majority {result['majority']:.1%}, n={len(rows_test)})",
+                     "-", "-", time.perf_counter() - t0))
+
+    # 6. the table ---------------------------------------------------------------------------------------------
+    total = time.perf_counter() - start
+    print(f"\n== summary (total {total:.0f}s, torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    headers = ("stage", "what ran", "quality (held-out)", "pyfast", "peer", "s")
+    table = [headers] + [(a, b, c, d, e, f"{s:.1f}") for a, b, c, d, e, s in rows]
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(headers))]
+    for i, r in enumerate(table):
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    print(f"\ncheckpoints, loss logs (loss.csv) and curves (loss.png) in {out_dir}")
+    return 0
+
+
+def _peer_cell(peers: dict, name: str, fallback_rate=None) -> str:
+    rate = peers.get(name, fallback_rate)
+    if rate is None:
+        return "-"
+    label = "" if name == "pyfast" else "HF "
+    return f"{label}{_fmt_rate(rate, 'tok/s')}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The demo corpus (three Austen novels, public domain; see SOURCE.md) and the labelled sets the examples use.
+
+Paragraphs are blank-line separated blocks with their line breaks joined. `split_paragraphs` keeps the last
+`held_out` fraction of every book apart, so a model pretrained on the rest is evaluated on text it never saw.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import random
+import re
+
+CORPUS_PATH = os.path.join(os.path.dirname(__file__), "austen.txt.gz")
+_BOOK_RE = re.compile(r"^#### BOOK: (.+)$", re.M)
+_WORD_RE = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def load_books(path: str = CORPUS_PATH) -> dict[str, list[str]]:
+    """title -> paragraphs (each one string, internal line breaks replaced by spaces)."""
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        text = fh.read()
+    parts = _BOOK_RE.split(text)  # ['', title1, body1, title2, body2, ...]
+    books = {}
+    for title, body in zip(parts[1::2], parts[2::2]):
+        paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", body)]
+        books[title] = [p for p in paragraphs if len(p.split()) >= 3]
+    if not books:
+        raise ValueError(f"{path}: no '#### BOOK:' sections found")
+    return books
+
+
+def split_paragraphs(books: dict[str, list[str]], held_out: float = 0.1):
+    """-> (train, test): lists of (paragraph, book index); the test part is each book's last `held_out` share."""
+    train, test = [], []
+    for label, paragraphs in enumerate(books.values()):
+        cut = int(len(paragraphs) * (1 - held_out))
+        train += [(p, label) for p in paragraphs[:cut]]
+        test += [(p, label) for p in paragraphs[cut:]]
+    return train, test
+
+
+def word_sentences(paragraphs: list[str]) -> list[list[str]]:
+    """Lower-cased word lists (one per paragraph) for word2vec."""
+    return [_WORD_RE.findall(p.lower()) for p in paragraphs]
+
+
+def polarity_dataset(seed: int = 0, test_fraction: float = 0.2):
+    """gensim's test copy of Pang & Lee's sentence polarity data (200 labelled movie-review sentences), shuffled
+    and split -> (train, test) lists of (sentence, 0=neg/1=pos), or None when gensim is not installed."""
+    try:
+        import gensim
+    except ImportError:
+        return None
+    path = os.path.join(os.path.dirname(gensim.__file__), "test", "test_data", "pang_lee_polarity.cor")
+    if not os.path.exists(path):
+        return None
+    rows = []
+    with open(path, encoding="latin-1") as fh:  # the file is Windows-1252 text (0x97 dashes), not UTF-8
+        for line in fh:
+            label, _, sentence = line.strip().partition(" ")
+            if label in ("__label__neg", "__label__pos") and sentence:
+                rows.append((sentence, int(label == "__label__pos")))
+    random.Random(seed).shuffle(rows)
+    cut = int(len(rows) * (1 - test_fraction))
+    return rows[:cut], rows[cut:]

@@ -1,0 +1,157 @@
+"""What every pyfast model shares: output dataclasses, weight init, save_pretrained / from_pretrained.
+
+A checkpoint directory holds config.json and the weights, as model.safetensors when the safetensors package is
+installed, else pytorch_model.bin (torch.save); both files are written to a temp name and os.replace'd, so a crash
+never leaves a half-written checkpoint. Tied weights (LM head = word embeddings) are stored once and re-tied on load.
+Loading a checkpoint of one head into another (MLM -> classifier) keeps the shared encoder and reports the rest.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+try:
+    import safetensors.torch as _safetensors
+except ImportError:  # optional: torch.save is the fallback format
+    _safetensors = None
+
+CONFIG_NAME = "config.json"
+SAFETENSORS_NAME = "model.safetensors"
+TORCH_NAME = "pytorch_model.bin"
+
+
+@dataclass
+class ModelOutput:
+    """loss: scalar or None; logits: head output; hidden_states: the encoder's last layer (B, L, H)."""
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    hidden_states: torch.Tensor | None = None
+
+    def __getitem__(self, key):  # out["loss"] as in HF
+        return getattr(self, key)
+
+
+@dataclass
+class BaseModelOutput(ModelOutput):
+    """Encoder output. last_hidden_state (B, L, H); pooler_output (B, H) for BERT (tanh(Linear(CLS)))."""
+    last_hidden_state: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+
+
+@dataclass
+class MaskedLMOutput(ModelOutput):
+    """With sparse prediction, logits are (M, V) for the M labelled positions and masked_labels (M,) says which."""
+    masked_labels: torch.Tensor | None = None
+
+
+class PreTrainedModel(nn.Module):
+    config_class = None
+    base_model_prefix = ""      # attribute holding the encoder in head models ("bert", "transformer"); bare
+                                # encoders name it too, so checkpoints move between the two
+    _tied_keys: tuple = ()      # state-dict keys that alias another parameter when weights are tied
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    # -- init ----------------------------------------------------------------------------------------------------
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def post_init(self) -> None:
+        self.apply(self._init_weights)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        """Head models with an LM head point its weight at the input embedding when config.tie_word_embeddings."""
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # -- save / load ---------------------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str, safe_serialization: bool | None = None) -> str:
+        """Write config.json and the weights into `directory` (created); returns the weights path."""
+        if safe_serialization and _safetensors is None:
+            raise ImportError("save_pretrained(safe_serialization=True) needs the safetensors package")
+        use_safetensors = _safetensors is not None if safe_serialization is None else safe_serialization
+        os.makedirs(directory, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
+                 if not (self._is_tied() and k in self._tied_keys)}
+        name = SAFETENSORS_NAME if use_safetensors else TORCH_NAME
+        path = os.path.join(directory, name)
+        tmp = f"{path}.tmp{os.getpid()}"
+        if use_safetensors:
+            _safetensors.save_file(state, tmp, metadata={"format": "pt"})
+        else:
+            torch.save(state, tmp)
+        os.replace(tmp, path)
+        stale = os.path.join(directory, TORCH_NAME if use_safetensors else SAFETENSORS_NAME)
+        if os.path.exists(stale):  # never leave two weight files that disagree
+            os.remove(stale)
+        self.config.save(os.path.join(directory, CONFIG_NAME))
+        return path
+
+    @classmethod
+    def from_pretrained(cls, directory: str, map_location="cpu", **config_overrides):
+        """Build from directory/config.json (fields overridable, e.g. num_labels=3) and load the weights.
+
+        Encoder weights load across head types (an MLM checkpoint into a classifier); heads the checkpoint lacks
+        keep their fresh init and are reported with a warning, as are checkpoint keys the model does not use.
+        """
+        config = cls.config_class.load(os.path.join(directory, CONFIG_NAME), **config_overrides)
+        model = cls(config)
+        state = load_state_dict(directory, map_location=map_location)
+        missing, unexpected = model._load_adapting_prefix(state)
+        if missing or unexpected:
+            warnings.warn(f"{cls.__name__}.from_pretrained({directory!r}): newly initialised {missing or 'none'}; "
+                          f"unused from checkpoint {unexpected or 'none'}", stacklevel=2)
+        model.tie_weights()
+        model.loaded_keys_report = {"missing": missing, "unexpected": unexpected}
+        return model
+
+    def _is_tied(self) -> bool:
+        return bool(getattr(self.config, "tie_word_embeddings", False))
+
+    def _load_adapting_prefix(self, state: dict) -> tuple[list, list]:
+        own = self.state_dict()
+        prefix = self.base_model_prefix + "." if self.base_model_prefix else ""
+        if prefix:
+            has_prefix_here = any(k.startswith(prefix) for k in own)
+            has_prefix_there = any(k.startswith(prefix) for k in state)
+            if has_prefix_here and not has_prefix_there:      # bare encoder checkpoint -> head model
+                state = {prefix + k: v for k, v in state.items()}
+            elif has_prefix_there and not has_prefix_here:    # head checkpoint -> bare encoder
+                state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        unexpected = sorted(k for k in state if k not in usable)
+        self.load_state_dict(usable, strict=False)
+        tied = set(self._tied_keys) if self._is_tied() else set()
+        missing = sorted(k for k in own if k not in usable and k not in tied)
+        return missing, unexpected
+
+
+def load_state_dict(directory: str, map_location="cpu") -> dict:
+    st_path, pt_path = os.path.join(directory, SAFETENSORS_NAME), os.path.join(directory, TORCH_NAME)
+    if os.path.exists(st_path):
+        if _safetensors is None:
+            raise ImportError(f"{st_path} needs the safetensors package to load")
+        return _safetensors.load_file(st_path, device=str(map_location))
+    if os.path.exists(pt_path):
+        return torch.load(pt_path, map_location=map_location, weights_only=True)
+    raise FileNotFoundError(f"no {SAFETENSORS_NAME} or {TORCH_NAME} in {directory}")
