@@ -305,18 +305,23 @@ def test_most_similar_and_evaluators_match_gensim(tmp_path):
 
     data = os.path.join(os.path.dirname(gensim.__file__), "test", "test_data")
     lee = os.path.join(data, "lee_background.cor")
-    model = Word2Vec(corpus_file=lee, vector_size=32, min_count=2, epochs=3, workers=2, seed=1)
+    model = Word2Vec(corpus_file=lee, vector_size=32, min_count=2, epochs=3, workers=1, seed=1)
     path = tmp_path / "v.bin"
     model.wv.save_word2vec_format(str(path), binary=True)
     gkv = GKV.load_word2vec_format(str(path), binary=True)
+
+    def same_ranking(ours, theirs):
+        # Scores must agree; keys must agree except where two neighbours' scores tie to within float32 rounding
+        # (pyfast and gensim may sum in a different order, which can swap near-equal entries).
+        np.testing.assert_allclose([s for _, s in ours], [s for _, s in theirs], rtol=1e-4, atol=1e-6)
+        for i, ((k, sc), (gk, _)) in enumerate(zip(ours, theirs)):
+            tied = any(abs(sc - s2) < 1e-5 for j, (_, s2) in enumerate(theirs) if j != i)
+            assert k == gk or tied, (i, ours, theirs)
+
     for word in ("the", "government", "said"):
-        ours = model.wv.most_similar(word, topn=5)
-        theirs = gkv.most_similar(word, topn=5)
-        assert [k for k, _ in ours] == [k for k, _ in theirs]
-        np.testing.assert_allclose([s for _, s in ours], [s for _, s in theirs], rtol=1e-4)
-    ours = model.wv.most_similar(positive=["government", "said"], negative=["the"], topn=5)
-    theirs = gkv.most_similar(positive=["government", "said"], negative=["the"], topn=5)
-    assert [k for k, _ in ours] == [k for k, _ in theirs]
+        same_ranking(model.wv.most_similar(word, topn=5), gkv.most_similar(word, topn=5))
+    same_ranking(model.wv.most_similar(positive=["government", "said"], negative=["the"], topn=5),
+                 gkv.most_similar(positive=["government", "said"], negative=["the"], topn=5))
     questions = os.path.join(data, "questions-words.txt")
     score, sections = model.wv.evaluate_word_analogies(questions)
     g_score, g_sections = gkv.evaluate_word_analogies(questions)
