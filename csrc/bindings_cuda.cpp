@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "attention/attention_cuda.h"
+#include "attention/attention_pack.h"
 #include "common/checks.h"
 
 namespace py = pybind11;
@@ -26,51 +27,10 @@ T* as_ptr(std::uintptr_t p) {
 }
 
 // ================================================================================================
-// attention (issue #8; argument packing identical to bindings.cpp's attention section)
+// attention (issue #8; argument packing shared with bindings.cpp via attention/attention_pack.h)
 // ================================================================================================
-pyfast::attention::Strided attention_strided(const std::vector<int64_t>& t) {
-  PYFAST_CHECK_ARG(t.size() == 4, "attention", "a strided tensor is (ptr, batch, head, row strides)");
-  pyfast::attention::Strided s;
-  s.data = reinterpret_cast<void*>(static_cast<std::uintptr_t>(t[0]));
-  s.batch_stride = t[1];
-  s.head_stride = t[2];
-  s.row_stride = t[3];
-  return s;
-}
-
-// sizes = (B, Hq, Hkv, L, S, E, Ev); lse = (ptr, batch_stride, head_stride); cu = (cu_q ptr, cu_k ptr).
-pyfast::attention::AttentionParams attention_params(int dtype, const std::vector<int64_t>& sizes, double scale,
-                                                    bool is_causal, const std::vector<int64_t>& q,
-                                                    const std::vector<int64_t>& k, const std::vector<int64_t>& v,
-                                                    const std::vector<int64_t>& out, const std::vector<int64_t>& mask,
-                                                    const std::vector<int64_t>& lse, const std::vector<int64_t>& cu,
-                                                    double dropout_p, uint64_t seed) {
-  PYFAST_CHECK_ARG(sizes.size() == 7 && lse.size() == 3 && cu.size() == 2, "attention", "bad argument packing");
-  pyfast::attention::AttentionParams p;
-  p.dtype = static_cast<pyfast::attention::ElemType>(dtype);
-  p.batch = sizes[0];
-  p.q_heads = sizes[1];
-  p.kv_heads = sizes[2];
-  p.q_len = sizes[3];
-  p.kv_len = sizes[4];
-  p.head_dim = sizes[5];
-  p.value_dim = sizes[6];
-  p.scale = static_cast<float>(scale);
-  p.is_causal = is_causal;
-  p.q = attention_strided(q);
-  p.k = attention_strided(k);
-  p.v = attention_strided(v);
-  p.out = attention_strided(out);
-  p.mask = attention_strided(mask);
-  p.lse = as_ptr<float>(static_cast<std::uintptr_t>(lse[0]));
-  p.lse_batch_stride = lse[1];
-  p.lse_head_stride = lse[2];
-  p.cu_seqlens_q = as_ptr<const int32_t>(static_cast<std::uintptr_t>(cu[0]));
-  p.cu_seqlens_k = as_ptr<const int32_t>(static_cast<std::uintptr_t>(cu[1]));
-  p.dropout_p = static_cast<float>(dropout_p);
-  p.seed = seed;
-  return p;
-}
+using pyfast::attention::attention_params;
+using pyfast::attention::attention_strided;
 
 void bind_attention(py::module_& m) {
   m.def(
