@@ -69,7 +69,7 @@ def _row_major(w: torch.Tensor) -> torch.Tensor:
 
 
 # ---- custom ops -------------------------------------------------------------------------------------------------
-@torch.library.custom_op("pyfast::sgns_fwd", mutates_args=())
+@torch.library.custom_op("pyfast::sgns_fwd", mutates_args=(), device_types="cpu")
 def _sgns_fwd(in_weight: torch.Tensor, out_weight: torch.Tensor, centers: torch.Tensor, contexts: torch.Tensor,
               negatives: torch.Tensor, need_backward: bool, sparse_in: bool, sparse_out: bool
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -111,7 +111,7 @@ def _unique(ids: torch.Tensor, num_embeddings: int) -> tuple[torch.Tensor, torch
     return unique[:count].clone(), inverse  # clone: the op's outputs must not be views of a scratch buffer
 
 
-@torch.library.custom_op("pyfast::sgns_bwd", mutates_args=())
+@torch.library.custom_op("pyfast::sgns_bwd", mutates_args=(), device_types="cpu")
 def _sgns_bwd(coef: torch.Tensor, grad_loss: torch.Tensor, center_rows: torch.Tensor, in_grad_dir: torch.Tensor,
               centers: torch.Tensor, contexts: torch.Tensor, negatives: torch.Tensor, num_embeddings: int
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
