@@ -14,6 +14,7 @@
 #include "attention/attention.h"
 #include "attention/attention_pack.h"
 #include "common/checks.h"
+#include "common/host_pool.h"
 #include "common/parallel.h"
 #include "common/philox.h"
 #include "common/simd.h"
@@ -29,6 +30,91 @@ T* as_ptr(std::uintptr_t p) {
   return reinterpret_cast<T*>(p);
 }
 
+// ---- Pooled output buffers, handed to torch as DLPack capsules ----------------------------------------------
+// The legacy (unversioned) DLPack structs, which every torch >= 1.10 accepts through torch.from_dlpack; only
+// what a CPU byte buffer needs. torch calls `deleter` when it frees the tensor's storage (from any thread,
+// GIL or not): the buffer then returns to the host pool (common/host_pool.h) for the next call to reuse.
+struct DLDevice {
+  int32_t device_type;  // 1 = kDLCPU
+  int32_t device_id;
+};
+struct DLDataType {
+  uint8_t code;  // 1 = kDLUInt
+  uint8_t bits;
+  uint16_t lanes;
+};
+struct DLTensor {
+  void* data;
+  DLDevice device;
+  int32_t ndim;
+  DLDataType dtype;
+  int64_t* shape;
+  int64_t* strides;  // null: compact row-major
+  uint64_t byte_offset;
+};
+struct DLManagedTensor {
+  DLTensor dl_tensor;
+  void* manager_ctx;
+  void (*deleter)(DLManagedTensor* self);
+};
+
+struct PooledTensor {
+  DLManagedTensor managed;
+  std::vector<int64_t> shape;
+  pyfast::HostBuffer buffer;
+};
+
+void pooled_tensor_deleter(DLManagedTensor* self) {
+  auto* holder = static_cast<PooledTensor*>(self->manager_ctx);
+  pyfast::host_pool_release(holder->buffer);
+  delete holder;
+}
+
+// A capsule nobody consumed (still named "dltensor") owns its tensor; a consumed one was renamed by torch.
+void pooled_tensor_capsule_destructor(PyObject* capsule) {
+  if (PyCapsule_IsValid(capsule, "dltensor")) {
+    auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule, "dltensor"));
+    managed->deleter(managed);
+  }
+}
+
+// A contiguous CPU tensor of `shape` with DLPack type (code, bits), e.g. (0, 64) = int64, (2, 32) = float32.
+py::capsule pooled_tensor(std::vector<int64_t> shape, int dl_code, int bits) {
+  constexpr const char* kName = "empty_pooled";
+  PYFAST_CHECK_ARG(bits == 8 || bits == 16 || bits == 32 || bits == 64, kName, "bits must be 8, 16, 32 or 64, got ",
+                   bits);
+  PYFAST_CHECK_ARG(dl_code >= 0 && dl_code <= 6, kName, "unknown DLPack type code ", dl_code);
+  int64_t numel = 1;
+  for (int64_t d : shape) {
+    PYFAST_CHECK_ARG(d >= 0 && (d == 0 || numel <= (int64_t{1} << 56) / d), kName, "bad or too large shape");
+    numel *= d;
+  }
+  auto* holder = new PooledTensor();
+  try {
+    holder->buffer = pyfast::host_pool_acquire(static_cast<size_t>(numel) * static_cast<size_t>(bits / 8));
+  } catch (...) {
+    delete holder;
+    throw;
+  }
+  holder->shape = std::move(shape);
+  DLTensor& t = holder->managed.dl_tensor;
+  t.data = holder->buffer.ptr;
+  t.device = {1, 0};
+  t.ndim = static_cast<int32_t>(holder->shape.size());
+  t.dtype = {static_cast<uint8_t>(dl_code), static_cast<uint8_t>(bits), 1};
+  t.shape = holder->shape.data();
+  t.strides = nullptr;
+  t.byte_offset = 0;
+  holder->managed.manager_ctx = holder;
+  holder->managed.deleter = pooled_tensor_deleter;
+  PyObject* cap = PyCapsule_New(&holder->managed, "dltensor", pooled_tensor_capsule_destructor);
+  if (cap == nullptr) {
+    pooled_tensor_deleter(&holder->managed);
+    throw py::error_already_set();
+  }
+  return py::reinterpret_steal<py::capsule>(cap);
+}
+
 // ================================================================================================
 // common: threads, RNG, build info, error-path self-tests
 // ================================================================================================
@@ -36,6 +122,22 @@ void bind_common(py::module_& m) {
   m.def("get_num_threads", &pyfast::get_num_threads);
   m.def("set_num_threads", &pyfast::set_num_threads, py::arg("n"));
   m.def("default_num_threads", &pyfast::default_num_threads);
+
+  m.def("empty_pooled", &pooled_tensor, py::arg("shape"), py::arg("dl_code"), py::arg("bits"),
+        "A DLPack capsule of a contiguous CPU tensor on a buffer from the host pool (see common/host_pool.h).");
+  m.def(
+      "host_pool_stats",
+      [] {
+        const pyfast::HostPoolStats s = pyfast::host_pool_stats();
+        py::dict d;
+        d["cached_buffers"] = s.cached_buffers;
+        d["cached_bytes"] = s.cached_bytes;
+        d["reused"] = s.reused;
+        d["allocated"] = s.allocated;
+        return d;
+      },
+      "Counters of the host output-buffer pool.");
+  m.def("host_pool_trim", &pyfast::host_pool_trim, "Free every cached output buffer.");
 
   m.def(
       "build_info",

@@ -90,6 +90,42 @@ def test_philox_known_answers(counter, key, expected):
     assert rng.philox4x32_10(counter, key) == expected
 
 
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool, torch.float32, torch.float64,
+                                   torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(0,), (3, 0), (1,), (7, 5), (256, 512)])
+def test_pooled_empty_shape_dtype_and_writable(dtype, shape):
+    t = _native.empty(shape, dtype)
+    assert t.shape == shape and t.dtype == dtype and t.is_contiguous() and t.device.type == "cpu"
+    t.fill_(1)
+    assert bool((t == 1).all())
+    assert t.untyped_storage().nbytes() == math.prod(shape) * t.element_size()
+
+
+def test_pooled_buffers_are_reused_only_after_release():
+    _native.cpu().host_pool_trim()
+    a = _native.empty((256, 512), torch.int64)  # 1 MiB: pooled
+    a.fill_(7)
+    b = _native.empty((256, 512), torch.int64)  # `a` is alive: must not get its memory
+    assert a.data_ptr() != b.data_ptr()
+    b.fill_(9)
+    assert bool((a == 7).all())
+    view = a[3]  # a view keeps the storage alive after `a` is gone
+    ptr = a.data_ptr()
+    del a
+    c = _native.empty((256, 512), torch.int64)
+    assert c.data_ptr() != ptr and bool((view == 7).all())
+    del view
+    stats = _native.cpu().host_pool_stats()
+    assert stats["cached_buffers"] >= 1
+    d = _native.empty((256, 512), torch.int64)  # now the released buffer comes back
+    assert d.data_ptr() == ptr
+    assert _native.cpu().host_pool_stats()["reused"] >= stats["reused"] + 1
+    with pytest.raises(TypeError, match="no pooled buffers"):
+        _native.empty((2,), torch.complex64)
+    _native.cpu().host_pool_trim()
+    assert _native.cpu().host_pool_stats()["cached_bytes"] == 0
+
+
 def test_philox_rejects_bad_words():
     with pytest.raises(ValueError, match="expected 4 counter words and 2 key words"):
         rng.philox4x32_10((0, 0, 0), (0, 0))

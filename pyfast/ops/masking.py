@@ -12,6 +12,7 @@ import functools
 import math
 from typing import Iterable
 
+import numpy as np
 import torch
 
 from .. import _native
@@ -80,17 +81,26 @@ def _special_ids_tuple(special_token_ids, vocab_size: int) -> tuple[int, ...] | 
     if isinstance(special_token_ids, torch.Tensor):
         if special_token_ids.is_floating_point() or special_token_ids.dtype == torch.bool:
             raise TypeError(f"{_OP}: special_token_ids must hold integers, got {special_token_ids.dtype}")
-        ids = [int(i) for i in special_token_ids.reshape(-1).tolist()]
+        key = tuple(special_token_ids.reshape(-1).tolist())
     else:
-        ids = []
-        for i in special_token_ids:
-            if isinstance(i, bool) or not isinstance(i, int):
-                raise TypeError(f"{_OP}: special_token_ids must hold ints, got {type(i).__name__}")
-            ids.append(int(i))
+        key = tuple(special_token_ids)
+    try:
+        return _checked_special_ids(key, vocab_size)
+    except TypeError as exc:
+        if "unhashable" not in str(exc):
+            raise
+        raise TypeError(f"{_OP}: special_token_ids must hold ints") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_special_ids(ids: tuple, vocab_size: int) -> tuple[int, ...]:
+    """Validated, sorted, de-duplicated special ids: cached, since a collator passes the same list every step."""
     for i in ids:
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise TypeError(f"{_OP}: special_token_ids must hold ints, got {type(i).__name__}")
         if not 0 <= i < vocab_size:
             raise ValueError(f"{_OP}: special token id {i} is outside the vocabulary [0, {vocab_size})")
-    return tuple(sorted(set(ids)))
+    return tuple(sorted(set(int(i) for i in ids)))
 
 
 @functools.lru_cache(maxsize=16)
@@ -205,16 +215,19 @@ def mask_tokens(
     if starts is not None:
         starts = starts.reshape(ids2.shape)
 
-    out = torch.empty(ids2.shape, dtype=torch.int64)
-    labels = torch.empty(ids2.shape, dtype=torch.int64)
+    # Pooled outputs: a step that masks the same shapes every call reuses warm buffers instead of
+    # page-faulting two fresh mmaps (see pyfast._native.empty): most of the step's time before this.
+    out = _native.empty(tuple(ids2.shape), torch.int64)
+    labels = _native.empty(tuple(ids2.shape), torch.int64)
     _mask_tokens_into(
         ids2, out, labels, special=special, word_starts=starts, vocab_size=vocab_size, mask_token_id=mask_token_id,
         special_ids=special_ids, mlm_probability=mlm_probability, mask_replace_prob=mask_replace_prob,
         random_replace_prob=random_replace_prob, max_predictions=max_predictions, span_masking=span_masking,
         span_p=span_p, max_span_words=max_span_words, seed=seed,
     )
-    out = out.reshape(shape)
-    labels = labels.reshape(shape)
+    if out.dim() != len(shape):
+        out = out.reshape(shape)
+        labels = labels.reshape(shape)
     if out.dtype != dtype:
         out = out.to(dtype)
     if device.type != "cpu":
@@ -231,8 +244,7 @@ def _mask_tokens_into(
     int64 contiguous (out may be ids itself); special, word_starts: (B, L) uint8 or None."""
     special_bits, excluded = _vocab_tables(vocab_size, special_ids, mask_token_id)
     batch, seq_len = ids.shape
-    mask_or_random = float(torch.tensor(mask_replace_prob, dtype=torch.float32) +
-                           torch.tensor(random_replace_prob, dtype=torch.float32))
+    mask_or_random = float(np.float32(mask_replace_prob) + np.float32(random_replace_prob))  # summed in float32
     if excluded.numel() >= vocab_size and random_replace_prob > 0:
         raise ValueError(f"{_OP}: random_replace_prob > 0 but every id in the vocabulary is special or [MASK]")
     cdf: tuple[float, ...] = ()
