@@ -1,8 +1,8 @@
 """The CUDA kernels' logic without a GPU: csrc/*/*.cu compiled by g++ against the host emulator in tools/cuda_emu
 (one OS thread per CUDA thread, real barriers and warp exchanges), with the real csrc/bindings_cuda.cpp, driven
 through the real Python CUDA layer (pyfast/ops/*_cuda.py, its torch.cuda stream/device calls stubbed). Checks the
-masking kernel bit for bit against the CPU kernel in every mode, the SGNS kernels against the CPU op, and the
-bad-id flags. It cannot check the GPU's memory model or speed: passing here is still "unverified on a GPU".
+masking kernel bit for bit against the CPU kernel in every mode, the SGNS kernels against the CPU op, the
+bad-id flags, and (fp32) the attention kernels of the earlier #8 session against the CPU op. It cannot check the GPU's memory model or speed: passing here is still "unverified on a GPU".
 Skipped unless the emulated module was built: ``bash tools/cuda_emu/build.sh`` (about a minute of g++).
 """
 from __future__ import annotations
@@ -172,3 +172,36 @@ def test_emulated_sgns_bad_id_flag(emu, bad, where):
     target[1] = bad
     with pytest.raises(ValueError, match=rf"sgns_loss: {where} id {bad} at position 1 is outside \[0, 10\)"):
         sgns_cuda._sgns_fwd_cuda(w_in, w_out, c, x, ng, True, False, False)
+
+
+# ---- attention (written in an earlier session; run here too, since the emulator can) -----------------------------
+def _attention_pair(emu, b, hq, hkv, l, s, e, ev, is_causal, mask_kind=None, dropout_p=0.0, dtype=torch.float32):
+    """(emulated CUDA fwd+bwd, CPU op fwd+bwd) on the same inputs: ((out, lse), (dq, dk, dv)) each."""
+    from pyfast.ops import attention as A
+    from pyfast.ops import attention_cuda as AC
+
+    g = torch.Generator().manual_seed(b * 100 + l)
+    q = torch.randn(b, hq, l, e, generator=g).to(dtype)
+    k = torch.randn(b, hkv, s, e, generator=g).to(dtype)
+    v = torch.randn(b, hkv, s, ev, generator=g).to(dtype)
+    mask = None
+    if mask_kind == "float":
+        mask = torch.randn(b, hq, l, s, generator=g)
+    scale = 1.0 / e ** 0.5
+    args = (mask, None, None, l, s, is_causal, scale, dropout_p, 1234)
+    out_c, lse_c = A.attention_fwd(q, k, v, *args)
+    out_g, lse_g = AC._attention_fwd_cuda(q, k, v, *args)
+    dout = torch.randn(out_c.shape, generator=g).to(dtype)
+    grads_c = A.attention_bwd(dout, q, k, v, out_c, lse_c, *args)
+    grads_g = AC._attention_bwd_cuda(dout, q, k, v, out_g, lse_g, *args)
+    return (out_g, lse_g, *grads_g), (out_c, lse_c, *grads_c)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1, 16, 16), (2, 3, 3, 37, 53, 20, 24), (1, 4, 2, 33, 40, 64, 64),
+                                   (1, 1, 1, 17, 33, 1, 3)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("is_causal", [False, True])
+@pytest.mark.parametrize("mask_kind,dropout_p", [(None, 0.0), ("float", 0.0), (None, 0.3)])
+def test_emulated_attention_equals_cpu_op(emu, shape, is_causal, mask_kind, dropout_p):
+    got, want = _attention_pair(emu, *shape, is_causal, mask_kind, dropout_p)
+    for name, a, b in zip(("out", "lse", "dq", "dk", "dv"), got, want):
+        assert_close(a, b, name=name, atol=1e-4, rtol=1e-4)
