@@ -2,12 +2,16 @@
 
 attention: pyfast's CUDA kernel vs torch SDPA's backends (flash, efficient, cudnn, whichever run), bf16, head
 dims 64 and 128, N = 1k..8k, causal and not; forward and forward+backward TFLOP/s (causal counts half the
-FLOPs). Each case is checked against SDPA before it is timed. masking / SGNS: tokens/s and pairs/s of their CUDA
-paths when those ops are present in this build (recorded as "absent" otherwise).
+FLOPs). Each case is checked against SDPA before it is timed. masking: tokens/s of pyfast.mask_tokens on GPU
+tensors vs HF's torch_mask_tokens (GPU ids), the same algorithm all on the GPU, and pyfast on CPU tensors, after a
+bit-for-bit GPU == CPU check. SGNS: pairs/s of forward + backward (sparse gradients) vs plain PyTorch
+(nn.Embedding(sparse=True) + bmm) on the GPU, after a loss/gradient check. Sections run masking, sgns, attention
+(the cheap ones first); each is wrapped so a failure is recorded and the next still runs, and the JSON is
+rewritten after every section.
 
 Timing: CUDA events, 1 warm-up then the median of `reps` runs, contenders interleaved per case. A time budget
 (--budget-s) stops the sweep early rather than overrun the device lease; what was skipped is recorded.
-Usage: python benchmarks/gpu_bench.py --out $OUT/gpu-DATE.json [--budget-s 200]
+Usage: python benchmarks/gpu_bench.py --out $OUT/gpu-DATE.json [--budget-s 200] [--only masking,sgns,attention]
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 
 import torch
 
@@ -107,30 +112,154 @@ def bench_attention(budget_s: float, reps: int) -> dict:
     return dict(cases=results, skipped_for_time=skipped)
 
 
+def _time_wall_interleaved(contenders: dict, reps: int) -> dict:
+    """Median wall ms per contender, interleaved A B C, A B C, ... (one warm-up each first). The device is
+    synchronised before and after every call, so CPU, GPU and mixed contenders are timed alike."""
+    times = {name: [] for name in contenders}
+    for fn in contenders.values():
+        fn()
+    torch.cuda.synchronize()
+    for _ in range(reps):
+        for name, fn in contenders.items():
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _torch_mask_tokens_gpu(ids, special, mask_id, vocab, gen, p=0.15):
+    """HF's torch_mask_tokens algorithm with every tensor and the generator on the GPU (what a user would write to
+    keep the step on the device): three Bernoulli draws and a randint over (B, L)."""
+    labels = ids.clone()
+    prob = torch.full(ids.shape, p, device=ids.device).masked_fill_(special, 0.0)
+    chosen = torch.bernoulli(prob, generator=gen).bool()
+    labels[~chosen] = -100
+    out = ids.clone()
+    replaced = torch.bernoulli(torch.full(ids.shape, 0.8, device=ids.device), generator=gen).bool() & chosen
+    out[replaced] = mask_id
+    rand = torch.bernoulli(torch.full(ids.shape, 0.5, device=ids.device), generator=gen).bool() & chosen & ~replaced
+    words = torch.randint(vocab, ids.shape, device=ids.device, generator=gen)
+    out[rand] = words[rand]
+    return out, labels
+
+
 def bench_masking(reps: int) -> dict:
-    try:
-        from pyfast.ops import masking as m
-    except ImportError:
-        return dict(status="absent: pyfast.ops.masking is not in this build")
-    fn = getattr(m, "mask_tokens", None)
-    if fn is None:
-        return dict(status="absent: pyfast.ops.masking.mask_tokens not found")
-    b, l, vocab = 256, 512, 30522
-    ids = torch.randint(5, vocab, (b, l), device="cuda")
-    try:
-        ms = _time_ms(lambda: fn(ids, vocab_size=vocab, mask_token_id=4, seed=1), reps)
-    except Exception as exc:  # the op's CUDA path may be missing: record why
-        return dict(status=f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-    return dict(status="ok", batch=b, seq_len=l, ms=ms, tokens_per_s=b * l / ms * 1e3)
+    """tokens/s of pyfast.mask_tokens on GPU tensors vs HF's torch_mask_tokens (GPU ids; HF draws on the CPU), the
+    same algorithm all on the GPU, and pyfast on CPU tensors. Checked first: GPU output == CPU output, bit for bit."""
+    from pyfast.ops import mask_tokens
+
+    cases = []
+    for b, l, mode in ((256, 512, "piece"), (256, 512, "whole_word"), (256, 512, "exact"), (64, 2048, "piece")):
+        vocab, mask_id, specials = 30522, 4, [0, 1, 2, 3, 4]
+        g = torch.Generator().manual_seed(0)
+        ids_cpu = torch.randint(5, vocab, (b, l), generator=g)
+        ids_cpu[:, 0], ids_cpu[:, -1] = 2, 3
+        special_cpu = torch.isin(ids_cpu, torch.tensor(specials))
+        kw = dict(mask_token_id=mask_id, vocab_size=vocab, special_token_ids=specials, seed=1)
+        if mode == "whole_word":
+            kw["word_starts"] = torch.rand(b, l, generator=g) < 0.7
+        if mode == "exact":
+            kw["max_predictions"] = int(0.15 * l) + 1
+        kw_gpu = {k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+        ids = ids_cpu.cuda()
+        special = special_cpu.cuda()
+        case = dict(batch=b, seq_len=l, vocab=vocab, mode=mode, tokens=b * l)
+        try:
+            go, gl = mask_tokens(ids, **kw_gpu)
+            co, cl = mask_tokens(ids_cpu, **kw)
+            case["bitwise_equal_cpu"] = bool(torch.equal(go.cpu(), co) and torch.equal(gl.cpu(), cl))
+            case["chosen_rate"] = (gl != -100).double().mean().item()
+        except Exception as exc:  # recorded, and the timing below still runs
+            case["check_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        contenders = {
+            "pyfast_gpu": lambda: mask_tokens(ids, **kw_gpu),
+            "pyfast_cpu": lambda: mask_tokens(ids_cpu, **kw),
+        }
+        if mode == "piece":
+            gen = torch.Generator(device="cuda").manual_seed(0)
+            contenders["torch_bernoulli_gpu"] = lambda: _torch_mask_tokens_gpu(ids, special, mask_id, vocab, gen)
+            try:
+                from transformers import DataCollatorForLanguageModeling as HFCollator
+
+                from pyfast.bench.masking import _tokenizer
+
+                hf = HFCollator(_tokenizer(vocab), seed=0)
+                hf.create_rng("pt")
+                stm = special_cpu.long()  # HF draws on the CPU: its probability matrix is a CPU tensor
+                hf.torch_mask_tokens(ids.clone(), special_tokens_mask=stm)
+                contenders["hf_torch_mask_tokens_gpu_ids"] = lambda: hf.torch_mask_tokens(ids.clone(),
+                                                                                         special_tokens_mask=stm)
+            except Exception as exc:
+                case["hf_torch_mask_tokens_gpu_ids"] = f"unavailable: {type(exc).__name__}: {str(exc)[:160]}"
+        try:
+            ms = _time_wall_interleaved(contenders, reps)
+            for name, t in ms.items():
+                case[name] = dict(ms=t, tokens_per_s=b * l / t * 1e3)
+            for name in ms:
+                if name != "pyfast_gpu":
+                    case[f"speedup_pyfast_gpu_vs_{name}"] = ms[name] / ms["pyfast_gpu"]
+        except Exception as exc:
+            case["timing_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        cases.append(case)
+        print(json.dumps(case), flush=True)
+    return dict(cases=cases, timing="wall clock with device syncs, interleaved, median of reps")
 
 
 def bench_sgns(reps: int) -> dict:
-    try:
-        from pyfast.ops import sgns as s
-    except ImportError:
-        return dict(status="absent: pyfast.ops.sgns is not in this build")
-    return dict(status="absent: no CUDA SGNS op in this build (see the issue #8 report)",
-                names=[n for n in dir(s) if not n.startswith("_")])
+    """pairs/s of a forward + backward (sparse gradients) of pyfast.sgns_loss on GPU tensors vs the plain PyTorch
+    module (two nn.Embedding(sparse=True), bmm, logsigmoid) on the GPU. Checked first: same loss and gradients."""
+    from pyfast.ops import sgns_loss
+    from pyfast.reference.sgns import TorchSkipGramNS
+
+    cases = []
+    for v, d, n, k in ((100_000, 128, 8192, 5), (100_000, 300, 8192, 5), (1_000_000, 128, 65536, 5),
+                       (50_000, 100, 4096, 20)):
+        case = dict(V=v, D=d, N=n, K=k, dtype="float32", sparse=True)
+        torch.manual_seed(0)
+        with torch.device("cuda"):  # initialised on the device: no 0.5 GB host-side init and copy
+            model = TorchSkipGramNS(v, d, sparse=True)
+        w_in, w_out = model.in_embed.weight, model.out_embed.weight
+        centers = torch.randint(0, v, (n,), device="cuda")
+        contexts = torch.randint(0, v, (n,), device="cuda")
+        negatives = torch.randint(0, v, (n, k), device="cuda")
+
+        def ours():
+            w_in.grad = w_out.grad = None
+            sgns_loss(w_in, w_out, centers, contexts, negatives, sparse=True).backward()
+
+        def plain():
+            w_in.grad = w_out.grad = None
+            model(centers, contexts, negatives).backward()
+
+        try:
+            w_in.grad = w_out.grad = None
+            mine = sgns_loss(w_in, w_out, centers, contexts, negatives, sparse=True)
+            mine.backward()
+            ga, gb = w_in.grad.to_dense(), w_out.grad.to_dense()
+            w_in.grad = w_out.grad = None
+            theirs = model(centers, contexts, negatives)
+            theirs.backward()
+            ta, tb = w_in.grad.to_dense(), w_out.grad.to_dense()
+            case["loss_abs_diff"] = abs(mine.item() - theirs.item())
+            case["grad_in_max_abs_diff"] = (ga - ta).abs().max().item()
+            case["grad_out_max_abs_diff"] = (gb - tb).abs().max().item()
+            del ga, gb, ta, tb
+        except Exception as exc:
+            case["check_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        try:
+            ms = _time_wall_interleaved({"pyfast_gpu": ours, "torch_embedding_sparse_gpu": plain}, reps)
+            for name, t in ms.items():
+                case[name] = dict(ms=t, pairs_per_s=n / t * 1e3)
+            case["speedup_pyfast_vs_torch"] = ms["torch_embedding_sparse_gpu"] / ms["pyfast_gpu"]
+        except Exception as exc:
+            case["timing_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        cases.append(case)
+        print(json.dumps(case), flush=True)
+        del model, w_in, w_out
+        torch.cuda.empty_cache()
+    return dict(cases=cases, timing="forward + backward (sparse grads), wall clock with syncs, interleaved, median")
 
 
 def main() -> int:
@@ -138,22 +267,48 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--budget-s", type=float, default=200.0)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--only", default="", help="comma-separated sections (masking,sgns,attention); default all")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("no CUDA device", file=sys.stderr)
         return 1
-    record = dict(
+    # Merge into an existing record: gpu_check.sh runs each section in its own process (a sticky CUDA fault in one
+    # section then cannot poison the next), all writing the same file.
+    record = {}
+    if os.path.exists(args.out):
+        try:
+            with open(args.out) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            record = {}
+    record.update(
         date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), device=torch.cuda.get_device_name(0),
         capability=list(torch.cuda.get_device_capability(0)), torch=torch.__version__, python=platform.python_version(),
-        pyfast=pyfast.info(), note="pyfast attention CUDA kernel: fp32 CUDA-core arithmetic, no tensor cores yet",
+        pyfast=pyfast.info(), note="pyfast attention CUDA kernel: fp32 CUDA-core arithmetic, no tensor cores yet; "
+        "masking and SGNS CUDA kernels: first GPU run of code compiled but unverified before",
     )
-    record["attention"] = bench_attention(args.budget_s, args.reps)
-    record["masking"] = bench_masking(args.reps)
-    record["sgns"] = bench_sgns(args.reps)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, args.out)
+
+    def write():  # after every section: a later crash or timeout cannot lose what was measured
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(record, f, indent=1)
+        os.replace(tmp, args.out)
+
+    sections = (("masking", lambda: bench_masking(args.reps)), ("sgns", lambda: bench_sgns(args.reps)),
+                ("attention", lambda: bench_attention(args.budget_s, args.reps)))
+    for name, run in sections:
+        if args.only and name not in args.only.split(","):
+            continue
+        t0 = time.perf_counter()
+        try:
+            record[name] = run()
+        except Exception as exc:  # one failing section must not lose the others
+            record[name] = dict(status="failed", error=f"{type(exc).__name__}: {exc}"[:500],
+                                traceback=traceback.format_exc()[-2000:])
+            print(f"section {name} failed: {exc}", file=sys.stderr, flush=True)
+        record.setdefault("section_seconds", {})[name] = round(time.perf_counter() - t0, 1)
+        write()
+        torch.cuda.empty_cache()
     print("wrote", args.out)
     return 0
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # One-shot GPU verification for issue #8, for a lent GPU machine (see /work/.library/device/*.md): build the CUDA
 # module for the GPU at hand, run the CUDA tests, benchmark, and leave everything under $OUT:
-#   $OUT/gpu-<date>.json   benchmark record (attention TFLOP/s vs torch SDPA backends, masking, SGNS)
-#   $OUT/build.log, $OUT/tests.log, $OUT/bench.log
-# Sized for ~8 minutes on an H200 (16 cores): in-place build for the local arch only (~3 min of nvcc), tests
-# (~1 min), benchmark with a 150 s budget. Usage (repo root): OUT=/tmp/out bash benchmarks/gpu_check.sh
-# Exit status: that of the tests (the benchmark runs whatever they say, so a failing kernel still gets timed).
+#   $OUT/gpu-<date>.json   benchmark record (masking tokens/s, SGNS pairs/s, attention TFLOP/s vs torch SDPA)
+#   $OUT/build.log, $OUT/tests.log, $OUT/tests.xml (junit), $OUT/bench-<section>.log
+# Sized for ~8 minutes on an H200 (16 cores): in-place build for the local arch only (~1-3 min of nvcc), tests
+# (<= 120 s), then one process per benchmark section (masking <= 45 s, SGNS <= 60 s, attention <= 150 s) so a
+# crash or a sticky CUDA fault in one section loses nothing of the others (each merges into the same JSON).
+# Usage (repo root): OUT=/tmp/out bash benchmarks/gpu_check.sh
+# Exit status: that of the tests (the benchmarks run whatever they say, so a failing kernel still gets timed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-out}"
@@ -28,11 +30,18 @@ fi
 PYTHONPATH=. "$PY" -c 'import pyfast, json; print(json.dumps(pyfast.info()))' | tee "$OUT/info.json"
 
 t0=$(date +%s)
-PYTHONPATH=. timeout 180 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/tests.log"
+PYTHONPATH=. timeout 120 "$PY" -m pytest -q -p no:cacheprovider --junitxml="$OUT/tests.xml" tests/test_cuda.py \
+  tests/test_foundation.py 2>&1 | tee "$OUT/tests.log" | tail -n 40
 test_rc=${PIPESTATUS[0]}
 echo "tests rc=$test_rc in $(( $(date +%s) - t0 )) s"
 
-PYTHONPATH=. timeout 300 "$PY" benchmarks/gpu_bench.py --out "$OUT/gpu-$(date +%F).json" --budget-s 150 \
-  2>&1 | tee "$OUT/bench.log"
+JSON="$OUT/gpu-$(date +%F).json"
+for section in masking:45:0 sgns:60:0 attention:150:90; do
+  IFS=: read -r name limit budget <<< "$section"
+  t0=$(date +%s)
+  PYTHONPATH=. timeout "$limit" "$PY" benchmarks/gpu_bench.py --out "$JSON" --only "$name" --reps 5 \
+    --budget-s "$budget" > "$OUT/bench-$name.log" 2>&1
+  echo "bench $name rc=$? in $(( $(date +%s) - t0 )) s"; tail -n 5 "$OUT/bench-$name.log"
+done
 date -u
 exit "$test_rc"

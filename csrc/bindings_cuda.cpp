@@ -12,6 +12,8 @@
 #include "attention/attention_cuda.h"
 #include "attention/attention_pack.h"
 #include "common/checks.h"
+#include "masking/masking_cuda.h"
+#include "word2vec/sgns_op_cuda.h"
 
 namespace py = pybind11;
 
@@ -74,12 +76,99 @@ void bind_attention(py::module_& m) {
 // ================================================================================================
 // masking (issue #8)
 // ================================================================================================
-void bind_masking(py::module_& m) { (void)m; }
+// Same arguments as the CPU module's mask_tokens_ (bindings.cpp), device pointers, then the scratch buffers
+// (error flag, keys, word_first, word_last; 0 where the mode needs none) and the stream.
+void bind_masking(py::module_& m) {
+  m.def(
+      "mask_tokens",
+      [](int64_t batch, int64_t seq_len, std::uintptr_t input_ids, int64_t ids_row_stride, std::uintptr_t special_mask,
+         int64_t special_row_stride, std::uintptr_t special_id_bits, std::uintptr_t word_starts,
+         int64_t word_starts_row_stride, std::uintptr_t excluded_ids, int64_t num_excluded_ids, int64_t vocab_size,
+         int64_t mask_token_id, float mlm_probability, float mask_replace_prob, float mask_or_random_prob,
+         int64_t max_predictions, bool span, float span_start_prob, std::vector<float> span_length_cdf,
+         uint64_t seed, std::uintptr_t out_ids, std::uintptr_t labels, std::uintptr_t error, std::uintptr_t keys,
+         int64_t keys_row_stride, std::uintptr_t word_first, std::uintptr_t word_last, std::uintptr_t stream) {
+        pyfast::MaskTokensParams p;
+        p.batch = batch;
+        p.seq_len = seq_len;
+        p.input_ids = as_ptr<const int64_t>(input_ids);
+        p.ids_row_stride = ids_row_stride;
+        p.special_mask = as_ptr<const uint8_t>(special_mask);
+        p.special_row_stride = special_row_stride;
+        p.special_id_bits = as_ptr<const uint32_t>(special_id_bits);
+        p.word_starts = as_ptr<const uint8_t>(word_starts);
+        p.word_starts_row_stride = word_starts_row_stride;
+        p.excluded_ids = as_ptr<const int64_t>(excluded_ids);
+        p.num_excluded_ids = num_excluded_ids;
+        p.vocab_size = vocab_size;
+        p.mask_token_id = mask_token_id;
+        p.mlm_probability = mlm_probability;
+        p.mask_replace_prob = mask_replace_prob;
+        p.mask_or_random_prob = mask_or_random_prob;
+        p.max_predictions = max_predictions;
+        p.span = span ? 1 : 0;
+        p.span_start_prob = span_start_prob;
+        p.max_span_words = static_cast<int32_t>(span_length_cdf.size() + 1);
+        p.span_length_cdf = span_length_cdf.empty() ? nullptr : span_length_cdf.data();  // host memory
+        p.seed = seed;
+        p.out_ids = as_ptr<int64_t>(out_ids);
+        p.labels = as_ptr<int64_t>(labels);
+        pyfast::MaskTokensCudaScratch s;
+        s.error = as_ptr<int64_t>(error);
+        s.keys = as_ptr<uint64_t>(keys);
+        s.keys_row_stride = keys_row_stride;
+        s.word_first = as_ptr<int32_t>(word_first);
+        s.word_last = as_ptr<int32_t>(word_last);
+        py::gil_scoped_release nogil;
+        pyfast::mask_tokens_cuda(p, s, stream);
+      },
+      "Masked-token sampling on CUDA (device pointers; see csrc/masking/masking_cuda.h).");
+}
 
 // ================================================================================================
 // sgns op (issue #8)
 // ================================================================================================
-void bind_sgns(py::module_& m) { (void)m; }
+void bind_sgns(py::module_& m) {
+  m.def(
+      "sgns_forward",
+      [](std::uintptr_t in_weight, std::uintptr_t out_weight, int64_t in_stride, int64_t out_stride,
+         std::uintptr_t centers, std::uintptr_t contexts, std::uintptr_t negatives, int64_t num_embeddings,
+         int64_t dim, int64_t num_pairs, int64_t num_negatives, int dtype, std::uintptr_t loss, std::uintptr_t coef,
+         std::uintptr_t center_rows, std::uintptr_t in_grad_dir, std::uintptr_t error, std::uintptr_t stream) {
+        pyfast::SgnsParams p;
+        p.in_weight = as_ptr<const void>(in_weight);
+        p.out_weight = as_ptr<const void>(out_weight);
+        p.in_stride = in_stride;
+        p.out_stride = out_stride;
+        p.centers = as_ptr<const int64_t>(centers);
+        p.contexts = as_ptr<const int64_t>(contexts);
+        p.negatives = as_ptr<const int64_t>(negatives);
+        p.num_embeddings = num_embeddings;
+        p.dim = dim;
+        p.num_pairs = num_pairs;
+        p.num_negatives = num_negatives;
+        p.dtype = static_cast<pyfast::DType>(dtype);
+        py::gil_scoped_release nogil;
+        pyfast::sgns_forward_cuda(p, as_ptr<void>(loss), as_ptr<void>(coef), as_ptr<void>(center_rows),
+                                  as_ptr<void>(in_grad_dir), as_ptr<int64_t>(error), stream);
+      },
+      "SGNS forward on CUDA (device pointers; see csrc/word2vec/sgns_op_cuda.h).");
+  m.def(
+      "sgns_backward",
+      [](int64_t num_pairs, int64_t num_negatives, int64_t dim, int dtype, std::uintptr_t coef,
+         std::uintptr_t grad_loss, std::uintptr_t center_rows, std::uintptr_t in_grad_dir, std::uintptr_t center_slot,
+         int64_t num_unique_centers, std::uintptr_t target_slot, int64_t num_unique_targets,
+         std::uintptr_t grad_in_rows, std::uintptr_t grad_out_rows, std::uintptr_t error, std::uintptr_t stream) {
+        py::gil_scoped_release nogil;
+        pyfast::sgns_backward_cuda(num_pairs, num_negatives, dim, static_cast<pyfast::DType>(dtype),
+                                   as_ptr<const void>(coef), as_ptr<const void>(grad_loss),
+                                   as_ptr<const void>(center_rows), as_ptr<const void>(in_grad_dir),
+                                   as_ptr<const int64_t>(center_slot), num_unique_centers,
+                                   as_ptr<const int64_t>(target_slot), num_unique_targets, as_ptr<void>(grad_in_rows),
+                                   as_ptr<void>(grad_out_rows), as_ptr<int64_t>(error), stream);
+      },
+      "SGNS backward on CUDA into ZEROED per-unique-id rows (atomicAdd accumulation).");
+}
 
 }  // namespace
 

@@ -1,6 +1,8 @@
 """CUDA kernels (issue #8) against float64 references and against the CPU kernels: attention forward and all three
 gradients (awkward shapes, causal, masks, GQA, varlen, dropout keyed like the CPU, bf16/fp16 by flash-attention's
-2x rule), and bitwise-identical masking / SGNS behaviour where those ops exist. Every test is ``cuda_only``: it
+2x rule); masking bit for bit against the CPU kernel (every mode, several seeds, tile and power-of-two edges) and
+its bad-id error; the SGNS op's loss and gradients against the float64 reference on the GPU (dense and sparse,
+duplicate ids, D not a multiple of 32) and its bad-id errors. Every test is ``cuda_only``: it
 skips cleanly on a machine without a GPU (conftest) -- which is every machine these were written on, so the
 CUDA kernels are compiled but unverified until this file runs on a GPU (benchmarks/gpu_check.sh does that).
 """
@@ -14,7 +16,9 @@ from helpers import assert_close
 
 import pyfast
 from pyfast.ops import attention as ops
+from pyfast.ops import mask_tokens, sgns_loss
 from pyfast.reference import attention as ref
+from pyfast.reference.sgns import sgns_loss_reference
 
 pytestmark = pytest.mark.cuda_only
 
@@ -247,3 +251,182 @@ def test_multihead_self_attention_module_on_cuda_matches_cpu():
     out_cpu = layer(x)
     out_gpu = layer.cuda()(x.cuda())
     assert_close(out_gpu, out_cpu, name="MultiheadSelfAttention gpu vs cpu", atol=1e-4, rtol=1e-4)
+
+
+# ---- masking: bit for bit the CPU kernel's output ------------------------------------------------------------------
+
+MASK_V, MASK_ID, MASK_SPECIALS = 97, 4, [0, 1, 2, 3, 4]
+
+
+def _mask_batch(b, l, seed):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, MASK_V, (b, l), generator=g)
+    if l >= 2:
+        ids[:, 0], ids[:, -1] = 1, 2
+    if l > 3:
+        lengths = torch.randint(2, l + 1, (b,), generator=g)
+        ids[torch.arange(l)[None, :] >= lengths[:, None]] = 0
+    starts = torch.rand(ids.shape, generator=g) < 0.6
+    return ids, starts
+
+
+def _mask_both(ids, **kw):
+    """(cpu outputs, gpu outputs moved to the cpu) for the same arguments (tensors in kw are moved alike)."""
+    cpu = mask_tokens(ids, **kw)
+    kw_gpu = {key: (val.to(DEV) if isinstance(val, torch.Tensor) else val) for key, val in kw.items()}
+    gpu = mask_tokens(ids.to(DEV), **kw_gpu)
+    assert gpu[0].device.type == "cuda" and gpu[1].device.type == "cuda"
+    return cpu, (gpu[0].cpu(), gpu[1].cpu())
+
+
+# L: 1, a prime, one past a 256-column tile, a power of two, one past one (the exact-count sort pads to 1024).
+@pytest.mark.parametrize("b,l", [(1, 1), (3, 37), (2, 257), (4, 512), (2, 513), (1, 1000)])
+@pytest.mark.parametrize("mode", ["piece", "word", "exact", "exact_word", "span", "span_word", "mask_col"])
+@pytest.mark.parametrize("seed", [0, 12345, 2**64 - 1])
+def test_masking_gpu_bitwise_equals_cpu(b, l, mode, seed):
+    ids, starts = _mask_batch(b, l, seed=b * 1000 + l)
+    kw = dict(mask_token_id=MASK_ID, vocab_size=MASK_V, mlm_probability=0.3, seed=seed)
+    if mode == "mask_col":
+        kw["special_tokens_mask"] = ids == 0
+    else:
+        kw["special_token_ids"] = MASK_SPECIALS
+    if mode.endswith("word"):
+        kw["word_starts"] = starts
+    if mode.startswith("exact"):
+        kw["max_predictions"] = max(1, l // 5)
+    if mode.startswith("span"):
+        kw["span_masking"] = True
+    (co, cl), (go, gl) = _mask_both(ids, **kw)
+    for name, c, g in (("labels", cl, gl), ("masked ids", co, go)):
+        diff = torch.nonzero(c != g)
+        assert diff.numel() == 0, (f"{mode}: {name} differ at {diff.shape[0]} positions, first {diff[0].tolist()}: "
+                                   f"cpu {c[tuple(diff[0])]}, gpu {g[tuple(diff[0])]}")
+
+
+@pytest.mark.parametrize("kw", [dict(mlm_probability=1.0), dict(mlm_probability=0.0), dict(max_predictions=0),
+                                dict(mask_replace_prob=0.0, random_replace_prob=1.0),
+                                dict(span_masking=True, span_p=1.0, max_span_words=1),
+                                dict(span_masking=True, mlm_probability=0.9, max_span_words=64)])
+def test_masking_gpu_edge_probabilities_equal_cpu(kw):
+    ids, starts = _mask_batch(5, 300, seed=3)
+    (co, cl), (go, gl) = _mask_both(ids, mask_token_id=MASK_ID, vocab_size=MASK_V, special_token_ids=MASK_SPECIALS,
+                                    word_starts=starts, seed=77, **kw)
+    assert torch.equal(cl, gl) and torch.equal(co, go)
+
+
+def test_masking_gpu_dtypes_shapes_strides():
+    ids, _ = _mask_batch(4, 50, seed=9)
+    kw = dict(mask_token_id=MASK_ID, vocab_size=MASK_V, special_token_ids=MASK_SPECIALS, seed=5)
+    for x in (ids.to(torch.int32), ids[0], ids.t().contiguous().t(), ids[:, ::2]):
+        (co, cl), (go, gl) = _mask_both(x, **kw)
+        assert torch.equal(cl, gl) and torch.equal(co, go)
+    go, gl = mask_tokens(ids.to(torch.int32).to(DEV), **kw)
+    assert go.dtype == torch.int32 and gl.dtype == torch.int64
+    empty = torch.empty(3, 0, dtype=torch.int64, device=DEV)
+    eo, el = mask_tokens(empty, **kw)
+    assert eo.shape == (3, 0) and el.shape == (3, 0)
+
+
+@pytest.mark.parametrize("extra", [dict(), dict(max_predictions=3), dict(span_masking=True), dict(word_starts=True)])
+def test_masking_gpu_bad_id_raises_like_cpu(extra):
+    ids, starts = _mask_batch(3, 300, seed=2)
+    ids[1, 260] = MASK_V
+    ids[2, 5] = -7  # a later row: the first bad position (row-major) is reported, as on the CPU
+    kw = dict(mask_token_id=MASK_ID, vocab_size=MASK_V, special_token_ids=MASK_SPECIALS, seed=1, **extra)
+    if extra.get("word_starts"):
+        kw["word_starts"] = starts.to(DEV)
+    with pytest.raises(ValueError, match=r"input_ids\[1, 260\] = 97 is outside the vocabulary \[0, 97\)"):
+        mask_tokens(ids.to(DEV), **kw)
+
+
+# ---- SGNS op: loss and gradients against the float64 reference on the GPU ------------------------------------------
+def _sgns_problem(v, d, n, k, dtype, dup=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w_in = (torch.randn(v, d, generator=g, dtype=torch.float64) * 0.3).to(dtype)
+    w_out = (torch.randn(v, d, generator=g, dtype=torch.float64) * 0.3).to(dtype)
+    hi = min(v, 3) if dup else v
+    ids = (torch.randint(0, hi, (n,), generator=g), torch.randint(0, hi, (n,), generator=g),
+           torch.randint(0, hi, (n, k), generator=g))
+    return w_in, w_out, ids
+
+
+def _sgns_grads(fn, w_in, w_out, ids, device, **kw):
+    a = w_in.detach().clone().to(device).requires_grad_(True)
+    b = w_out.detach().clone().to(device).requires_grad_(True)
+    loss = fn(a, b, *(t.to(device) for t in ids), reduction="none", **kw)
+    weight = torch.linspace(0.5, 1.5, loss.numel(), dtype=loss.dtype, device=device)  # non-uniform upstream grad
+    (loss * weight).sum().backward()
+    ga = a.grad.to_dense() if a.grad.is_sparse else a.grad
+    gb = b.grad.to_dense() if b.grad.is_sparse else b.grad
+    return loss.detach().cpu(), ga.cpu(), gb.cpu(), a.grad, b.grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("v,d,n,k,dup", [(1, 1, 1, 1, False), (37, 13, 29, 1, False), (101, 131, 67, 20, False),
+                                         (50, 8, 64, 5, True), (7, 33, 200, 20, True), (1000, 7, 3, 0, False),
+                                         (5000, 300, 999, 5, False)])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_sgns_gpu_matches_float64_reference(dtype, v, d, n, k, dup, sparse):
+    w_in, w_out, ids = _sgns_problem(v, d, n, k, dtype, dup)
+    loss, ga, gb, raw_a, raw_b = _sgns_grads(sgns_loss, w_in, w_out, ids, DEV, sparse=sparse)
+    rl, rga, rgb, _, _ = _sgns_grads(sgns_loss_reference, w_in.double(), w_out.double(), ids, "cpu")
+    assert loss.dtype == dtype and ga.dtype == dtype
+    assert raw_a.device.type == "cuda" and raw_a.is_sparse == sparse and raw_b.is_sparse == sparse
+    if sparse:
+        assert raw_a.is_coalesced() and raw_b.is_coalesced()
+    for name, got, want in (("loss", loss, rl), ("grad in_weight", ga, rga), ("grad out_weight", gb, rgb)):
+        scale = max(1.0, float(want.abs().max())) if want.numel() else 1.0
+        tol = dict(atol=1e-12 * scale, rtol=1e-10) if dtype == torch.float64 else dict(atol=1e-4 * scale, rtol=1e-4)
+        assert_close(got, want, name=name, **tol)
+
+
+def test_sgns_gpu_float32_error_within_2x_of_torch_float32():
+    w_in, w_out, ids = _sgns_problem(300, 100, 500, 20, torch.float32, dup=True)
+    _, ga, gb, _, _ = _sgns_grads(sgns_loss, w_in, w_out, ids, DEV, sparse=True)
+    _, ta, tb, _, _ = _sgns_grads(sgns_loss_reference, w_in, w_out, ids, DEV)
+    _, ra, rb, _, _ = _sgns_grads(sgns_loss_reference, w_in.double(), w_out.double(), ids, "cpu")
+    for name, mine, torch32, ref64 in (("in", ga, ta, ra), ("out", gb, tb, rb)):
+        e_ours = (mine.double() - ref64).abs().max().item()
+        e_torch = (torch32.double() - ref64).abs().max().item()
+        assert e_ours <= 2 * e_torch + 1e-7, f"grad {name}: error {e_ours:.3g} vs torch float32 {e_torch:.3g}"
+
+
+def test_sgns_gpu_agrees_with_cpu_op_and_row_stride_slices():
+    big = torch.randn(60, 40, dtype=torch.float64)
+    w_in, w_out = big[:, :33], big[:, 7:40]  # row stride 40, D = 33 (not a multiple of 32)
+    _, _, ids = _sgns_problem(60, 33, 120, 6, torch.float64, seed=4)
+    cpu = sgns_loss(w_in, w_out, *ids, reduction="none")
+    gpu = sgns_loss(w_in.to(DEV), w_out.to(DEV), *(t.to(DEV) for t in ids), reduction="none")
+    assert_close(gpu, cpu, name="loss gpu vs cpu", atol=1e-12, rtol=1e-12)
+    with torch.no_grad():
+        nograd = sgns_loss(w_in.to(DEV), w_out.to(DEV), *(t.to(DEV) for t in ids))
+    assert_close(nograd, cpu.mean(), name="no-grad mean loss", atol=1e-12, rtol=1e-12)
+
+
+def test_sgns_gpu_empty_batch():
+    w = torch.randn(10, 4, device=DEV, requires_grad=True)
+    e = torch.empty(0, dtype=torch.int64, device=DEV)
+    loss = sgns_loss(w, w, e, e, torch.empty(0, 3, dtype=torch.int64, device=DEV))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert w.grad is not None and torch.all(w.grad == 0)
+
+
+@pytest.mark.parametrize("bad,where", [(-1, "center"), (10, "context"), (11, "negative")])
+def test_sgns_gpu_out_of_range_ids_raise_value_error(bad, where):
+    w_in, w_out = torch.randn(10, 4, device=DEV), torch.randn(10, 4, device=DEV)
+    c, x = torch.zeros(3, dtype=torch.int64), torch.zeros(3, dtype=torch.int64)
+    ng = torch.zeros(3, 2, dtype=torch.int64)
+    {"center": c, "context": x, "negative": ng}[where].view(-1)[1] = bad
+    with pytest.raises(ValueError, match=rf"sgns_loss: {where} id {bad} at position 1 is outside \[0, 10\)"):
+        sgns_loss(w_in, w_out, c.to(DEV), x.to(DEV), ng.to(DEV))
+
+
+def test_sgns_gpu_device_mismatch_and_opcheck():
+    w_in, w_out, (c, x, ng) = _sgns_problem(17, 11, 13, 3, torch.float64, dup=True)
+    with pytest.raises(RuntimeError, match="centers is on cpu but in_weight is on cuda"):
+        sgns_loss(w_in.to(DEV), w_out.to(DEV), c, x.to(DEV), ng.to(DEV))
+    w_in, w_out, c, x, ng = (t.to(DEV) for t in (w_in, w_out, c, x, ng))
+    for sparse in (False, True):
+        torch.library.opcheck(torch.ops.pyfast.sgns_fwd.default,
+                              (w_in.requires_grad_(), w_out.requires_grad_(), c, x, ng, True, sparse, sparse))

@@ -33,6 +33,40 @@ def test_cuda_path_without_cuda_raises_runtime_error():
         _native.cuda()
 
 
+def test_cuda_tensors_without_the_cuda_module_raise_the_rebuild_error(monkeypatch):
+    """Runs on every machine: simulate a build without pyfast._C_cuda, then hand the ops CUDA tensors (fake ones,
+    which need no GPU): every CUDA entry point must raise the RuntimeError that says how to rebuild."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from pyfast.ops import mask_tokens, sgns_cuda, sgns_loss
+
+    monkeypatch.setattr(_native, "_cuda_module", None)
+    monkeypatch.setattr(_native, "_cuda_import_error", "No module named 'pyfast._C_cuda'")
+    rebuild = r"built without CUDA support .*PYFAST_CUDA=ON pip install"
+    with pytest.raises(RuntimeError, match=rebuild):
+        _native.cuda()
+    assert not _native.cuda_built()
+    with FakeTensorMode():
+        ids = torch.zeros(2, 8, dtype=torch.int64, device="cuda")
+        w = torch.zeros(10, 4, device="cuda")
+        c = torch.zeros(3, dtype=torch.int64, device="cuda")
+        ng = torch.zeros(3, 2, dtype=torch.int64, device="cuda")
+        assert ids.device.type == "cuda"
+        for kw in (dict(), dict(max_predictions=2), dict(word_starts=torch.ones(2, 8, dtype=torch.bool, device="cuda"))):
+            with pytest.raises(RuntimeError, match=rebuild):
+                mask_tokens(ids, mask_token_id=4, vocab_size=97, seed=1, **kw)
+        with pytest.raises(RuntimeError, match=rebuild):
+            sgns_loss(w, w, c, c, ng)
+    # The ops' registered CUDA kernels raise it too, before they touch a tensor.
+    w = torch.zeros(10, 4)
+    c = torch.zeros(3, dtype=torch.int64)
+    ng = torch.zeros(3, 2, dtype=torch.int64)
+    with pytest.raises(RuntimeError, match=rebuild):
+        sgns_cuda._sgns_fwd_cuda(w, w, c, c, ng, True, False, False)
+    with pytest.raises(RuntimeError, match=rebuild):
+        sgns_cuda._sgns_bwd_cuda(torch.zeros(3, 3), torch.zeros(3), torch.zeros(3, 4), torch.zeros(3, 4), c, c, ng, 10)
+
+
 def test_set_num_threads_roundtrip_and_validation():
     old = pyfast.get_num_threads()
     try:

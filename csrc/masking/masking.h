@@ -39,6 +39,7 @@
 //   non-eligible position or the row's end; the walk resumes after the span. span_start_prob is chosen on the
 //   host so the covered fraction of words is mlm_probability (a renewal process; see pyfast/ops/masking.py).
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 namespace pyfast {
@@ -76,6 +77,13 @@ struct MaskTokensParams {
   int64_t* out_ids = nullptr;             // (B, L) contiguous; may alias input_ids when that is contiguous too
   int64_t* labels = nullptr;              // (B, L) contiguous: original id where chosen, kIgnoreIndex elsewhere
 };
+
+// u < prob for u = uint_to_unit_float(c) = (c >> 8) / 2^24 is exactly (c >> 8) < ceil(prob * 2^24), since
+// prob * 2^24 is exact in double: integer compares that vectorise on the CPU and need no float (nor fast-math,
+// nor flush-to-zero) on the GPU, with the same answers as the float rule. prob in [0, 1].
+inline uint32_t mask_unit_threshold(float prob) {
+  return static_cast<uint32_t>(std::ceil(static_cast<double>(prob) * 16777216.0));
+}
 
 // Fills out_ids and labels. Throws std::invalid_argument (ValueError) for an id outside [0, vocab_size) or bad
 // sizes, before any out-of-bounds read or write can happen.

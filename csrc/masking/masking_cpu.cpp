@@ -94,11 +94,7 @@ struct RowView {
   int64_t* labels_row() const { return p.labels + row * p.seq_len; }
 };
 
-// u < p for u = uint_to_unit_float(c) = (c >> 8) / 2^24 is exactly (c >> 8) < ceil(p * 2^24), since p * 2^24
-// is exact in double: integer compares the compiler can vectorise, same answers as the float rule.
-uint32_t unit_threshold(float prob) {
-  return static_cast<uint32_t>(std::ceil(static_cast<double>(prob) * 16777216.0));
-}
+inline uint32_t unit_threshold(float prob) { return mask_unit_threshold(prob); }  // see masking.h
 
 // The outputs are written once and read by someone else later (the model, another step): non-temporal stores
 // skip the read-for-ownership of each destination line, which on a cold buffer is a DRAM read per 64 bytes

@@ -1,7 +1,8 @@
 """SkipGramNS: word2vec's skip-gram with negative sampling as an nn.Module over the fused pyfast op.
 
 The two tables are ordinary nn.Embedding modules (``in_embed``, ``out_embed``), so code that reads or saves them
-keeps working; the loss and its gradients come from pyfast.ops.sgns_loss. CPU only, float32/float64.
+keeps working; the loss and its gradients come from pyfast.ops.sgns_loss. CPU or CUDA tensors (the CUDA kernel:
+compiled, unverified on a GPU), float32/float64.
 """
 from __future__ import annotations
 

@@ -14,3 +14,7 @@ try:
     from . import attention_cuda as _attention_cuda  # noqa: F401
 except Exception:  # pragma: no cover
     pass
+try:
+    from . import sgns_cuda as _sgns_cuda  # noqa: F401
+except Exception:  # pragma: no cover
+    pass

@@ -3,8 +3,11 @@
 `mask_tokens` chooses positions (per piece, per whole word, by SpanBERT spans, or an exact count per row) and
 replaces 80% with [MASK], 10% with a random non-special id, keeps 10%; labels hold the original id where chosen and
 -100 elsewhere. Draws are keyed by (seed, row, column) (see csrc/masking/masking.h), so the result does not depend
-on the thread count or on how much padding a row carries. This is data-pipeline code: it runs on CPU tensors
-(a CUDA tensor is masked on the CPU and moved back until the CUDA kernel of issue #8 lands).
+on the thread count or on how much padding a row carries. Routed by the tensor's device: CPU tensors run
+csrc/masking/masking_cpu.cpp, CUDA tensors csrc/masking/masking_cuda.cu (pyfast/ops/masking_cuda.py; the same
+Philox stream, so the same seed gives bit-identical outputs on both; status: compiled, unverified on a GPU; a
+build without CUDA raises a RuntimeError that says how to rebuild), any other device is masked on the CPU and
+moved back.
 """
 from __future__ import annotations
 
@@ -126,15 +129,15 @@ def span_start_probability(mlm_probability: float, mean_span_words: float) -> fl
     return m / (mean_span_words * (1.0 - m) + m)
 
 
-def _as_row_mask(mask, like: torch.Tensor, name: str) -> torch.Tensor:
-    """A (B, L) bool/int tensor -> uint8 with unit column stride, ready for the kernel."""
+def _as_row_mask(mask, like: torch.Tensor, name: str, device="cpu") -> torch.Tensor:
+    """A (B, L) bool/int tensor -> uint8 on `device` with unit column stride, ready for the kernel."""
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"{_OP}: {name} must be a torch.Tensor, got {type(mask).__name__}")
     if mask.is_floating_point() or mask.is_complex():
         raise TypeError(f"{_OP}: {name} must be a bool or integer tensor, got {mask.dtype}")
     if tuple(mask.shape) != tuple(like.shape):
         raise ValueError(f"{_OP}: {name} must have the shape of input_ids {tuple(like.shape)}, got {tuple(mask.shape)}")
-    mask = mask.to("cpu")
+    mask = mask.to(device)
     if mask.dtype == torch.bool:
         mask = mask.view(torch.uint8) if mask.is_contiguous() else mask.contiguous().view(torch.uint8)
     elif mask.dtype != torch.uint8:
@@ -202,6 +205,15 @@ def mask_tokens(
     special_ids = _special_ids_tuple(special_token_ids, vocab_size)
 
     device, dtype, shape = input_ids.device, input_ids.dtype, input_ids.shape
+    if device.type == "cuda":
+        from .masking_cuda import mask_tokens_cuda  # late: masking_cuda imports this module
+
+        return mask_tokens_cuda(
+            input_ids, special_tokens_mask=special_tokens_mask, word_starts=word_starts, vocab_size=vocab_size,
+            mask_token_id=mask_token_id, special_ids=special_ids, mlm_probability=mlm_probability,
+            mask_replace_prob=mask_replace_prob, random_replace_prob=random_replace_prob,
+            max_predictions=max_predictions, span_masking=span_masking, span_p=span_p, max_span_words=max_span_words,
+            seed=seed)
     ids = input_ids.to("cpu") if device.type != "cpu" else input_ids
     ids2 = ids.reshape(1, -1) if ids.dim() == 1 else ids
     if ids2.dtype != torch.int64:
@@ -235,6 +247,20 @@ def mask_tokens(
     return out, labels
 
 
+def _scalar_args(vocab_size: int, excluded: torch.Tensor, mask_replace_prob: float, random_replace_prob: float,
+                 span_masking: bool, span_p: float, max_span_words: int, mlm_probability: float):
+    """(mask_or_random_prob summed in float32, span cdf table, span start probability): the same for CPU and GPU."""
+    mask_or_random = float(np.float32(mask_replace_prob) + np.float32(random_replace_prob))  # summed in float32
+    if excluded.numel() >= vocab_size and random_replace_prob > 0:
+        raise ValueError(f"{_OP}: random_replace_prob > 0 but every id in the vocabulary is special or [MASK]")
+    cdf: tuple[float, ...] = ()
+    start_prob = 0.0
+    if span_masking:
+        cdf, mean = span_length_distribution(span_p, max_span_words)
+        start_prob = span_start_probability(mlm_probability, mean)
+    return mask_or_random, cdf, start_prob
+
+
 def _mask_tokens_into(
     ids: torch.Tensor, out: torch.Tensor, labels: torch.Tensor, *, special, word_starts, vocab_size: int,
     mask_token_id: int, special_ids, mlm_probability: float, mask_replace_prob: float, random_replace_prob: float,
@@ -244,14 +270,8 @@ def _mask_tokens_into(
     int64 contiguous (out may be ids itself); special, word_starts: (B, L) uint8 or None."""
     special_bits, excluded = _vocab_tables(vocab_size, special_ids, mask_token_id)
     batch, seq_len = ids.shape
-    mask_or_random = float(np.float32(mask_replace_prob) + np.float32(random_replace_prob))  # summed in float32
-    if excluded.numel() >= vocab_size and random_replace_prob > 0:
-        raise ValueError(f"{_OP}: random_replace_prob > 0 but every id in the vocabulary is special or [MASK]")
-    cdf: tuple[float, ...] = ()
-    start_prob = 0.0
-    if span_masking:
-        cdf, mean = span_length_distribution(span_p, max_span_words)
-        start_prob = span_start_probability(mlm_probability, mean)
+    mask_or_random, cdf, start_prob = _scalar_args(vocab_size, excluded, mask_replace_prob, random_replace_prob,
+                                                   span_masking, span_p, max_span_words, mlm_probability)
     _native.cpu().mask_tokens_(
         batch, seq_len, _native.ptr(ids), ids.stride(0),
         _native.ptr(special) if special is not None else 0, special.stride(0) if special is not None else 0,

@@ -11,7 +11,10 @@ only accumulations from these compact buffers (see sgns_op.h). The cost is 2 N D
 Gradients: the backward kernel writes one row per *unique* id touched (duplicates accumulated in native code, in
 a fixed order), and the autograd layer turns them into a coalesced sparse COO tensor (like
 nn.Embedding(sparse=True): SGD, SparseAdam, DDP work unchanged) or a dense (V, D) tensor.
-Limits: CPU tensors only (a CUDA tensor raises); float32 / float64 weights; ids are int64.
+Devices: CPU tensors run csrc/word2vec/sgns_op_cpu.cpp; CUDA tensors run csrc/word2vec/sgns_op_cuda.cu through
+``register_kernel("cuda")`` in pyfast/ops/sgns_cuda.py (compiled, unverified on a GPU; duplicate ids accumulate
+there with atomicAdd). A build without CUDA raises a RuntimeError that says how to rebuild.
+Limits: float32 / float64 weights; ids are int64.
 """
 from __future__ import annotations
 
@@ -56,11 +59,15 @@ def _check_inputs(op: str, in_weight, out_weight, centers, contexts, negatives) 
     if negatives.dim() != 2 or negatives.shape[0] != centers.shape[0]:
         raise ValueError(f"{op}: negatives must be 2-D (N, K) with N = {centers.shape[0]}, got shape "
                          f"{tuple(negatives.shape)}")
-    for name, t in (("in_weight", in_weight), ("out_weight", out_weight), ("centers", centers),
-                    ("contexts", contexts), ("negatives", negatives)):
-        if t.device.type != "cpu":
-            raise RuntimeError(f"{op}: only CPU tensors are supported (the SGNS op has no CUDA kernel yet); "
-                               f"{name} is on {t.device}")
+    device = in_weight.device
+    if device.type not in ("cpu", "cuda"):
+        raise RuntimeError(f"{op}: only CPU and CUDA tensors are supported, got in_weight on {device}")
+    for name, t in (("out_weight", out_weight), ("centers", centers), ("contexts", contexts),
+                    ("negatives", negatives)):
+        if t.device != device:
+            raise RuntimeError(f"{op}: {name} is on {t.device} but in_weight is on {device}; move them to one device")
+    if device.type == "cuda" and not torch.compiler.is_compiling():
+        _native.cuda()  # a build without CUDA raises here, saying how to rebuild (PYFAST_CUDA=ON)
 
 
 def _row_major(w: torch.Tensor) -> torch.Tensor:
@@ -218,11 +225,13 @@ def sgns_loss(in_weight: torch.Tensor, out_weight: torch.Tensor, centers: torch.
     v = out_weight[...]; reduced like torch losses (``"mean"`` over pairs, ``"sum"``, ``"none"`` -> (N,)).
 
     Args:
-        in_weight, out_weight: (V, D) float32 or float64, CPU. Usually ``nn.Embedding.weight``.
+        in_weight, out_weight: (V, D) float32 or float64, CPU or CUDA (all tensors on one device). Usually
+            ``nn.Embedding.weight``.
         centers, contexts: (N,) int64 ids in [0, V).  negatives: (N, K) int64 ids in [0, V).
         sparse: gradients as coalesced sparse COO tensors (like nn.Embedding(sparse=True)) instead of dense.
 
-    Ids outside [0, V) raise ValueError (checked in native code before anything is read). An empty batch gives
+    Ids outside [0, V) raise ValueError (checked in native code before anything is read; on the GPU the kernel
+    flags them and the op raises after one sync). An empty batch gives
     a zero loss (``"mean"`` too) and empty gradients.
     """
     return _sgns_loss(in_weight, out_weight, centers, contexts, negatives, reduction, sparse, sparse)

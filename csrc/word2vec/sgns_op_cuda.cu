@@ -1,0 +1,204 @@
+// CUDA kernels of the SGNS op (issue #8), same semantics as sgns_op_cpu.cpp (see sgns_op.h): the forward is one
+// warp per pair (lanes stride over D, so any D works: lane l handles d = l, l + 32, ...; a row of 128 fp32 is
+// one 512 B coalesced load per pass), K+1 warp-reduced dot products, the loss and sigmoid coefficients in
+// double like the CPU, and, for training, the gathered center row and d loss / d u while the rows are hot in
+// L1/L2. The backward adds each pair's contributions into per-unique-id gradient rows with atomicAdd (duplicate
+// ids accumulate in hardware; the CPU's fixed-order CSR pass would leave one warp serialising the frequent ids).
+// Cost of the atomics: the summation order varies between runs, so float32 gradients are not bitwise
+// reproducible (tests compare with a float64 reference instead). Status: compiled for sm_80 / sm_90,
+// unverified on a GPU.
+#include "word2vec/sgns_op_cuda.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/checks.h"
+#include "common/cuda_utils.cuh"
+
+namespace pyfast {
+namespace {
+
+constexpr int kThreads = 256;                 // 8 warps, one pair each at a time
+constexpr int kWarpsPerBlock = kThreads / 32;
+
+template <typename T>
+__device__ __forceinline__ T warp_sum_t(T x) {
+  // xor butterfly: every lane ends with the same sum (each step adds the same two values on both partners).
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) x += __shfl_xor_sync(cuda::kFullWarp, x, offset);
+  return x;
+}
+
+// softplus(x) = log(1 + e^x) and sigmoid(x) in double, written like the CPU's (sgns_op_cpu.cpp).
+__device__ __forceinline__ double softplus_d(double x) { return fmax(x, 0.0) + log1p(exp(-fabs(x))); }
+__device__ __forceinline__ double sigmoid_d(double x) {
+  if (x >= 0) return 1.0 / (1.0 + exp(-x));
+  const double e = exp(x);
+  return e / (1.0 + e);
+}
+
+__device__ __forceinline__ bool id_ok(int64_t id, int64_t v) { return id >= 0 && id < v; }
+
+__device__ __forceinline__ void report(int64_t* error, int64_t position) {
+  atomicMin(reinterpret_cast<unsigned long long*>(error), static_cast<unsigned long long>(position));
+}
+
+// loss (N,), coef (N, K+1); center_rows, in_grad_dir (N, D) or null. Grid-stride over pairs, one warp each; the
+// pair index is the same for all 32 lanes, so every branch below is warp-uniform and full-mask shuffles are safe.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    sgns_forward_kernel(const SgnsParams p, T* loss, T* coef, T* center_rows, T* in_grad_dir, int64_t* error) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps_total = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  const T* in_w = static_cast<const T*>(p.in_weight);
+  const T* out_w = static_cast<const T*>(p.out_weight);
+  const int64_t d = p.dim, k = p.num_negatives, kp1 = k + 1, v = p.num_embeddings;
+  const bool for_backward = center_rows != nullptr && in_grad_dir != nullptr;
+  for (int64_t n = (static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x) / 32; n < p.num_pairs;
+       n += warps_total) {
+    // Bounds first: no row of a pair with a bad id is ever read.
+    const int64_t center = p.centers[n], context = p.contexts[n];
+    bool bad_negative = false;
+    for (int64_t j = lane; j < k; j += 32) {
+      if (!id_ok(p.negatives[n * k + j], v)) {
+        report(error + 2, n * k + j);
+        bad_negative = true;
+      }
+    }
+    const bool bad_center = !id_ok(center, v), bad_context = !id_ok(context, v);
+    if (lane == 0 && bad_center) report(error + 0, n);
+    if (lane == 0 && bad_context) report(error + 1, n);
+    if (__any_sync(cuda::kFullWarp, bad_negative) || bad_center || bad_context) {
+      if (lane == 0) loss[n] = static_cast<T>(NAN);  // never returned: the caller raises
+      continue;
+    }
+    const T* u = in_w + center * p.in_stride;
+    double pair_loss = 0.0;
+    for (int64_t j = 0; j < kp1; ++j) {
+      const int64_t target = j == 0 ? context : p.negatives[n * k + (j - 1)];
+      const T* row = out_w + target * p.out_stride;
+      T partial = 0;
+      for (int64_t i = lane; i < d; i += 32) partial += u[i] * row[i];
+      const double score = static_cast<double>(warp_sum_t(partial));
+      double c;
+      if (j == 0) {  // label 1: -log s(x), gradient s(x) - 1 = -s(-x)
+        pair_loss += softplus_d(-score);
+        c = -sigmoid_d(-score);
+      } else {       // label 0: -log s(-x), gradient s(x)
+        pair_loss += softplus_d(score);
+        c = sigmoid_d(score);
+      }
+      if (lane == 0) coef[n * kp1 + j] = static_cast<T>(c);
+    }
+    if (lane == 0) loss[n] = static_cast<T>(pair_loss);
+    if (for_backward) {
+      __syncwarp();  // lane 0's coef stores are visible to the warp after this (memory ordering of __syncwarp)
+      const T* c_row = coef + n * kp1;
+      for (int64_t i = lane; i < d; i += 32) {
+        T acc = 0;
+        for (int64_t j = 0; j < kp1; ++j) {
+          const int64_t target = j == 0 ? context : p.negatives[n * k + (j - 1)];
+          acc += c_row[j] * out_w[target * p.out_stride + i];
+        }
+        center_rows[n * d + i] = u[i];
+        in_grad_dir[n * d + i] = acc;
+      }
+    }
+  }
+}
+
+// grad_in_rows[center_slot[n]] += grad_loss[n] * in_grad_dir[n];
+// grad_out_rows[target_slot[n, j]] += grad_loss[n] * coef[n, j] * center_rows[n]. One warp per pair.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    sgns_backward_kernel(int64_t num_pairs, int64_t kp1, int64_t d, const T* coef, const T* grad_loss,
+                         const T* center_rows, const T* in_grad_dir, const int64_t* center_slot, int64_t u_in,
+                         const int64_t* target_slot, int64_t u_out, T* grad_in_rows, T* grad_out_rows,
+                         int64_t* error) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps_total = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  for (int64_t n = (static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x) / 32; n < num_pairs;
+       n += warps_total) {
+    const T g = grad_loss[n];
+    const int64_t cs = center_slot[n];
+    if (id_ok(cs, u_in)) {
+      T* dst = grad_in_rows + cs * d;
+      const T* src = in_grad_dir + n * d;
+      for (int64_t i = lane; i < d; i += 32) atomicAdd(dst + i, g * src[i]);
+    } else if (lane == 0) {
+      report(error, n);
+    }
+    const T* src = center_rows + n * d;
+    for (int64_t j = 0; j < kp1; ++j) {
+      const int64_t ts = target_slot[n * kp1 + j];
+      if (!id_ok(ts, u_out)) {
+        if (lane == 0) report(error, num_pairs + n * kp1 + j);
+        continue;
+      }
+      const T a = g * coef[n * kp1 + j];
+      T* dst = grad_out_rows + ts * d;
+      for (int64_t i = lane; i < d; i += 32) atomicAdd(dst + i, a * src[i]);
+    }
+  }
+}
+
+// Enough warps to fill the GPU several times over; the grid-stride loops take the rest.
+unsigned blocks_for(int64_t pairs) {
+  const int64_t blocks = (pairs + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(blocks, int64_t{1} << 16)));
+}
+
+}  // namespace
+
+void sgns_forward_cuda(const SgnsParams& p, void* loss, void* coef, void* center_rows, void* in_grad_dir,
+                       int64_t* error, std::uintptr_t stream) {
+  const char* op = "sgns_loss";
+  // sgns_op_cpu.cpp's check_params, minus the id checks (the ids live on the device: the kernel checks them).
+  PYFAST_CHECK_ARG(p.num_pairs >= 0 && p.num_negatives >= 0 && p.dim >= 1 && p.num_embeddings >= 1, op,
+                   "bad sizes N=", p.num_pairs, " K=", p.num_negatives, " D=", p.dim, " V=", p.num_embeddings);
+  PYFAST_CHECK_ARG(p.in_stride >= p.dim && p.out_stride >= p.dim, op, "row strides must be >= D");
+  PYFAST_CHECK_ARG(p.dtype == DType::kFloat32 || p.dtype == DType::kFloat64, op,
+                   "weights must be float32 or float64");
+  PYFAST_CHECK_ARG(error != nullptr, op, "the CUDA kernel needs the error buffer");
+  if (p.num_pairs == 0) return;
+  const cudaStream_t st = cuda::as_stream(stream);
+  if (p.dtype == DType::kFloat32)
+    sgns_forward_kernel<float><<<blocks_for(p.num_pairs), kThreads, 0, st>>>(
+        p, static_cast<float*>(loss), static_cast<float*>(coef), static_cast<float*>(center_rows),
+        static_cast<float*>(in_grad_dir), error);
+  else
+    sgns_forward_kernel<double><<<blocks_for(p.num_pairs), kThreads, 0, st>>>(
+        p, static_cast<double*>(loss), static_cast<double*>(coef), static_cast<double*>(center_rows),
+        static_cast<double*>(in_grad_dir), error);
+  cuda::check_launch(op);
+}
+
+void sgns_backward_cuda(int64_t num_pairs, int64_t num_negatives, int64_t dim, DType dtype, const void* coef,
+                        const void* grad_loss, const void* center_rows, const void* in_grad_dir,
+                        const int64_t* center_slot, int64_t num_unique_centers, const int64_t* target_slot,
+                        int64_t num_unique_targets, void* grad_in_rows, void* grad_out_rows, int64_t* error,
+                        std::uintptr_t stream) {
+  const char* op = "sgns_loss_backward";
+  PYFAST_CHECK_ARG(num_pairs >= 0 && num_negatives >= 0 && dim >= 1, op, "bad sizes N=", num_pairs,
+                   " K=", num_negatives, " D=", dim);
+  PYFAST_CHECK_ARG(dtype == DType::kFloat32 || dtype == DType::kFloat64, op, "expected float32 or float64");
+  PYFAST_CHECK_ARG(error != nullptr, op, "the CUDA kernel needs the error buffer");
+  if (num_pairs == 0) return;
+  const cudaStream_t st = cuda::as_stream(stream);
+  const int64_t kp1 = num_negatives + 1;
+  if (dtype == DType::kFloat32)
+    sgns_backward_kernel<float><<<blocks_for(num_pairs), kThreads, 0, st>>>(
+        num_pairs, kp1, dim, static_cast<const float*>(coef), static_cast<const float*>(grad_loss),
+        static_cast<const float*>(center_rows), static_cast<const float*>(in_grad_dir), center_slot,
+        num_unique_centers, target_slot, num_unique_targets, static_cast<float*>(grad_in_rows),
+        static_cast<float*>(grad_out_rows), error);
+  else
+    sgns_backward_kernel<double><<<blocks_for(num_pairs), kThreads, 0, st>>>(
+        num_pairs, kp1, dim, static_cast<const double*>(coef), static_cast<const double*>(grad_loss),
+        static_cast<const double*>(center_rows), static_cast<const double*>(in_grad_dir), center_slot,
+        num_unique_centers, target_slot, num_unique_targets, static_cast<double*>(grad_in_rows),
+        static_cast<double*>(grad_out_rows), error);
+  cuda::check_launch(op);
+}
+
+}  // namespace pyfast

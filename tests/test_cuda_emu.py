@@ -1,0 +1,207 @@
+"""The CUDA kernels' logic without a GPU: csrc/*/*.cu compiled by g++ against the host emulator in tools/cuda_emu
+(one OS thread per CUDA thread, real barriers and warp exchanges), with the real csrc/bindings_cuda.cpp, driven
+through the real Python CUDA layer (pyfast/ops/*_cuda.py, its torch.cuda stream/device calls stubbed). Checks the
+masking kernel bit for bit against the CPU kernel in every mode, the SGNS kernels against the CPU op, the
+bad-id flags, and (fp32) the attention kernels of the earlier #8 session against the CPU op. It cannot check the GPU's memory model or speed: passing here is still "unverified on a GPU".
+Skipped unless the emulated module was built: ``bash tools/cuda_emu/build.sh`` (about a minute of g++).
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import importlib.util
+import os
+import types
+
+import pytest
+import torch
+from helpers import assert_close
+
+from pyfast import _native
+from pyfast.ops import mask_tokens
+from pyfast.ops import sgns as S
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_EMU = sorted(glob.glob(os.path.join(_ROOT, "build", "cuda-emu", "_C_cuda*.so")))
+pytestmark = pytest.mark.skipif(not _EMU, reason="host CUDA emulator not built: bash tools/cuda_emu/build.sh")
+
+
+@pytest.fixture(scope="module")
+def emu_module():
+    spec = importlib.util.spec_from_file_location("_C_cuda", _EMU[0])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def emu(monkeypatch, emu_module):
+    """The emulated module stands in for pyfast._C_cuda; host tensors stand in for device tensors."""
+    monkeypatch.setattr(_native, "_cuda_module", emu_module)
+    monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda d=None: types.SimpleNamespace(cuda_stream=0))
+    assert "emulator" in emu_module.device_name()[0]
+    return emu_module
+
+
+V, MASK, SPECIALS = 97, 4, (0, 1, 2, 3, 4)
+
+
+def _batch(b, l, seed):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, V, (b, l), generator=g)
+    if l >= 2:
+        ids[:, 0], ids[:, -1] = 1, 2
+    if l > 3:
+        lengths = torch.randint(2, l + 1, (b,), generator=g)
+        ids[torch.arange(l)[None, :] >= lengths[:, None]] = 0
+    return ids, torch.rand(ids.shape, generator=g) < 0.6
+
+
+def _emulated_mask_tokens(ids, *, special_tokens_mask=None, special_token_ids=None, word_starts=None,
+                          max_predictions=None, span_masking=False, mlm_probability=0.15, seed=0, **extra):
+    """mask_tokens' CUDA branch (pyfast.ops.masking_cuda) on host tensors, with mask_tokens' defaults."""
+    from pyfast.ops.masking_cuda import mask_tokens_cuda
+
+    kw = dict(mask_replace_prob=0.8, random_replace_prob=0.1, span_p=0.2, max_span_words=10)
+    kw.update(extra)
+    return mask_tokens_cuda(
+        ids, special_tokens_mask=special_tokens_mask, word_starts=word_starts, vocab_size=V, mask_token_id=MASK,
+        special_ids=None if special_token_ids is None else tuple(sorted(set(special_token_ids))),
+        mlm_probability=mlm_probability, max_predictions=max_predictions, span_masking=span_masking, seed=seed, **kw)
+
+
+@pytest.mark.parametrize("b,l", [(1, 1), (3, 37), (2, 257), (2, 513)])
+@pytest.mark.parametrize("mode", ["piece", "word", "exact", "exact_word", "span", "span_word", "mask_col"])
+@pytest.mark.parametrize("seed", [0, 2**64 - 1])
+def test_emulated_masking_bitwise_equals_cpu(emu, b, l, mode, seed):
+    ids, starts = _batch(b, l, seed=b * 1000 + l)
+    kw = dict(mlm_probability=0.3, seed=seed)
+    if mode == "mask_col":
+        kw["special_tokens_mask"] = ids == 0
+    else:
+        kw["special_token_ids"] = SPECIALS
+    if mode.endswith("word"):
+        kw["word_starts"] = starts
+    if mode.startswith("exact"):
+        kw["max_predictions"] = max(1, l // 5)
+    if mode.startswith("span"):
+        kw["span_masking"] = True
+    co, cl = mask_tokens(ids, mask_token_id=MASK, vocab_size=V, **kw)
+    go, gl = _emulated_mask_tokens(ids, **kw)
+    for name, c, g in (("labels", cl, gl), ("masked ids", co, go)):
+        diff = torch.nonzero(c != g)
+        assert diff.numel() == 0, (f"{mode}: {name} differ at {diff.shape[0]} positions, first {diff[0].tolist()}: "
+                                   f"cpu {c[tuple(diff[0])]}, emulated gpu {g[tuple(diff[0])]}")
+    assert (cl != -100).any() or l < 4  # the comparison is not vacuous
+
+
+@pytest.mark.parametrize("extra", [dict(mlm_probability=1.0), dict(max_predictions=0),
+                                   dict(mask_replace_prob=0.0, random_replace_prob=1.0),
+                                   dict(span_masking=True, mlm_probability=0.9, max_span_words=64)])
+def test_emulated_masking_edges_equal_cpu(emu, extra):
+    ids, starts = _batch(3, 70, seed=3)
+    kw = dict(special_token_ids=SPECIALS, word_starts=starts, seed=77, **extra)
+    co, cl = mask_tokens(ids, mask_token_id=MASK, vocab_size=V, **kw)
+    go, gl = _emulated_mask_tokens(ids, **kw)
+    assert torch.equal(cl, gl) and torch.equal(co, go)
+
+
+@pytest.mark.parametrize("extra", [dict(), dict(max_predictions=3), dict(span_masking=True)])
+def test_emulated_masking_bad_id_flag(emu, extra):
+    ids, _ = _batch(3, 300, seed=2)
+    ids[1, 260] = V
+    ids[2, 5] = -7
+    with pytest.raises(ValueError, match=r"input_ids\[1, 260\] = 97 is outside the vocabulary \[0, 97\)"):
+        _emulated_mask_tokens(ids, special_token_ids=SPECIALS, seed=1, **extra)
+
+
+def _sgns_problem(v, d, n, k, dtype, dup, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w_in = (torch.randn(v, d, generator=g, dtype=torch.float64) * 0.3).to(dtype)
+    w_out = (torch.randn(v, d, generator=g, dtype=torch.float64) * 0.3).to(dtype)
+    hi = min(v, 3) if dup else v
+    return (w_in, w_out, torch.randint(0, hi, (n,), generator=g), torch.randint(0, hi, (n,), generator=g),
+            torch.randint(0, hi, (n, k), generator=g))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("v,d,n,k,dup", [(1, 1, 1, 1, False), (37, 13, 29, 1, False), (101, 70, 40, 20, False),
+                                         (7, 33, 50, 6, True), (1000, 7, 3, 0, False)])
+def test_emulated_sgns_forward_backward_equal_cpu_op(emu, dtype, v, d, n, k, dup):
+    from pyfast.ops import sgns_cuda
+
+    w_in, w_out, c, x, ng = _sgns_problem(v, d, n, k, dtype, dup)
+    tol = dict(atol=1e-12, rtol=1e-12) if dtype == torch.float64 else dict(atol=1e-5, rtol=1e-5)
+    cpu = S._sgns_fwd(w_in, w_out, c, x, ng, True, False, False)
+    gpu = sgns_cuda._sgns_fwd_cuda(w_in, w_out, c, x, ng, True, False, False)
+    for name, a, b in zip(("loss", "coef", "center_rows", "in_grad_dir"), gpu, cpu):
+        assert_close(a, b, name=name, **tol)
+    grad_loss = torch.linspace(0.5, 1.5, n, dtype=dtype)
+    bc = S._sgns_bwd(cpu[1], grad_loss, cpu[2], cpu[3], c, x, ng, v)
+    bg = sgns_cuda._sgns_bwd_cuda(gpu[1], grad_loss, gpu[2], gpu[3], c, x, ng, v)
+    assert torch.equal(bg[0], bc[0]) and torch.equal(bg[2], bc[2]), "unique ids differ"
+    scale = max(1.0, float(bc[3].abs().max())) if bc[3].numel() else 1.0
+    assert_close(bg[1], bc[1], name="grad in rows", atol=tol["atol"] * scale * 10, rtol=tol["rtol"] * 10)
+    assert_close(bg[3], bc[3], name="grad out rows", atol=tol["atol"] * scale * 10, rtol=tol["rtol"] * 10)
+    no_backward = sgns_cuda._sgns_fwd_cuda(w_in, w_out, c, x, ng, False, False, False)
+    assert no_backward[2].shape == (0, d)
+    assert_close(no_backward[0], cpu[0], name="loss without backward buffers", **tol)
+
+
+def test_emulated_sgns_row_stride_slices(emu):
+    from pyfast.ops import sgns_cuda
+
+    big = torch.randn(30, 40, dtype=torch.float64)
+    w_in, w_out = big[:, :33], big[:, 7:40]  # row stride 40, D = 33
+    _, _, c, x, ng = _sgns_problem(30, 33, 20, 4, torch.float64, False, seed=4)
+    cpu = S._sgns_fwd(w_in, w_out, c, x, ng, True, False, False)
+    gpu = sgns_cuda._sgns_fwd_cuda(w_in, w_out, c, x, ng, True, False, False)
+    for name, a, b in zip(("loss", "coef", "center_rows", "in_grad_dir"), gpu, cpu):
+        assert_close(a, b, name=name, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad,where", [(-1, "center"), (10, "context"), (11, "negative")])
+def test_emulated_sgns_bad_id_flag(emu, bad, where):
+    from pyfast.ops import sgns_cuda
+
+    w_in, w_out = torch.randn(10, 4), torch.randn(10, 4)
+    c, x, ng = torch.zeros(40, dtype=torch.int64), torch.zeros(40, dtype=torch.int64), torch.zeros(40, 2, dtype=torch.int64)
+    target = {"center": c, "context": x, "negative": ng}[where].view(-1)
+    target[33] = bad  # a later pair too: the first bad position is reported
+    target[1] = bad
+    with pytest.raises(ValueError, match=rf"sgns_loss: {where} id {bad} at position 1 is outside \[0, 10\)"):
+        sgns_cuda._sgns_fwd_cuda(w_in, w_out, c, x, ng, True, False, False)
+
+
+# ---- attention (written in an earlier session; run here too, since the emulator can) -----------------------------
+def _attention_pair(emu, b, hq, hkv, l, s, e, ev, is_causal, mask_kind=None, dropout_p=0.0, dtype=torch.float32):
+    """(emulated CUDA fwd+bwd, CPU op fwd+bwd) on the same inputs: ((out, lse), (dq, dk, dv)) each."""
+    from pyfast.ops import attention as A
+    from pyfast.ops import attention_cuda as AC
+
+    g = torch.Generator().manual_seed(b * 100 + l)
+    q = torch.randn(b, hq, l, e, generator=g).to(dtype)
+    k = torch.randn(b, hkv, s, e, generator=g).to(dtype)
+    v = torch.randn(b, hkv, s, ev, generator=g).to(dtype)
+    mask = None
+    if mask_kind == "float":
+        mask = torch.randn(b, hq, l, s, generator=g)
+    scale = 1.0 / e ** 0.5
+    args = (mask, None, None, l, s, is_causal, scale, dropout_p, 1234)
+    out_c, lse_c = A.attention_fwd(q, k, v, *args)
+    out_g, lse_g = AC._attention_fwd_cuda(q, k, v, *args)
+    dout = torch.randn(out_c.shape, generator=g).to(dtype)
+    grads_c = A.attention_bwd(dout, q, k, v, out_c, lse_c, *args)
+    grads_g = AC._attention_bwd_cuda(dout, q, k, v, out_g, lse_g, *args)
+    return (out_g, lse_g, *grads_g), (out_c, lse_c, *grads_c)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1, 16, 16), (2, 3, 3, 37, 53, 20, 24), (1, 4, 2, 33, 40, 64, 64),
+                                   (1, 1, 1, 17, 33, 1, 3)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("is_causal", [False, True])
+@pytest.mark.parametrize("mask_kind,dropout_p", [(None, 0.0), ("float", 0.0), (None, 0.3)])
+def test_emulated_attention_equals_cpu_op(emu, shape, is_causal, mask_kind, dropout_p):
+    got, want = _attention_pair(emu, *shape, is_causal, mask_kind, dropout_p)
+    for name, a, b in zip(("out", "lse", "dq", "dk", "dv"), got, want):
+        assert_close(a, b, name=name, atol=1e-4, rtol=1e-4)
