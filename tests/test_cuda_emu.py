@@ -1,9 +1,9 @@
-"""The CUDA kernels' logic without a GPU: csrc/*/*.cu compiled by g++ against the host emulator in tools/cuda_emu
+"""The CUDA kernels' logic without a GPU: csrc/*/*.cu compiled by g++ against the host emulator in tests/cuda_emu
 (one OS thread per CUDA thread, real barriers and warp exchanges), with the real csrc/bindings_cuda.cpp, driven
 through the real Python CUDA layer (pyfast/ops/*_cuda.py, its torch.cuda stream/device calls stubbed). Checks the
 masking kernel bit for bit against the CPU kernel in every mode, the SGNS kernels against the CPU op, the
 bad-id flags, and (fp32) the attention kernels of the earlier #8 session against the CPU op. It cannot check the GPU's memory model or speed: passing here is still "unverified on a GPU".
-Skipped unless the emulated module was built: ``bash tools/cuda_emu/build.sh`` (about a minute of g++).
+Skipped unless the emulated module was built: ``bash tests/cuda_emu/build.sh`` (about a minute of g++).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from pyfast.ops import sgns as S
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _EMU = sorted(glob.glob(os.path.join(_ROOT, "build", "cuda-emu", "_C_cuda*.so")))
-pytestmark = pytest.mark.skipif(not _EMU, reason="host CUDA emulator not built: bash tools/cuda_emu/build.sh")
+pytestmark = pytest.mark.skipif(not _EMU, reason="host CUDA emulator not built: bash tests/cuda_emu/build.sh")
 
 
 @pytest.fixture(scope="module")

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Builds build/cuda-emu/_C_cuda*.so: the CUDA module's sources compiled by g++ against the host emulator
 # (include/emu_cuda.h), with the real csrc/bindings_cuda.cpp, so tests/test_cuda_emu.py can run the kernels'
-# logic and the Python CUDA layer's calls without a GPU. Usage (repo root): bash tools/cuda_emu/build.sh
+# logic and the Python CUDA layer's calls without a GPU. Usage (repo root): bash tests/cuda_emu/build.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY="${PYTHON:-python3}"
 OUT=build/cuda-emu
 mkdir -p "$OUT/src"
 for f in csrc/*/*.cu; do
-  "$PY" tools/cuda_emu/preprocess.py "$f" "$OUT/src/$(basename "${f%.cu}").cpp"
+  "$PY" tests/cuda_emu/preprocess.py "$f" "$OUT/src/$(basename "${f%.cu}").cpp"
 done
 # -O1: the kernels run as one OS thread per CUDA thread; optimisation matters little, compile time does.
-g++ -std=c++20 -O1 -g0 -fPIC -shared -pthread -w -Itools/cuda_emu/include -include emu_cuda.h -Icsrc \
+g++ -std=c++20 -O1 -g0 -fPIC -shared -pthread -w -Itests/cuda_emu/include -include emu_cuda.h -Icsrc \
   $("$PY" -m pybind11 --includes) "$OUT"/src/*.cpp csrc/bindings_cuda.cpp \
   -o "$OUT/_C_cuda$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
 echo "built $OUT"

@@ -1,5 +1,5 @@
 // A host-side emulator of the small part of CUDA that pyfast's kernels use, for checking their LOGIC on a machine
-// without a GPU (tools/cuda_emu/build.sh compiles csrc/*/*.cu with g++ against this header). Every CUDA thread is
+// without a GPU (tests/cuda_emu/build.sh compiles csrc/*/*.cu with g++ against this header). Every CUDA thread is
 // an OS thread; the blocks of a launch run one after another (so __shared__ can be a function-local static);
 // __syncthreads and the warp primitives are std::barrier rendezvous; atomics take one global lock.
 // What it checks: indexing, scans, sorts, keying, bounds, the Python <-> binding argument order. What it cannot
