@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from . import rng
+from . import _native, rng
 from .ops.masking import IGNORE_INDEX, _mask_tokens_into, _special_ids_tuple, check_replace_probabilities, \
     span_length_distribution  # noqa: F401  (re-exported helpers)
 from .ops.masking import _check_probability
@@ -49,7 +49,7 @@ def _pad(flat: torch.Tensor, lengths: torch.Tensor, width: int, value: int, left
     B = lengths.shape[0]
     if bool((lengths == width).all()):
         return flat.reshape(B, width)
-    out = torch.full((B, width), value, dtype=flat.dtype)
+    out = _native.empty((B, width), flat.dtype).fill_(value)  # pooled (see pyfast._native.empty)
     cols = torch.arange(width)
     keep = cols[None, :] >= (width - lengths)[:, None] if left else cols[None, :] < lengths[:, None]
     out[keep] = flat
@@ -187,7 +187,7 @@ class DataCollatorForLanguageModeling:
         # Padding is never chosen: its positions join the special mask (the pad id is also a special id).
         special_mask = is_pad if special_mask is None else (special_mask | is_pad)
         B, L = input_ids.shape
-        labels = torch.empty((B, L), dtype=torch.int64)
+        labels = _native.empty((B, L), torch.int64)  # pooled: no fresh page faults per batch
         if B and L:
             masked = input_ids if input_ids.is_contiguous() else input_ids.contiguous()
             # In place: the kernel reads each row before writing it, and input_ids is our own buffer.

@@ -15,7 +15,7 @@
 namespace pyfast {
 
 constexpr size_t kHostPoolMinBytes = size_t{256} << 10;         // below this: plain malloc/free
-constexpr size_t kHostPoolMaxCachedBytes = size_t{256} << 20;   // free-list bound across all sizes
+constexpr size_t kHostPoolMaxCachedBytes = size_t{128} << 20;   // free-list bound across all sizes
 
 struct HostBuffer {
   void* ptr = nullptr;
