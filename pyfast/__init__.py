@@ -31,7 +31,7 @@ def _use_installed_native_modules() -> None:
 
 _use_installed_native_modules()
 
-from ._info import get_num_threads, info, set_num_threads  # noqa: E402
+from ._info import empty_cache, get_num_threads, info, set_num_threads  # noqa: E402
 from .data import DataCollatorForLanguageModeling  # noqa: E402
 from .nn import MLMHead, MultiheadSelfAttention, SkipGramNS  # noqa: E402
 from .ops import (  # noqa: E402
@@ -56,7 +56,7 @@ except Exception:  # running from a source tree without an installed distributio
 from . import models, nn, ops  # noqa: E402  (pyfast.models.BertForMaskedLM, pyfast.nn.MeanPooling, ...)
 
 __all__ = [
-    "__version__", "info", "set_num_threads", "get_num_threads",
+    "__version__", "info", "set_num_threads", "get_num_threads", "empty_cache",
     # attention (#4)
     "scaled_dot_product_attention", "attention_varlen", "MultiheadSelfAttention",
     # word2vec (#3)

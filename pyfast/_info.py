@@ -34,3 +34,17 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The number of threads native kernels use."""
     return _native.cpu().get_num_threads()
+
+
+def empty_cache() -> dict:
+    """Free the host memory pyfast keeps for reuse and return the pool's counters from before.
+
+    Kernel outputs of 256 KiB and more (masking's ids and labels, ...) come from a pool: when torch frees one,
+    its buffer is cached (at most 128 MiB in all) so the next call with the same shapes needs no fresh page
+    faults. Like ``torch.cuda.empty_cache()``, this hands the cached buffers back; tensors in use are untouched.
+    """
+    from . import _native
+
+    stats = dict(_native.cpu().host_pool_stats())
+    _native.cpu().host_pool_trim()
+    return stats

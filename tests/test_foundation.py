@@ -156,7 +156,8 @@ def test_pooled_buffers_are_reused_only_after_release():
     assert _native.cpu().host_pool_stats()["reused"] >= stats["reused"] + 1
     with pytest.raises(TypeError, match="no pooled buffers"):
         _native.empty((2,), torch.complex64)
-    _native.cpu().host_pool_trim()
+    del b, c
+    assert pyfast.empty_cache()["cached_bytes"] > 0
     assert _native.cpu().host_pool_stats()["cached_bytes"] == 0
 
 
