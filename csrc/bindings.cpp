@@ -7,8 +7,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "attention/attention.h"
@@ -196,6 +199,33 @@ void bind_common(py::module_& m) {
         return py::make_tuple(owner, max_worker + 1);
       },
       py::arg("n"), py::arg("kind") = "none");
+
+  // parallel_for_elastic: -> (visits per index, workers that ran a chunk). Chunks of `grain`; `sleep_us` per
+  // chunk gives late helpers a chance to join.
+  m.def(
+      "_selftest_parallel_elastic",
+      [](int64_t n, int64_t grain, std::string kind, int64_t sleep_us) {
+        std::vector<std::atomic<int>> visits(static_cast<size_t>(std::max<int64_t>(n, 0)));
+        for (auto& v : visits) v.store(0);
+        std::vector<std::atomic<int>> seen(static_cast<size_t>(pyfast::get_num_threads() + 1));
+        for (auto& v : seen) v.store(0);
+        {
+          py::gil_scoped_release nogil;
+          pyfast::parallel_for_elastic(n, grain, [&](int64_t b, int64_t e, int w) {
+            if (kind == "value" && e == n) throw std::invalid_argument("selftest: bad value from a worker");
+            if (kind == "runtime" && e == n) throw std::runtime_error("selftest: failure in a worker");
+            if (sleep_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+            for (int64_t i = b; i < e; ++i) visits[i].fetch_add(1);
+            seen[w].store(1);
+          });
+        }
+        std::vector<int> out(visits.size());
+        for (size_t i = 0; i < visits.size(); ++i) out[i] = visits[i].load();
+        int workers = 0;
+        for (auto& v : seen) workers += v.load();
+        return py::make_tuple(out, workers);
+      },
+      py::arg("n"), py::arg("grain"), py::arg("kind") = "none", py::arg("sleep_us") = 0);
 }
 
 // ================================================================================================

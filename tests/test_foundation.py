@@ -110,6 +110,43 @@ def test_worker_exceptions_reach_python_with_the_right_type():
         pyfast.set_num_threads(old)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("n,grain", [(0, 1), (1, 1), (7, 3), (100, 1), (1000, 64)])
+def test_parallel_for_elastic_covers_every_index_once(threads, n, grain):
+    old = pyfast.get_num_threads()
+    try:
+        pyfast.set_num_threads(threads)
+        for _ in range(3):  # the pool is reused across calls
+            visits, workers = _native.cpu()._selftest_parallel_elastic(n, grain)
+            assert visits == [1] * n
+            assert workers <= max(1, min(threads, -(-n // grain)))
+        if threads > 1:  # slow chunks: a helper gets to run some of them
+            visits, workers = _native.cpu()._selftest_parallel_elastic(64, 1, "none", 2000)
+            assert visits == [1] * 64 and workers >= 2
+        with pytest.raises(ValueError, match="selftest: bad value from a worker"):
+            _native.cpu()._selftest_parallel_elastic(100, 1, "value")
+        with pytest.raises(RuntimeError, match="selftest: failure in a worker"):
+            _native.cpu()._selftest_parallel_elastic(100, 1, "runtime")
+    finally:
+        pyfast.set_num_threads(old)
+
+
+def test_parallel_for_elastic_after_fork():
+    """A child process has none of the parent's pool threads: it must still finish (on its own threads)."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    _native.cpu()._selftest_parallel_elastic(100, 1)  # start the parent's pool
+    pid = os.fork()
+    if pid == 0:
+        try:
+            visits, _ = _native.cpu()._selftest_parallel_elastic(1000, 7, "none", 10)
+            os._exit(0 if visits == [1] * 1000 else 3)
+        except BaseException:
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
 # Known-answer vectors for Philox4x32-10 from Random123 (kat_vectors): counter, key -> output.
 PHILOX_KAT = [
     ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),

@@ -3,11 +3,21 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <vector>
+
+#if defined(__linux__)
+#include <unistd.h>
+#endif
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
 
 #if defined(PYFAST_HAVE_OPENMP)
 #include <omp.h>
@@ -114,6 +124,141 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     const int64_t end = n * (w + 1) / workers;
     if (begin < end) fn(begin, end, w);
   });
+}
+
+// ---- parallel_for_elastic: a small pool whose caller never waits for a thread that has not started ----------
+namespace {
+
+struct ElasticJob {
+  const std::function<void(int64_t, int64_t, int)>* fn = nullptr;  // valid while done < chunks (see run_chunks)
+  int64_t n = 0, grain = 1, chunks = 0;
+  int helpers = 0;                     // pool threads allowed to join (get_num_threads() - 1 at submit)
+  std::atomic<int64_t> next{0};        // next chunk to claim
+  std::atomic<int64_t> done{0};        // chunks finished
+  FirstError error;
+};
+
+// Claims and runs chunks until none is left. A chunk is claimed before fn is touched, and the submitter waits
+// for done == chunks, so fn (which lives on the submitter's stack) is only called while the submitter waits.
+void run_chunks(ElasticJob& job, int worker) {
+  for (;;) {
+    const int64_t c = job.next.fetch_add(1, std::memory_order_relaxed);
+    if (c >= job.chunks) return;
+    const int64_t begin = c * job.grain;
+    const int64_t end = std::min(job.n, begin + job.grain);
+    try {
+      (*job.fn)(begin, end, worker);
+    } catch (...) {
+      job.error.capture();
+    }
+    job.done.fetch_add(1, std::memory_order_acq_rel);
+  }
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(_M_X64)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+class ElasticPool {
+ public:
+  // One pool per process: a child after fork() has none of the parent's threads, so it starts its own (the
+  // parent's pool object is leaked there, never touched: its mutex may have been held at the fork).
+  static ElasticPool& instance() {
+    static std::mutex create_mu;
+    static ElasticPool* pool = nullptr;
+    std::lock_guard<std::mutex> lock(create_mu);
+    if (pool == nullptr || pool->pid_ != current_pid()) pool = new ElasticPool();  // leaked on purpose
+    return *pool;
+  }
+
+  void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn, int threads) {
+    auto job = std::make_shared<ElasticJob>();
+    job->fn = &fn;
+    job->n = n;
+    job->grain = grain;
+    job->chunks = (n + grain - 1) / grain;
+    job->helpers = threads - 1;
+    ensure_threads(job->helpers);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      current_ = job;
+      ++generation_;
+      generation_seen_.store(generation_, std::memory_order_release);
+    }
+    cv_.notify_all();
+    run_chunks(*job, 0);
+    // Only chunks that a running helper has claimed are left: a short wait, bounded by one chunk.
+    for (int spins = 0; job->done.load(std::memory_order_acquire) < job->chunks; ++spins)
+      spins < 4096 ? cpu_relax() : std::this_thread::yield();  // yield if that helper lost its core
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (current_ == job) current_.reset();
+    }
+    if (job->error.err) std::rethrow_exception(job->error.err);
+  }
+
+ private:
+  ElasticPool() : pid_(current_pid()) {}
+
+  static long current_pid() {
+#if defined(__linux__)
+    return static_cast<long>(getpid());
+#else
+    return 0;
+#endif
+  }
+
+  void ensure_threads(int helpers) {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (static_cast<int>(threads_started_) < helpers) {
+      const int index = threads_started_++;
+      std::thread([this, index] { helper_loop(index + 1); }).detach();  // lives as long as the process
+    }
+  }
+
+  void helper_loop(int worker) {
+    uint64_t seen = 0;
+    for (;;) {
+      // Spin briefly for the next job (back-to-back calls stay cheap), then sleep on the condition variable.
+      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+      while (generation_seen_.load(std::memory_order_acquire) == seen &&
+             std::chrono::steady_clock::now() < spin_until)
+        for (int i = 0; i < 64; ++i) cpu_relax();
+      std::shared_ptr<ElasticJob> job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        job = current_;
+      }
+      if (job && worker <= job->helpers) run_chunks(*job, worker);
+    }
+  }
+
+  const long pid_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::shared_ptr<ElasticJob> current_;
+  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_seen_{0};  // generation_, readable without the lock (the spin)
+  int threads_started_ = 0;
+};
+
+}  // namespace
+
+void parallel_for_elastic(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  const int threads = static_cast<int>(std::min<int64_t>(get_num_threads(), (n + grain - 1) / grain));
+  if (threads <= 1) {
+    fn(0, n, 0);
+    return;
+  }
+  ElasticPool::instance().run(n, grain, fn, threads);
 }
 
 }  // namespace pyfast

@@ -458,9 +458,10 @@ void mask_tokens_cpu(const MaskTokensParams& p) {
   if (p.batch == 0 || p.seq_len == 0) return;
 
   const bool needs_scratch = p.max_predictions >= 0 || p.span != 0;
-  // A chunk of rows should hold several thousand positions so thread start-up stays negligible.
+  // A chunk of rows should hold several thousand positions so claiming one stays negligible. Elastic: this is
+  // called once per batch between idle gaps, where waiting for a sleeping worker cost more than the kernel.
   const int64_t grain = std::max<int64_t>(1, 4096 / p.seq_len);
-  parallel_for(p.batch, grain, [&](int64_t begin, int64_t end, int) {
+  parallel_for_elastic(p.batch, grain, [&](int64_t begin, int64_t end, int) {
     RowScratch scratch(p.seq_len);
     for (int64_t row = begin; row < end; ++row) {
       const RowView v{p, row, scratch};
