@@ -148,7 +148,7 @@ def test_deterministic_with_one_worker(tmp_path):
 
 
 @pytest.mark.parametrize("sg", [0, 1])
-def test_alpha_schedules(sg):
+def test_alpha_schedules(sg, tmp_path):
     """linear: the rate falls with all workers' tokens; gensim_corpus_file: with each worker's own tokens measured
     against the whole epoch (gensim 4's corpus_file mode), so with 2 workers an epoch ends half-way down its step.
     The end rates are those of the schedule at each worker's final count: deterministic even with 2 workers."""
@@ -162,8 +162,10 @@ def test_alpha_schedules(sg):
 
     _, linear = end_rates("linear", 2)
     assert linear == pytest.approx([a - (a - lo) * (e + 1) / n_epochs for e in range(n_epochs)], rel=1e-5)
-    _, per_worker = end_rates("gensim_corpus_file", 2)
+    m, per_worker = end_rates("gensim_corpus_file", 2)
     assert per_worker == pytest.approx([a - (a - lo) * (e + 0.5) / n_epochs for e in range(n_epochs)], rel=0.01)
+    m.save(str(tmp_path / "m.pf"))
+    assert Word2Vec.load(str(tmp_path / "m.pf")).alpha_schedule == "gensim_corpus_file"
     # One worker: the two schedules are one schedule, bit for bit.
     m1, r1 = end_rates("linear", 1)
     m2, r2 = end_rates("gensim_corpus_file", 1)
