@@ -275,7 +275,7 @@ void bind_word2vec(py::module_& m) {
          std::uintptr_t offsets, int64_t n_sentences, std::uintptr_t keep_prob, std::uintptr_t noise_weights, int sg,
          int cbow_mean, int negative, int window, int shrink_windows, int shared_negatives, int workers,
          int compute_loss, double alpha0, double min_alpha, int64_t total_words, std::uintptr_t words_done,
-         uint64_t seed, uint64_t epoch) {
+         uint64_t seed, uint64_t epoch, int alpha_per_worker) {
         PYFAST_CHECK_ARG(vocab_size > 0, "word2vec", "vocab_size must be > 0");
         const double* weights = as_ptr<const double>(noise_weights);
         pyfast::AliasTable noise(std::vector<double>(weights, weights + vocab_size));
@@ -304,18 +304,20 @@ void bind_word2vec(py::module_& m) {
         p.words_done = as_ptr<int64_t>(words_done);
         p.seed = seed;
         p.epoch = epoch;
+        p.alpha_per_worker = alpha_per_worker;
         w2v::EpochResult r;
         {
           py::gil_scoped_release nogil;
           r = w2v::train_epoch(p);
         }
-        return py::make_tuple(r.loss, r.trained_words, r.pairs);
+        return py::make_tuple(r.loss, r.trained_words, r.pairs, r.end_alpha);
       },
       py::arg("syn0"), py::arg("syn1neg"), py::arg("vocab_size"), py::arg("dim"), py::arg("ids"), py::arg("n_ids"),
       py::arg("offsets"), py::arg("n_sentences"), py::arg("keep_prob"), py::arg("noise_weights"), py::arg("sg"),
       py::arg("cbow_mean"), py::arg("negative"), py::arg("window"), py::arg("shrink_windows"),
       py::arg("shared_negatives"), py::arg("workers"), py::arg("compute_loss"), py::arg("alpha0"),
-      py::arg("min_alpha"), py::arg("total_words"), py::arg("words_done"), py::arg("seed"), py::arg("epoch"));
+      py::arg("min_alpha"), py::arg("total_words"), py::arg("words_done"), py::arg("seed"), py::arg("epoch"),
+      py::arg("alpha_per_worker") = 0);
 
   // One block update on given rows (tests compare it with pyfast/reference/word2vec.py). Returns the loss.
   m.def(

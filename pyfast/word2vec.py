@@ -564,16 +564,28 @@ def _check_sentence(sentence) -> None:
                         "of tokens was expected (did you pass one sentence instead of a list of sentences?)")
 
 
+# alpha_schedule -> the native trainer's alpha_per_worker flag (see Word2Vec's docstring and TrainParams).
+_ALPHA_SCHEDULES = {"linear": 0, "gensim_corpus_file": 1}
+
+
 class Word2Vec:
     """Skip-gram / CBOW with negative sampling, gensim's constructor and methods. Extra keyword-only options:
-    ``shared_negatives`` (skip-gram: share one set of negatives per window; False = classic per-pair) and
-    ``progress`` (tqdm bar or log lines while training; off by default)."""
+    ``shared_negatives`` (skip-gram: share one set of negatives per window; False = classic per-pair),
+    ``alpha_schedule`` (how the learning rate decays, see below) and ``progress`` (tqdm bar or log lines while
+    training; off by default).
+
+    ``alpha_schedule="linear"`` (default): the rate falls linearly from alpha to min_alpha with the tokens trained
+    by all workers over all epochs (word2vec.c, and gensim's documented schedule and its iterable mode).
+    ``alpha_schedule="gensim_corpus_file"``: what gensim 4's corpus_file mode actually does: each worker measures
+    its own progress against the whole epoch, so with W workers an epoch only covers 1/W of its decay step and the
+    rate jumps back at the next epoch (with 2 workers and 3 epochs: ~17% higher mean rate, last rate ~alpha/6).
+    Use it to compare with gensim corpus_file runs; with workers=1 the two schedules are the same."""
 
     def __init__(self, sentences=None, corpus_file=None, vector_size=100, alpha=0.025, window=5, min_count=5,
                  max_vocab_size=None, sample=1e-3, seed=1, workers=3, min_alpha=0.0001, sg=0, hs=0, negative=5,
                  ns_exponent=0.75, cbow_mean=1, epochs=5, sorted_vocab=1, batch_words=10000, compute_loss=False,
-                 callbacks=(), max_final_vocab=None, shrink_windows=True, *, shared_negatives=True, progress=False,
-                 null_word=0, trim_rule=None, hashfxn=None, comment=None):
+                 callbacks=(), max_final_vocab=None, shrink_windows=True, *, shared_negatives=True,
+                 alpha_schedule="linear", progress=False, null_word=0, trim_rule=None, hashfxn=None, comment=None):
         self.vector_size = _check_int("vector_size", vector_size, 1)
         self.alpha = _check_float("alpha", alpha, 0.0, strict=True)
         self.window = _check_int("window", window, 1)
@@ -596,6 +608,10 @@ class Word2Vec:
         self.max_final_vocab = None if max_final_vocab is None else _check_int("max_final_vocab", max_final_vocab, 1)
         self.shrink_windows = bool(shrink_windows)
         self.shared_negatives = bool(shared_negatives)
+        if alpha_schedule not in _ALPHA_SCHEDULES:
+            raise ValueError(f"Word2Vec: alpha_schedule must be one of {list(_ALPHA_SCHEDULES)}, "
+                             f"got {alpha_schedule!r}")
+        self.alpha_schedule = alpha_schedule
         self.progress = bool(progress)
         if self.hs:
             raise NotImplementedError("Word2Vec: hierarchical softmax (hs=1) is not implemented; use hs=0 with "
@@ -792,14 +808,15 @@ class Word2Vec:
                 _call(cb, "on_epoch_begin", self)
             t0 = time.perf_counter()
             reporter = _Progress(self.progress, words_done, total, epoch, epochs, len(corpus.ids), start_alpha,
-                                 end_alpha)
+                                 end_alpha, self.workers if _ALPHA_SCHEDULES[self.alpha_schedule] else 0)
             try:
-                loss, kept, pairs = _native.cpu().w2v_train_epoch(
+                loss, kept, pairs, alpha_end = _native.cpu().w2v_train_epoch(
                     self.wv.vectors.ctypes.data, self.syn1neg.ctypes.data, V, d, corpus.ids.ctypes.data,
                     len(corpus.ids), corpus.offsets.ctypes.data, corpus.n_sentences, keep_prob.ctypes.data,
                     noise.ctypes.data, self.sg, self.cbow_mean, self.negative, self.window, int(self.shrink_windows),
                     int(self.shared_negatives), self.workers, int(self.compute_loss), start_alpha, end_alpha, total,
-                    words_done.ctypes.data, self.seed, self.epochs_trained)
+                    words_done.ctypes.data, self.seed, self.epochs_trained,
+                    _ALPHA_SCHEDULES[self.alpha_schedule])
             finally:
                 reporter.close()
             seconds = time.perf_counter() - t0
@@ -810,6 +827,7 @@ class Word2Vec:
             self.running_training_loss = float(loss)
             self.train_stats.append({"epoch": self.epochs_trained, "seconds": seconds, "raw_words": corpus.raw_words,
                                      "trained_words": int(kept), "pairs": int(pairs), "loss": float(loss),
+                                     "alpha_end": float(alpha_end),
                                      "words_per_s": corpus.raw_words / seconds if seconds > 0 else float("inf")})
             reporter.epoch_done(seconds, corpus.raw_words, float(loss) if self.compute_loss else None)
             self.wv._norms = None
@@ -828,7 +846,7 @@ class Word2Vec:
     _PARAMS = ("vector_size", "alpha", "window", "min_count", "max_vocab_size", "sample", "seed", "workers",
                "min_alpha", "sg", "hs", "negative", "ns_exponent", "cbow_mean", "epochs", "sorted_vocab",
                "batch_words", "compute_loss", "max_final_vocab", "shrink_windows", "shared_negatives",
-               "corpus_count", "corpus_total_words", "effective_min_count", "epochs_trained")
+               "alpha_schedule", "corpus_count", "corpus_total_words", "effective_min_count", "epochs_trained")
 
     def save(self, fname, **_ignored) -> None:
         """Save everything needed to continue training (vectors, syn1neg, vocabulary with counts, settings, the
@@ -850,7 +868,8 @@ class Word2Vec:
                                       "seed", "workers", "min_alpha", "sg", "hs", "negative", "ns_exponent",
                                       "cbow_mean", "epochs", "sorted_vocab", "batch_words", "compute_loss",
                                       "max_final_vocab", "shrink_windows")}
-        model.__init__(**ctor, shared_negatives=params["shared_negatives"])
+        model.__init__(**ctor, shared_negatives=params["shared_negatives"],
+                       alpha_schedule=params.get("alpha_schedule", "linear"))  # files saved before the option
         model.wv = KeyedVectors._from_arrays(arrays, "")
         if arrays["syn1neg"].shape != model.wv.vectors.shape or model.wv.vector_size != model.vector_size:
             raise ValueError(f"{fname}: syn1neg and vectors disagree in shape: the file is corrupt")
@@ -898,10 +917,12 @@ class _Progress:
     """Progress of one epoch read from the native word counter by a background thread: a tqdm bar when tqdm is
     installed, else a log line every few seconds (words/s, alpha, ETA). Does nothing when disabled."""
 
-    def __init__(self, enabled, words_done, total, epoch, epochs, epoch_words, start_alpha, end_alpha):
+    def __init__(self, enabled, words_done, total, epoch, epochs, epoch_words, start_alpha, end_alpha,
+                 per_worker_of=0):
         self.enabled = enabled
         if not enabled:
             return
+        self.per_worker_of = per_worker_of  # > 0: gensim_corpus_file schedule with this many workers
         self.words_done, self.total, self.epoch, self.epochs = words_done, total, epoch, epochs
         self.epoch_words, self.start_alpha, self.end_alpha = epoch_words, start_alpha, end_alpha
         self.base = epoch * epoch_words
@@ -919,6 +940,8 @@ class _Progress:
         self.thread.start()
 
     def _alpha(self, done):
+        if self.per_worker_of:  # each worker is ~1/W of the way through its own share of the epoch
+            done = self.base + (done - self.base) / self.per_worker_of
         return max(self.end_alpha, self.start_alpha - (self.start_alpha - self.end_alpha) * done / self.total)
 
     def _run(self):

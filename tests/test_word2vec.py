@@ -147,6 +147,33 @@ def test_deterministic_with_one_worker(tmp_path):
     assert np.array_equal(f1.wv.vectors, f2.wv.vectors)
 
 
+@pytest.mark.parametrize("sg", [0, 1])
+def test_alpha_schedules(sg, tmp_path):
+    """linear: the rate falls with all workers' tokens; gensim_corpus_file: with each worker's own tokens measured
+    against the whole epoch (gensim 4's corpus_file mode), so with 2 workers an epoch ends half-way down its step.
+    The end rates are those of the schedule at each worker's final count: deterministic even with 2 workers."""
+    sentences, _ = planted_corpus(600)  # 12-token sentences: the two workers' slices differ by < 1%
+    a, lo, n_epochs = 0.025, 0.0001, 3
+
+    def end_rates(schedule, workers):
+        m = Word2Vec(sentences, vector_size=8, min_count=1, epochs=n_epochs, workers=workers, seed=5, sg=sg,
+                     alpha_schedule=schedule)
+        return m, [st["alpha_end"] for st in m.train_stats]
+
+    _, linear = end_rates("linear", 2)
+    assert linear == pytest.approx([a - (a - lo) * (e + 1) / n_epochs for e in range(n_epochs)], rel=1e-5)
+    m, per_worker = end_rates("gensim_corpus_file", 2)
+    assert per_worker == pytest.approx([a - (a - lo) * (e + 0.5) / n_epochs for e in range(n_epochs)], rel=0.01)
+    m.save(str(tmp_path / "m.pf"))
+    assert Word2Vec.load(str(tmp_path / "m.pf")).alpha_schedule == "gensim_corpus_file"
+    # One worker: the two schedules are one schedule, bit for bit.
+    m1, r1 = end_rates("linear", 1)
+    m2, r2 = end_rates("gensim_corpus_file", 1)
+    assert r1 == r2 and np.array_equal(m1.wv.vectors, m2.wv.vectors) and np.array_equal(m1.syn1neg, m2.syn1neg)
+    with pytest.raises(ValueError, match="alpha_schedule"):
+        Word2Vec(alpha_schedule="sawtooth")
+
+
 def test_deterministic_across_python_hash_seeds(tmp_path):
     path = write_corpus(tmp_path / "c.txt", planted_corpus(300)[0])
     code = ("import sys, hashlib, pyfast; from pyfast import Word2Vec\n"
@@ -409,6 +436,7 @@ def test_save_load_resumable(tmp_path):
     model.save(path)
     assert not any(p.name.startswith("model.pf.tmp") for p in tmp_path.iterdir())
     loaded = Word2Vec.load(path)
+    assert loaded.alpha_schedule == "linear"
     assert loaded.wv.index_to_key == model.wv.index_to_key
     assert np.array_equal(loaded.wv.vectors, model.wv.vectors) and np.array_equal(loaded.syn1neg, model.syn1neg)
     assert loaded.sg == 1 and loaded.epochs_trained == 2

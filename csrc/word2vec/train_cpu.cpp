@@ -1,8 +1,9 @@
 // The word2vec epoch driver: Hogwild workers, each on its own contiguous slice of the corpus (split by token
 // count), doing word2vec.c's per-sentence loop: subsample each occurrence, draw a reduced window, gather the
 // window's contexts, draw negatives, call the block kernel. The learning rate decays linearly with global
-// progress (a shared atomic counter of tokens processed, read every kAlphaUpdateEvery tokens per worker), so
-// with one worker and a fixed seed the run is bitwise reproducible.
+// progress (a shared atomic counter of tokens processed, read every kAlphaUpdateEvery tokens per worker), or,
+// on request, with each worker's own progress (gensim corpus_file's schedule, see TrainParams); with one worker
+// and a fixed seed the run is bitwise reproducible.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -81,6 +82,8 @@ EpochResult train_epoch(const TrainParams& p) {
   }
   first[W] = p.n_sentences;
   std::vector<EpochResult> partial(W);
+  // Tokens of earlier epochs of this train() call (every worker has reported them): the per-worker schedule's base.
+  const int64_t epoch_base = __atomic_load_n(p.words_done, __ATOMIC_RELAXED);
 
   parallel_workers(W, [&](int w) {
     Xoshiro256 rng(p.seed, p.epoch * 65536u + static_cast<uint64_t>(w));
@@ -92,8 +95,9 @@ EpochResult train_epoch(const TrainParams& p) {
     const int T = p.negative + 1;
     // The counter lives in Python-owned memory (Python polls it for progress): GCC/Clang atomic builtins on it.
     int64_t* words_done = p.words_done;
-    float alpha = alpha_at(p, __atomic_load_n(words_done, __ATOMIC_RELAXED));
+    float alpha = alpha_at(p, p.alpha_per_worker ? epoch_base : __atomic_load_n(words_done, __ATOMIC_RELAXED));
     int64_t unreported = 0;
+    int64_t local_done = 0;  // this worker's tokens this epoch (the per-worker schedule's progress)
     EpochResult mine;
 
     auto draw_negatives = [&](int32_t center, int32_t* out) {
@@ -162,18 +166,23 @@ EpochResult train_epoch(const TrainParams& p) {
         unreported += n;
         if (unreported >= kAlphaUpdateEvery) {
           const int64_t done = __atomic_add_fetch(words_done, unreported, __ATOMIC_RELAXED);
+          local_done += unreported;
           unreported = 0;
-          alpha = alpha_at(p, done);
+          alpha = alpha_at(p, p.alpha_per_worker ? epoch_base + local_done : done);
         }
       }
     }
-    __atomic_add_fetch(words_done, unreported, __ATOMIC_RELAXED);
+    const int64_t done = __atomic_add_fetch(words_done, unreported, __ATOMIC_RELAXED);
+    local_done += unreported;
+    mine.end_alpha = alpha_at(p, p.alpha_per_worker ? epoch_base + local_done : done);
     partial[w] = mine;
   });
 
   // Summed in worker order: the total does not depend on which thread finished first.
   EpochResult total;
+  total.end_alpha = p.alpha0;
   for (const EpochResult& r : partial) {
+    total.end_alpha = std::min(total.end_alpha, r.end_alpha);
     total.loss += r.loss;
     total.trained_words += r.trained_words;
     total.pairs += r.pairs;

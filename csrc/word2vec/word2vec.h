@@ -64,6 +64,13 @@ struct TrainParams {
   float alpha0 = 0.025f;      // learning rate decays linearly from alpha0 to min_alpha over total_words
   float min_alpha = 0.0001f;
   int64_t total_words = 0;    // ids to be processed over all epochs of this train() call (> 0)
+  // Progress that drives the decay. 0 (default): global, every worker reads the shared counter, so the rate falls
+  // linearly with all tokens trained by all workers (word2vec.c, gensim's documented schedule, gensim's iterable
+  // mode). 1: per worker, gensim 4's corpus_file behaviour: each worker measures only its own tokens against the
+  // whole epoch, so with W workers every epoch covers 1/W of its decay step and then jumps back (a sawtooth; with
+  // W = 2 and 3 epochs the mean rate is ~17% higher and the last rate ~alpha0/6 instead of min_alpha). Offered so
+  // results can be matched to gensim corpus_file runs; with one worker both are the same schedule.
+  int alpha_per_worker = 0;
   int64_t* words_done = nullptr;  // shared progress counter (ids processed so far), atomically updated
   uint64_t seed = 0;
   uint64_t epoch = 0;         // global epoch index: with the worker index it keys the worker's RNG stream
@@ -73,6 +80,7 @@ struct EpochResult {
   double loss = 0.0;          // sum over all (context, target) pairs of -log sigmoid(+-f), float64, all workers
   int64_t trained_words = 0;  // occurrences kept by subsampling
   int64_t pairs = 0;          // positive examples trained (skip-gram: context-center pairs; CBOW: windows)
+  double end_alpha = 0.0;     // lowest rate the schedule reached in any worker when it finished its slice
 };
 
 // One epoch over the corpus with p.workers threads, each on its own contiguous slice of sentences.
@@ -82,6 +90,10 @@ EpochResult train_epoch(const TrainParams& p);
 // Sigmoid by a table over (-kMaxExp, kMaxExp). A logit outside that range contributes no update at all (gensim's
 // rule: the example is skipped; word2vec.c instead saturates the gradient to (label - 0 or 1) * alpha). Measured
 // on the benchmark corpus (benchmarks/RESULTS.md), saturating cost CBOW about 0.02 WordSim353 Spearman vs gensim.
+// Not copied on purpose: word2vec.c and gensim both index their 1000-entry table with (int)((f + 6) * (1000 / 6 / 2))
+// where 1000 / 6 / 2 is integer division (83, not 83.33) and the cast truncates, so they evaluate sigmoid at about
+// 0.996 f - 0.03: positive gradients ~2-3% larger and negative ones ~2% smaller than the true sigmoid gives. That is
+// far below seed-to-seed noise in quality; this table rounds to the nearest of 2049 exact points instead.
 constexpr float kMaxExp = 6.0f;
 constexpr int kSigmoidTableSize = 2048;
 extern const float* const kSigmoidTable;  // (kSigmoidTableSize + 1,) sigmoid at evenly spaced points of [-6, 6]

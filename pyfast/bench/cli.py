@@ -32,12 +32,24 @@ def main(argv: list[str] | None = None) -> int:
         print("python -m pyfast bench: --repeat must be >= 1", file=sys.stderr)
         return 2
     results = []
+    reports = []  # extra tables some benchmarks print under the timing table (word2vec: quality)
     for name in names:
         module = importlib.import_module(REGISTRY[name])
         cases = module.cases(quick=args.quick)
-        results.extend(run_cases(cases, repeat=args.repeat if args.repeat else (3 if args.quick else None),
-                                 warmup=1))
+        # Each case keeps its own warm-up count (word2vec's is 0: one training run per seed, all of them scored).
+        mod_results = run_cases(cases, repeat=args.repeat if args.repeat else (3 if args.quick else None))
+        for case, res in zip(cases, mod_results):
+            finalize = getattr(case, "finalize", None)  # cases that score their runs (quality columns)
+            if finalize is not None:
+                finalize()
+                res.extra = {c.name: c.extra for c in case.contenders if c.extra}
+        results.extend(mod_results)
+        report = getattr(module, "report", None)
+        if report is not None and cases:
+            reports.append(report(mod_results, cases))
     print(format_table(results))
+    for text in reports:
+        print(text)
     if args.json:
         record = {"machine": machine_info(), "command": "python -m pyfast bench " + " ".join(argv or sys.argv[1:]),
                   "results": [r.to_json() for r in results]}

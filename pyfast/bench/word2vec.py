@@ -289,11 +289,16 @@ def cases(quick: bool = False, corpus_path: str | None = None, copies: int | Non
             state["model"].wv.save_word2vec_format(vec, binary=True)
             return GKV.load_word2vec_format(vec, binary=True)
 
-        for label, shared in [("pyfast", True)] + ([("pyfast per-pair", False)] if sg else []):
+        # pyfast as documented (linear global decay), the classic per-pair skip-gram, and pyfast on gensim
+        # corpus_file's effective per-worker schedule (the same learning rates gensim's row gets; see Word2Vec).
+        variants = [("pyfast", True, "linear")]
+        variants += [("pyfast per-pair", False, "linear")] if sg else [("pyfast gensim-lr", True, "gensim_corpus_file")]
+        for label, shared, schedule in variants:
             p_seeds = itertools.count(1)
 
-            def p_setup(state, sg=sg, shared=shared, p_seeds=p_seeds):
-                m = pyfast.Word2Vec(sg=sg, seed=next(p_seeds), shared_negatives=shared, **SETTINGS)
+            def p_setup(state, sg=sg, shared=shared, schedule=schedule, p_seeds=p_seeds):
+                m = pyfast.Word2Vec(sg=sg, seed=next(p_seeds), shared_negatives=shared, alpha_schedule=schedule,
+                                    **SETTINGS)
                 m.build_vocab(corpus_file=path)
                 state["model"] = m
 
@@ -334,6 +339,11 @@ def _finalizer(case, contenders, scorers):
                     "ws353_runs": [r["ws353"] for r in runs],
                 })
     return finalize
+
+
+def report(results, cases_) -> str:
+    """The quality columns under `python -m pyfast bench word2vec`'s timing table."""
+    return quality_table(results, cases_)
 
 
 def quality_table(results, cases_) -> str:

@@ -1,0 +1,98 @@
+"""Builds the non-repeating ~3.0M-word English proxy corpus used for the CBOW quality checks of issue #3
+(benchmarks/RESULTS.md), one sentence/paragraph/entry per line, lines shuffled with seed 0:
+  - the real English text in gensim's test data, as pyfast.bench.word2vec.build_corpus takes it (enwiki shortened
+    dump via WikiCorpus, lee_background, Pang-Lee polarity, IMDB sample): 0.52M words;
+  - Jane Austen's six novels from Debian's r-cran-janeaustenr (MIT packaging, public-domain text), one paragraph
+    per line: 0.72M words;
+  - every other entry of GCIDE (Webster 1913 and additions, Debian's dict-gcide, GPL), pronunciations, bracketed
+    etymologies and citations removed: 1.8M words.
+Tokens: gensim's simple_preprocess (lower case, alphabetic). Nothing is repeated.
+
+    mkdir -p /tmp/deb && cd /tmp/deb && apt-get download dict-gcide r-cran-janeaustenr && \
+        for f in *.deb; do dpkg-deb -x $f x; done
+    python benchmarks/w2v_proxy_corpus.py /tmp/deb/x /tmp/w2v_proxy.txt
+    python benchmarks/bench_word2vec.py --corpus /tmp/w2v_proxy.txt --only cbow
+"""
+import gzip
+import os
+import random
+import re
+import struct
+import sys
+import zlib
+
+
+def austen_novels(root: str) -> list[str]:
+    """The character vectors in janeaustenr's R lazy-load database (each object: 4-byte length, then a zlib stream
+    of an XDR-serialised STRSXP)."""
+    data = open(os.path.join(root, "usr/lib/R/site-library/janeaustenr/data/Rdata.rdb"), "rb").read()
+    pos, books = 0, []
+    while pos < len(data):
+        d = zlib.decompressobj()
+        raw = d.decompress(data[pos + 4:])
+        pos = len(data) - len(d.unused_data)
+        p = 2  # "X\n"
+        version = struct.unpack(">i", raw[p:p + 4])[0]
+        p += 12
+        if version == 3:
+            p += 4 + struct.unpack(">i", raw[p:p + 4])[0]  # native encoding name
+        flags, n = struct.unpack(">ii", raw[p:p + 8])
+        p += 8
+        if flags & 0xFF != 16:  # not a character vector
+            continue
+        lines = []
+        for _ in range(n):
+            _, length = struct.unpack(">ii", raw[p:p + 8])
+            p += 8
+            if length >= 0:
+                lines.append(raw[p:p + length].decode("latin-1"))
+                p += length
+            else:
+                lines.append("")
+        books.append("\n".join(lines))
+    return books
+
+
+def main(root: str, out: str) -> None:
+    from gensim.corpora.wikicorpus import WikiCorpus
+    from gensim.utils import simple_preprocess
+
+    from pyfast.bench.word2vec import gensim_data_dir
+
+    data = gensim_data_dir()
+    lines = []
+    wiki = WikiCorpus(os.path.join(data, "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"),
+                      dictionary={}, processes=1)
+    for tokens in wiki.get_texts():
+        for i in range(0, len(tokens), 1000):
+            lines.append(" ".join(tokens[i:i + 1000]))
+    for name in ("lee_background.cor", "pang_lee_polarity.cor", "alldata-id-10.txt"):
+        with open(os.path.join(data, name), encoding="utf8", errors="replace") as fh:
+            for line in fh:
+                t = simple_preprocess(line.replace("__label__neg", "").replace("__label__pos", ""))
+                if t:
+                    lines.append(" ".join(t))
+    for book in austen_novels(root):
+        for para in re.split(r"\n\s*\n", book):
+            t = simple_preprocess(para)
+            if len(t) >= 3:
+                lines.append(" ".join(t))
+    with gzip.open(os.path.join(root, "usr/share/dictd/gcide.dict.dz"), "rt", encoding="utf-8", errors="replace") as fh:
+        entries = re.split(r"\n\s*\n", fh.read())
+    for k, entry in enumerate(entries[200:]):  # the first ~200 blocks are the dictionary's own front matter
+        if k % 2:
+            continue
+        entry = re.sub(r"\\[^\\\n]*\\", " ", entry)      # \Pro*nun"ci*a`tion\
+        entry = re.sub(r"\[[^\]]*\]", " ", entry)        # [Etymology.] [1913 Webster]
+        entry = re.sub(r"--[A-Z][\w\. ]*", " ", entry)   # --Author.
+        t = simple_preprocess(entry)
+        if len(t) >= 3:
+            lines.append(" ".join(t))
+    random.Random(0).shuffle(lines)
+    with open(out, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print(f"{out}: {len(lines)} lines, {sum(len(x.split()) for x in lines)} words")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
