@@ -23,6 +23,7 @@
 #include "common/simd.h"
 #include "word2vec/word2vec.h"
 #include "masking/masking.h"
+#include "masking/masking_pack.h"
 
 namespace py = pybind11;
 
@@ -399,31 +400,11 @@ void bind_masking(py::module_& m) {
          int64_t mask_token_id, float mlm_probability, float mask_replace_prob, float mask_or_random_prob,
          int64_t max_predictions, bool span, float span_start_prob, std::vector<float> span_length_cdf,
          uint64_t seed, std::uintptr_t out_ids, std::uintptr_t labels) {
-        pyfast::MaskTokensParams p;
-        p.batch = batch;
-        p.seq_len = seq_len;
-        p.input_ids = as_ptr<const int64_t>(input_ids);
-        p.ids_row_stride = ids_row_stride;
-        p.special_mask = as_ptr<const uint8_t>(special_mask);
-        p.special_row_stride = special_row_stride;
-        p.special_id_bits = as_ptr<const uint32_t>(special_id_bits);
-        p.word_starts = as_ptr<const uint8_t>(word_starts);
-        p.word_starts_row_stride = word_starts_row_stride;
-        p.excluded_ids = as_ptr<const int64_t>(excluded_ids);
-        p.num_excluded_ids = num_excluded_ids;
-        p.vocab_size = vocab_size;
-        p.mask_token_id = mask_token_id;
-        p.mlm_probability = mlm_probability;
-        p.mask_replace_prob = mask_replace_prob;
-        p.mask_or_random_prob = mask_or_random_prob;
-        p.max_predictions = max_predictions;
-        p.span = span ? 1 : 0;
-        p.span_start_prob = span_start_prob;
-        p.max_span_words = static_cast<int32_t>(span_length_cdf.size() + 1);
-        p.span_length_cdf = span_length_cdf.empty() ? nullptr : span_length_cdf.data();
-        p.seed = seed;
-        p.out_ids = as_ptr<int64_t>(out_ids);
-        p.labels = as_ptr<int64_t>(labels);
+        pyfast::MaskTokensParams p = pyfast::pack_mask_tokens_params(
+            batch, seq_len, input_ids, ids_row_stride, special_mask, special_row_stride, special_id_bits, word_starts,
+            word_starts_row_stride, excluded_ids, num_excluded_ids, vocab_size, mask_token_id, mlm_probability,
+            mask_replace_prob, mask_or_random_prob, max_predictions, span, span_start_prob, span_length_cdf, seed,
+            out_ids, labels);
         py::gil_scoped_release nogil;
         pyfast::mask_tokens_cpu(p);
       },

@@ -4,6 +4,7 @@
 // decision; exact-count and span: words gathered into scratch first); (3) queue the chosen columns; (4) one more
 // SIMD Philox pass draws their replacements. O(L) memory per thread, nothing (L, L).
 #include "masking/masking.h"
+#include "masking/masking_pack.h"
 
 #include <algorithm>
 #include <cmath>
@@ -436,25 +437,11 @@ void write_row_from_flags(const RowView& v) {
 }  // namespace
 
 void mask_tokens_cpu(const MaskTokensParams& p) {
-  PYFAST_CHECK_ARG(p.batch >= 0 && p.seq_len >= 0, kOp, "batch and seq_len must be >= 0, got ", p.batch, " and ",
-                   p.seq_len);
-  PYFAST_CHECK_ARG(p.seq_len < (int64_t{1} << 31), kOp, "seq_len must be below 2**31, got ", p.seq_len);
-  PYFAST_CHECK_ARG(p.vocab_size > 0 && p.vocab_size < (int64_t{1} << 32), kOp,
-                   "vocab_size must be in [1, 2**32), got ", p.vocab_size);
-  PYFAST_CHECK_ARG(p.mask_token_id >= 0 && p.mask_token_id < p.vocab_size, kOp, "mask_token_id ", p.mask_token_id,
-                   " is outside the vocabulary [0, ", p.vocab_size, ")");
-  PYFAST_CHECK_ARG(p.num_excluded_ids >= 0 && p.num_excluded_ids <= p.vocab_size, kOp,
-                   "num_excluded_ids must be in [0, vocab_size], got ", p.num_excluded_ids);
+  check_mask_tokens_scalars(p, kOp);
   for (int64_t e = 0; e < p.num_excluded_ids; ++e)
     PYFAST_CHECK_ARG(p.excluded_ids[e] >= 0 && p.excluded_ids[e] < p.vocab_size &&
                          (e == 0 || p.excluded_ids[e] > p.excluded_ids[e - 1]),
                      kOp, "excluded_ids must be strictly increasing ids in [0, vocab_size)");
-  PYFAST_CHECK_ARG(p.num_excluded_ids < p.vocab_size || !(p.mask_or_random_prob > p.mask_replace_prob), kOp,
-                   "random replacement needs at least one non-special id in the vocabulary");
-  PYFAST_CHECK_ARG(p.max_span_words >= 1 && p.max_span_words <= kMaxSpanWords, kOp,
-                   "max_span_words must be in [1, ", kMaxSpanWords, "], got ", p.max_span_words);
-  PYFAST_CHECK_ARG(!p.span || p.max_span_words == 1 || p.span_length_cdf != nullptr, kOp,
-                   "span mode needs the span length table");
   if (p.batch == 0 || p.seq_len == 0) return;
 
   const bool needs_scratch = p.max_predictions >= 0 || p.span != 0;

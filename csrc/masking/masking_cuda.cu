@@ -8,6 +8,7 @@
 // by definition (a word's fate depends on the ones before it) and run on thread 0, O(words) per row.
 // Status: compiled for sm_80 / sm_90, unverified on a GPU.
 #include "masking/masking_cuda.h"
+#include "masking/masking_pack.h"
 
 #include <algorithm>
 #include <cmath>
@@ -352,23 +353,9 @@ uint32_t cdf_threshold(float x) {
 }  // namespace
 
 void mask_tokens_cuda(const MaskTokensParams& p, const MaskTokensCudaScratch& s, std::uintptr_t stream) {
-  // The CPU kernel's scalar checks (masking_cpu.cpp); its checks of excluded_ids would read device memory:
-  // the Python layer builds that list sorted and in range.
-  PYFAST_CHECK_ARG(p.batch >= 0 && p.seq_len >= 0, kOp, "batch and seq_len must be >= 0, got ", p.batch, " and ",
-                   p.seq_len);
-  PYFAST_CHECK_ARG(p.seq_len < (int64_t{1} << 31), kOp, "seq_len must be below 2**31, got ", p.seq_len);
-  PYFAST_CHECK_ARG(p.vocab_size > 0 && p.vocab_size < (int64_t{1} << 32), kOp,
-                   "vocab_size must be in [1, 2**32), got ", p.vocab_size);
-  PYFAST_CHECK_ARG(p.mask_token_id >= 0 && p.mask_token_id < p.vocab_size, kOp, "mask_token_id ", p.mask_token_id,
-                   " is outside the vocabulary [0, ", p.vocab_size, ")");
-  PYFAST_CHECK_ARG(p.num_excluded_ids >= 0 && p.num_excluded_ids <= p.vocab_size, kOp,
-                   "num_excluded_ids must be in [0, vocab_size], got ", p.num_excluded_ids);
-  PYFAST_CHECK_ARG(p.num_excluded_ids < p.vocab_size || !(p.mask_or_random_prob > p.mask_replace_prob), kOp,
-                   "random replacement needs at least one non-special id in the vocabulary");
-  PYFAST_CHECK_ARG(p.max_span_words >= 1 && p.max_span_words <= kMaxSpanWords, kOp,
-                   "max_span_words must be in [1, ", kMaxSpanWords, "], got ", p.max_span_words);
-  PYFAST_CHECK_ARG(!p.span || p.max_span_words == 1 || p.span_length_cdf != nullptr, kOp,
-                   "span mode needs the span length table");
+  // The CPU kernel's scalar checks; its checks of excluded_ids would read device memory: the Python layer
+  // builds that list sorted and in range.
+  check_mask_tokens_scalars(p, kOp);
   PYFAST_CHECK_ARG(s.error != nullptr, kOp, "the CUDA kernel needs the error flag buffer");
   const bool exact = p.max_predictions >= 0;
   const bool rows = exact || p.span != 0 || p.word_starts != nullptr;
