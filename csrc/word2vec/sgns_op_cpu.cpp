@@ -272,6 +272,90 @@ void backward_impl(int64_t num_pairs, int64_t num_negatives, int64_t d, const T*
   });
 }
 
+
+// ---- fused training forward (reduced loss): the whole gradient while the rows are hot ------------------------
+// How many items ahead to prefetch in the fused loops (tuned on the benchmark machine, see RESULTS.md).
+constexpr int64_t kFusedPrefetchPairs = 2;
+
+template <typename T>
+void fused_impl(const SgnsParams& p, double scale, const int64_t* center_slot, int64_t num_unique_centers,
+                const int64_t* target_slot, int64_t num_unique_targets, T* loss_out, T* grad_in_rows,
+                T* grad_out_rows) {
+  const T* in_w = static_cast<const T*>(p.in_weight);
+  const T* out_w = static_cast<const T*>(p.out_weight);
+  const int64_t d = p.dim, kp1 = p.num_negatives + 1, n = p.num_pairs;
+  // coef[n, j] = scale * (sigmoid(score_nj) - label_j): phase 2 needs it; 4 (K+1) N bytes, stays in L2.
+  std::vector<T> coef(static_cast<size_t>(n * kp1));
+  std::vector<double> pair_loss(static_cast<size_t>(n));
+  std::vector<int64_t> offsets, items;
+
+  // Phase 1, pairs grouped by center (counting sort by center slot, each group in increasing n): a worker owns
+  // whole groups, so grad_in[c] = scale * sum_n sum_j coef_nj v_nj is summed in a row that stays in L1, in a fixed
+  // order, with no atomics and no (N, D) per-pair buffer; the center row u is loaded once per group.
+  build_csr(center_slot, n, num_unique_centers, offsets, items);
+  parallel_over_slots(offsets, kp1 * d, [&](int64_t begin, int64_t end) {
+    const int64_t q_begin = offsets[begin], q_end = offsets[end];
+    for (int64_t q = q_begin; q < std::min(q_end, q_begin + kFusedPrefetchPairs); ++q)
+      prefetch_pair(p, in_w, out_w, items[q]);
+    int64_t slot = begin;
+    T* row = nullptr;
+    std::vector<T> dir(static_cast<size_t>(d));  // this pair's d loss / d u, in L1
+    for (int64_t q = q_begin; q < q_end; ++q) {
+      while (q == offsets[slot + 1]) ++slot;  // (every slot has >= 1 item, so this advances at most once)
+      if (grad_in_rows != nullptr && q == offsets[slot]) {
+        row = grad_in_rows + slot * d;
+        std::fill(row, row + d, T(0));
+      }
+      if (q + kFusedPrefetchPairs < q_end) prefetch_pair(p, in_w, out_w, items[q + kFusedPrefetchPairs]);
+      const int64_t pair = items[q];
+      const T* u = in_w + p.centers[pair] * p.in_stride;
+      T* c_row = coef.data() + pair * kp1;
+      // All K+1 dot products first: independent, so the core overlaps the K+1 row loads (see forward_impl).
+      for (int64_t j = 0; j < kp1; ++j) c_row[j] = dot_row<T>(u, out_w + target_id(p, pair, j) * p.out_stride, d);
+      double l = 0.0;
+      for (int64_t j = 0; j < kp1; ++j) {
+        const double score = static_cast<double>(c_row[j]);
+        if (j == 0) {
+          l += softplus(-score);
+          c_row[j] = static_cast<T>(-sigmoid(-score) * scale);
+        } else {
+          l += softplus(score);
+          c_row[j] = static_cast<T>(sigmoid(score) * scale);
+        }
+      }
+      pair_loss[pair] = l;
+      if (row != nullptr) {
+        // Sum the pair's K+1 terms first, then add that to the row: a row of a frequent center sums thousands of
+        // terms, and two levels keep float32's rounding error at that of torch's own backward (one level: ~50x).
+        std::fill(dir.begin(), dir.end(), T(0));
+        for (int64_t j = 0; j < kp1; ++j)
+          axpy_row<T>(c_row[j], out_w + target_id(p, pair, j) * p.out_stride, dir.data(), d);
+        axpy_row<T>(T(1), dir.data(), row, d);
+      }
+    }
+  });
+  double total = 0.0;  // in pair order: the same sum whatever the thread count
+  for (int64_t i = 0; i < n; ++i) total += pair_loss[i];
+  *loss_out = static_cast<T>(total * scale);
+
+  // Phase 2: grad_out[t] = sum over (n, j) with target t of coef_nj u_n, one row per unique target, summed in
+  // increasing (n, j). The u_n are the <= N center rows phase 1 just read: L2/L3 hits, not a second random gather.
+  if (grad_out_rows == nullptr) return;
+  build_csr(target_slot, n * kp1, num_unique_targets, offsets, items);
+  parallel_over_slots(offsets, d, [&](int64_t begin, int64_t end) {
+    const int64_t q_end = offsets[end];
+    for (int64_t r = begin; r < end; ++r) {
+      T* row = grad_out_rows + r * d;
+      std::fill(row, row + d, T(0));
+      for (int64_t q = offsets[r]; q < offsets[r + 1]; ++q) {
+        if (q + 4 < q_end) prefetch_row(in_w + p.centers[items[q + 4] / kp1] * p.in_stride, d);
+        const int64_t flat = items[q];
+        axpy_row<T>(coef[flat], in_w + p.centers[flat / kp1] * p.in_stride, row, d);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void sgns_forward_cpu(const SgnsParams& p, void* loss, void* coef, void* center_rows, void* in_grad_dir) {
@@ -284,20 +368,21 @@ void sgns_forward_cpu(const SgnsParams& p, void* loss, void* coef, void* center_
                          static_cast<double*>(center_rows), static_cast<double*>(in_grad_dir));
 }
 
-int64_t sgns_unique_cpu(const int64_t* ids, int64_t n, int64_t num_embeddings, int64_t* unique, int64_t* inverse,
-                        const char* op) {
-  PYFAST_CHECK_ARG(n >= 0 && n < (int64_t{1} << 31), op, "cannot take unique ids of ", n, " elements");
-  PYFAST_CHECK_ARG(num_embeddings >= 1, op, "V must be >= 1, got ", num_embeddings);
-  check_ids(ids, n, num_embeddings, op, "");
+namespace {
+// Sorted unique ids of id_at(0 .. n-1) and each element's index among them, in O(n) plus a one-off O(V).
+// id_at is an accessor so the (N, K+1) targets can be read from contexts and negatives without a concatenated copy.
+template <typename IdAt>
+int64_t unique_impl(int64_t n, int64_t num_embeddings, IdAt&& id_at, int64_t* unique, int64_t* inverse) {
   // A V-sized id -> slot map per calling thread, kept at -1 between calls and reset only where touched, so a
   // call costs O(n) (plus a one-off O(V) allocation) instead of a sort of n (id, position) keys.
   thread_local std::vector<int32_t> slot_of;
   if (static_cast<int64_t>(slot_of.size()) < num_embeddings) slot_of.resize(static_cast<size_t>(num_embeddings), -1);
   int64_t count = 0;
   for (int64_t i = 0; i < n; ++i) {
-    if (slot_of[ids[i]] < 0) {
-      slot_of[ids[i]] = 0;
-      unique[count++] = ids[i];
+    const int64_t id = id_at(i);
+    if (slot_of[id] < 0) {
+      slot_of[id] = 0;
+      unique[count++] = id;
     }
   }
   // Sorted ids make the sparse gradient coalesced (SGD and SparseAdam then skip their own sort).
@@ -309,9 +394,49 @@ int64_t sgns_unique_cpu(const int64_t* ids, int64_t n, int64_t num_embeddings, i
     std::sort(unique, unique + count);
   }
   for (int64_t s = 0; s < count; ++s) slot_of[unique[s]] = static_cast<int32_t>(s);
-  for (int64_t i = 0; i < n; ++i) inverse[i] = slot_of[ids[i]];
+  for (int64_t i = 0; i < n; ++i) inverse[i] = slot_of[id_at(i)];
   for (int64_t s = 0; s < count; ++s) slot_of[unique[s]] = -1;
   return count;
+}
+}  // namespace
+
+int64_t sgns_unique_cpu(const int64_t* ids, int64_t n, int64_t num_embeddings, int64_t* unique, int64_t* inverse,
+                        const char* op) {
+  PYFAST_CHECK_ARG(n >= 0 && n < (int64_t{1} << 31), op, "cannot take unique ids of ", n, " elements");
+  PYFAST_CHECK_ARG(num_embeddings >= 1, op, "V must be >= 1, got ", num_embeddings);
+  check_ids(ids, n, num_embeddings, op, "");
+  return unique_impl(n, num_embeddings, [ids](int64_t i) { return ids[i]; }, unique, inverse);
+}
+
+void sgns_fused_prepare_cpu(const SgnsParams& p, int64_t* unique_centers, int64_t* center_slot,
+                            int64_t* unique_targets, int64_t* target_slot, int64_t* counts) {
+  check_params(p, "sgns_loss");  // every id in [0, V) before anything is indexed by it
+  const int64_t kp1 = p.num_negatives + 1, n_targets = p.num_pairs * kp1;
+  PYFAST_CHECK_ARG(n_targets < (int64_t{1} << 31), "sgns_loss", "too many pairs x targets: ", n_targets);
+  counts[0] = unique_impl(p.num_pairs, p.num_embeddings, [&](int64_t i) { return p.centers[i]; }, unique_centers,
+                          center_slot);
+  counts[1] = unique_impl(n_targets, p.num_embeddings, [&](int64_t i) { return target_id(p, i / kp1, i % kp1); },
+                          unique_targets, target_slot);
+}
+
+void sgns_forward_fused_cpu(const SgnsParams& p, double scale, const int64_t* center_slot,
+                            int64_t num_unique_centers, const int64_t* target_slot, int64_t num_unique_targets,
+                            void* loss, void* grad_in_rows, void* grad_out_rows) {
+  const char* op = "sgns_loss";
+  check_params(p, op);
+  const int64_t n_targets = p.num_pairs * (p.num_negatives + 1);
+  // Slots index the output rows: check them all before any write.
+  for (int64_t i = 0; i < p.num_pairs; ++i)
+    PYFAST_CHECK_ARG(center_slot[i] >= 0 && center_slot[i] < num_unique_centers, op, "center slot out of range");
+  for (int64_t i = 0; i < n_targets; ++i)
+    PYFAST_CHECK_ARG(target_slot[i] >= 0 && target_slot[i] < num_unique_targets, op, "target slot out of range");
+  if (p.dtype == DType::kFloat32)
+    fused_impl<float>(p, scale, center_slot, num_unique_centers, target_slot, num_unique_targets,
+                      static_cast<float*>(loss), static_cast<float*>(grad_in_rows), static_cast<float*>(grad_out_rows));
+  else
+    fused_impl<double>(p, scale, center_slot, num_unique_centers, target_slot, num_unique_targets,
+                       static_cast<double*>(loss), static_cast<double*>(grad_in_rows),
+                       static_cast<double*>(grad_out_rows));
 }
 
 void sgns_backward_cpu(int64_t num_pairs, int64_t num_negatives, int64_t dim, DType dtype, const void* coef,
