@@ -120,12 +120,17 @@ inline void prefetch_row(const T* row, int64_t d) {
 #endif
 }
 
-// softplus(x) = log(1 + e^x) without overflow: -log sigmoid(-x).
-inline double softplus(double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::fabs(x))); }
-inline double sigmoid(double x) {
-  if (x >= 0) return 1.0 / (1.0 + std::exp(-x));
-  const double e = std::exp(x);
-  return e / (1.0 + e);
+// Target j's loss term and d term / d score from one exp and one log1p, in T's precision (float math for float32
+// weights: ~3x cheaper than double exp/log1p, and 6 of each per pair are a visible part of the fused pass).
+// label 1 (the context): term = softplus(-x), grad = sigmoid(x) - 1 = -sigmoid(-x);
+// label 0 (a negative):  term = softplus(x),  grad = sigmoid(x).
+template <typename T>
+inline T target_term(T x, bool positive, T* grad) {
+  const T y = positive ? -x : x;          // term = softplus(y), |grad| = sigmoid(y)
+  const T e = std::exp(-std::fabs(y));    // in (0, 1]: no overflow either way
+  const T sig = y >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
+  *grad = positive ? -sig : sig;
+  return std::max(y, T(0)) + std::log1p(e);
 }
 
 void check_ids(const int64_t* ids, int64_t n, int64_t num_embeddings, const char* op, const char* what) {
@@ -184,14 +189,9 @@ void forward_impl(const SgnsParams& p, T* loss, T* coef, T* center_rows, T* in_g
       for (int64_t j = 0; j < kp1; ++j) c_row[j] = dot_row<T>(u, out_w + target_id(p, n, j) * p.out_stride, d);
       double pair_loss = 0.0;
       for (int64_t j = 0; j < kp1; ++j) {
-        const double score = static_cast<double>(c_row[j]);
-        if (j == 0) {  // label 1: -log s(x), gradient s(x) - 1 = -s(-x)
-          pair_loss += softplus(-score);
-          c_row[j] = static_cast<T>(-sigmoid(-score));
-        } else {       // label 0: -log s(-x), gradient s(x)
-          pair_loss += softplus(score);
-          c_row[j] = static_cast<T>(sigmoid(score));
-        }
+        T g;
+        pair_loss += static_cast<double>(target_term<T>(c_row[j], j == 0, &g));
+        c_row[j] = g;
       }
       if (for_backward)  // the K+1 rows are in L1 now; in the backward they would be random misses again
         for (int64_t j = 0; j < kp1; ++j) axpy_row<T>(c_row[j], out_w + target_id(p, n, j) * p.out_stride, dir, d);
@@ -272,10 +272,11 @@ void backward_impl(int64_t num_pairs, int64_t num_negatives, int64_t d, const T*
   });
 }
 
-
 // ---- fused training forward (reduced loss): the whole gradient while the rows are hot ------------------------
-// How many items ahead to prefetch in the fused loops (tuned on the benchmark machine, see RESULTS.md).
-constexpr int64_t kFusedPrefetchPairs = 2;
+// Items ahead to prefetch in phase 1 (pairs) and phase 2 (target items). Measured on the benchmark machine
+// (phase 1, 0 to 8 pairs ahead: 2.59-2.64 ms, no measurable effect: the out-of-order core already overlaps a
+// pair's K+1 independent row loads); kept because it costs nothing and helps cores with less reordering.
+constexpr int64_t kFusedPrefetchPairs = 2, kFusedPrefetchTargets = 4;
 
 template <typename T>
 void fused_impl(const SgnsParams& p, double scale, const int64_t* center_slot, int64_t num_unique_centers,
@@ -314,14 +315,9 @@ void fused_impl(const SgnsParams& p, double scale, const int64_t* center_slot, i
       for (int64_t j = 0; j < kp1; ++j) c_row[j] = dot_row<T>(u, out_w + target_id(p, pair, j) * p.out_stride, d);
       double l = 0.0;
       for (int64_t j = 0; j < kp1; ++j) {
-        const double score = static_cast<double>(c_row[j]);
-        if (j == 0) {
-          l += softplus(-score);
-          c_row[j] = static_cast<T>(-sigmoid(-score) * scale);
-        } else {
-          l += softplus(score);
-          c_row[j] = static_cast<T>(sigmoid(score) * scale);
-        }
+        T g;
+        l += static_cast<double>(target_term<T>(c_row[j], j == 0, &g));
+        c_row[j] = g * static_cast<T>(scale);
       }
       pair_loss[pair] = l;
       if (row != nullptr) {
@@ -348,7 +344,7 @@ void fused_impl(const SgnsParams& p, double scale, const int64_t* center_slot, i
       T* row = grad_out_rows + r * d;
       std::fill(row, row + d, T(0));
       for (int64_t q = offsets[r]; q < offsets[r + 1]; ++q) {
-        if (q + 4 < q_end) prefetch_row(in_w + p.centers[items[q + 4] / kp1] * p.in_stride, d);
+        if (q + kFusedPrefetchTargets < q_end) prefetch_row(in_w + p.centers[items[q + kFusedPrefetchTargets] / kp1] * p.in_stride, d);
         const int64_t flat = items[q];
         axpy_row<T>(coef[flat], in_w + p.centers[flat / kp1] * p.in_stride, row, d);
       }
@@ -413,10 +409,21 @@ void sgns_fused_prepare_cpu(const SgnsParams& p, int64_t* unique_centers, int64_
   check_params(p, "sgns_loss");  // every id in [0, V) before anything is indexed by it
   const int64_t kp1 = p.num_negatives + 1, n_targets = p.num_pairs * kp1;
   PYFAST_CHECK_ARG(n_targets < (int64_t{1} << 31), "sgns_loss", "too many pairs x targets: ", n_targets);
-  counts[0] = unique_impl(p.num_pairs, p.num_embeddings, [&](int64_t i) { return p.centers[i]; }, unique_centers,
-                          center_slot);
-  counts[1] = unique_impl(n_targets, p.num_embeddings, [&](int64_t i) { return target_id(p, i / kp1, i % kp1); },
-                          unique_targets, target_slot);
+  auto centers_unique = [&] {
+    counts[0] = unique_impl(p.num_pairs, p.num_embeddings, [&](int64_t i) { return p.centers[i]; },
+                            unique_centers, center_slot);
+  };
+  auto targets_unique = [&] {
+    counts[1] = unique_impl(n_targets, p.num_embeddings, [&](int64_t i) { return target_id(p, i / kp1, i % kp1); },
+                            unique_targets, target_slot);
+  };
+  // The two are independent: side by side on two threads (each has its own thread_local id map).
+  if (get_num_threads() >= 2 && n_targets >= 4096) {
+    parallel_workers(2, [&](int w) { w == 0 ? targets_unique() : centers_unique(); });
+  } else {
+    centers_unique();
+    targets_unique();
+  }
 }
 
 void sgns_forward_fused_cpu(const SgnsParams& p, double scale, const int64_t* center_slot,
