@@ -1,10 +1,11 @@
-// CPU kernels of the SGNS op (see sgns_op.h): a forward that is one gather + K+1 dot products per pair (and, for
-// training, the per-pair input gradient while the rows are in L1), and a backward that writes one gradient row per
-// unique id from the forward's compact buffers. Floors at V=50k, D=128, N=4096, K=5, fp32: the forward gathers 7N
-// random rows (14.7 MB); the backward reads 2 x 2 MB of buffers and writes (U_in + U_out) rows (~9 MB); the
-// optimizer then reads/writes those rows again: ~50 MB per step, ~3.5 ms at the 15 GB/s this machine copies at.
-// The ~19 MFLOP of dot products and axpys are < 0.3 ms. Measured: the random gathers run well below that
-// bandwidth (latency-bound, ~150-250 ns per 512 B row here); see benchmarks/RESULTS.md.
+// CPU kernels of the SGNS op (see sgns_op.h). Training a mean / sum loss uses the fused pass: unique ids
+// (bitmap ranks), then pairs grouped by center (K+1 dot products, the loss and the center's gradient row while the
+// rows are in L1), then items grouped by target (the out-gradient rows from the just-read center rows).
+// reduction="none" and torch.compile use a forward that saves compact (N, D) buffers and a backward from them.
+// Floors at V=50k, D=128, N=4096, K=5, fp32: 7N random row gathers (14.7 MB) — latency-bound on the benchmark
+// machine at about the rate of torch.index_select (~2.5 ms for these rows, 2 threads); (U_in + U_out) gradient
+// rows written (7-10 MB); the optimizer then reads them and read-modify-writes the same weight rows. The ~19 MFLOP
+// of dot products and axpys are < 0.3 ms. See benchmarks/RESULTS.md.
 // SIMD: AVX2+FMA when the module is compiled for it (host-native by default), a plain loop otherwise.
 #include "word2vec/sgns_op.h"
 
@@ -337,16 +338,32 @@ void fused_impl(const SgnsParams& p, double scale, const int64_t* center_slot, i
   // Phase 2: grad_out[t] = sum over (n, j) with target t of coef_nj u_n, one row per unique target, summed in
   // increasing (n, j). The u_n are the <= N center rows phase 1 just read: L2/L3 hits, not a second random gather.
   if (grad_out_rows == nullptr) return;
-  build_csr(target_slot, n * kp1, num_unique_targets, offsets, items);
+  // build_csr by target slot, and beside each listed item (n, j) its center row u_n, found while walking the
+  // pairs in order (no flat / (K+1): a division per lookup was ~10% of this phase).
+  offsets.assign(static_cast<size_t>(num_unique_targets) + 1, 0);
+  for (int64_t i = 0; i < n * kp1; ++i) ++offsets[target_slot[i] + 1];
+  for (int64_t r = 0; r < num_unique_targets; ++r) offsets[r + 1] += offsets[r];
+  items.resize(static_cast<size_t>(n * kp1));
+  std::vector<const T*> item_u(items.size());
+  {
+    std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
+    for (int64_t pair = 0; pair < n; ++pair) {
+      const T* u = in_w + p.centers[pair] * p.in_stride;
+      for (int64_t i = pair * kp1; i < (pair + 1) * kp1; ++i) {
+        const int64_t q = fill[target_slot[i]]++;
+        items[q] = i;
+        item_u[q] = u;
+      }
+    }
+  }
   parallel_over_slots(offsets, d, [&](int64_t begin, int64_t end) {
     const int64_t q_end = offsets[end];
     for (int64_t r = begin; r < end; ++r) {
       T* row = grad_out_rows + r * d;
       std::fill(row, row + d, T(0));
       for (int64_t q = offsets[r]; q < offsets[r + 1]; ++q) {
-        if (q + kFusedPrefetchTargets < q_end) prefetch_row(in_w + p.centers[items[q + kFusedPrefetchTargets] / kp1] * p.in_stride, d);
-        const int64_t flat = items[q];
-        axpy_row<T>(coef[flat], in_w + p.centers[flat / kp1] * p.in_stride, row, d);
+        if (q + kFusedPrefetchTargets < q_end) prefetch_row(item_u[q + kFusedPrefetchTargets], d);
+        axpy_row<T>(coef[items[q]], item_u[q], row, d);
       }
     }
   });

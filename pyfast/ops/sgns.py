@@ -1,16 +1,20 @@
 """Skip-gram negative-sampling loss as a fused torch op, plus the noise sampler and the pair generator that make a
 word2vec loop in PyTorch a few lines (see examples/word2vec_torch.py).
 
-Layers: ``pyfast::sgns_fwd`` / ``pyfast::sgns_bwd`` are torch custom ops (fake implementations for
-torch.compile, autograd registered) over the native kernels in csrc/word2vec/sgns_op_cpu.cpp; ``sgns_loss`` is the
-public function. The forward saves the per-pair coefficients sigmoid(score) - label, (N, K+1) floats, and (when a
-gradient can be asked for) the gathered center rows and d loss_n / d u_n, 2 x (N, D) floats, computed while the
-rows are in L1: the backward then does no dot products, sigmoids or random gathers from the (V, D) tables again,
-only accumulations from these compact buffers (see sgns_op.h). The cost is 2 N D floats held until backward.
+Two paths, the same loss and gradients:
+- Eager training of a reduced loss (``"mean"`` / ``"sum"``, grad enabled, not under torch.compile):
+  ``_FusedSgnsLoss``. One native pass computes the loss *and* the gradient rows of the reduced loss, one per unique
+  id, while each pair's rows are in L1 (pairs grouped by center, then items grouped by target; every row summed by
+  one thread in a fixed order). The backward only multiplies by the upstream scalar (skipped when it is 1) and
+  hands the rows to autograd, which takes them as ``.grad`` without a copy.
+- Everything else (``reduction="none"``, torch.compile, no grad): ``pyfast::sgns_fwd`` / ``pyfast::sgns_bwd``,
+  torch custom ops (fake implementations, autograd registered). The forward saves the per-pair coefficients
+  sigmoid(score) - label, (N, K+1), and (when a gradient can be asked for) the gathered center rows and
+  d loss_n / d u_n, 2 x (N, D); the backward accumulates from these compact buffers (see sgns_op.h).
 
-Gradients: the backward kernel writes one row per *unique* id touched (duplicates accumulated in native code, in
-a fixed order), and the autograd layer turns them into a coalesced sparse COO tensor (like
-nn.Embedding(sparse=True): SGD, SparseAdam, DDP work unchanged) or a dense (V, D) tensor.
+Gradients: one row per *unique* id (duplicates accumulated in native code, in a fixed order, so the result does not
+depend on the thread count), as a coalesced sparse COO tensor (like nn.Embedding(sparse=True): SGD, SparseAdam,
+DDP work unchanged) or a dense (V, D) tensor.
 Limits: CPU tensors only (a CUDA tensor raises); float32 / float64 weights; ids are int64.
 """
 from __future__ import annotations
