@@ -324,10 +324,14 @@ void fused_impl(const SgnsParams& p, double scale, const int64_t* center_slot, i
       if (row != nullptr) {
         // Sum the pair's K+1 terms first, then add that to the row: a row of a frequent center sums thousands of
         // terms, and two levels keep float32's rounding error at that of torch's own backward (one level: ~50x).
-        std::fill(dir.begin(), dir.end(), T(0));
+        // The group's first pair sums straight into the zeroed row (bit-identical: 0 + 1 * dir == dir), which
+        // spares the extra pass for most pairs (most centers occur once in a batch).
+        const bool first = q == offsets[slot];
+        T* acc = first ? row : dir.data();
+        if (!first) std::fill(dir.begin(), dir.end(), T(0));
         for (int64_t j = 0; j < kp1; ++j)
-          axpy_row<T>(c_row[j], out_w + target_id(p, pair, j) * p.out_stride, dir.data(), d);
-        axpy_row<T>(T(1), dir.data(), row, d);
+          axpy_row<T>(c_row[j], out_w + target_id(p, pair, j) * p.out_stride, acc, d);
+        if (!first) axpy_row<T>(T(1), dir.data(), row, d);
       }
     }
   });
