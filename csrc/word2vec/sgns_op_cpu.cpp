@@ -295,6 +295,9 @@ void fused_impl(const SgnsParams& p, double scale, const int64_t* center_slot, i
   // whole groups, so grad_in[c] = scale * sum_n sum_j coef_nj v_nj is summed in a row that stays in L1, in a fixed
   // order, with no atomics and no (N, D) per-pair buffer; the center row u is loaded once per group.
   build_csr(center_slot, n, num_unique_centers, offsets, items);
+  // The loop below zeroes a row when its group starts: every slot must own a pair (prepare's slots always do).
+  for (int64_t r = 0; r < num_unique_centers; ++r)
+    PYFAST_CHECK_ARG(offsets[r + 1] > offsets[r], "sgns_loss", "center slot ", r, " has no pair");
   parallel_over_slots(offsets, kp1 * d, [&](int64_t begin, int64_t end) {
     const int64_t q_begin = offsets[begin], q_end = offsets[end];
     for (int64_t q = q_begin; q < std::min(q_end, q_begin + kFusedPrefetchPairs); ++q)
@@ -303,7 +306,7 @@ void fused_impl(const SgnsParams& p, double scale, const int64_t* center_slot, i
     T* row = nullptr;
     std::vector<T> dir(static_cast<size_t>(d));  // this pair's d loss / d u, in L1
     for (int64_t q = q_begin; q < q_end; ++q) {
-      while (q == offsets[slot + 1]) ++slot;  // (every slot has >= 1 item, so this advances at most once)
+      while (q == offsets[slot + 1]) ++slot;  // (every slot owns >= 1 pair: advances at most once)
       if (grad_in_rows != nullptr && q == offsets[slot]) {
         row = grad_in_rows + slot * d;
         std::fill(row, row + d, T(0));
