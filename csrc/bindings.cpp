@@ -474,6 +474,48 @@ void bind_sgns(py::module_& m) {
       },
       py::arg("ids"), py::arg("n"), py::arg("num_embeddings"), py::arg("unique"), py::arg("inverse"));
 
+  // Fused training forward of a reduced loss (see sgns_op.h): prepare writes the unique ids and slots and returns
+  // (U_in, U_out); forward_fused then writes the scalar loss and the gradient rows (0 for a row buffer not wanted).
+  m.def(
+      "sgns_fused_prepare",
+      [](std::uintptr_t in_weight, std::uintptr_t out_weight, int64_t in_stride, int64_t out_stride,
+         std::uintptr_t centers, std::uintptr_t contexts, std::uintptr_t negatives, int64_t num_embeddings,
+         int64_t dim, int64_t num_pairs, int64_t num_negatives, int dtype, std::uintptr_t unique_centers,
+         std::uintptr_t center_slot, std::uintptr_t unique_targets, std::uintptr_t target_slot) {
+        const auto p = sgns_params(in_weight, out_weight, in_stride, out_stride, centers, contexts, negatives,
+                                   num_embeddings, dim, num_pairs, num_negatives, dtype);
+        int64_t counts[2] = {0, 0};
+        {
+          py::gil_scoped_release nogil;
+          pyfast::sgns_fused_prepare_cpu(p, as_ptr<int64_t>(unique_centers), as_ptr<int64_t>(center_slot),
+                                         as_ptr<int64_t>(unique_targets), as_ptr<int64_t>(target_slot), counts);
+        }
+        return py::make_tuple(counts[0], counts[1]);
+      },
+      py::arg("in_weight"), py::arg("out_weight"), py::arg("in_stride"), py::arg("out_stride"), py::arg("centers"),
+      py::arg("contexts"), py::arg("negatives"), py::arg("num_embeddings"), py::arg("dim"), py::arg("num_pairs"),
+      py::arg("num_negatives"), py::arg("dtype"), py::arg("unique_centers"), py::arg("center_slot"),
+      py::arg("unique_targets"), py::arg("target_slot"));
+  m.def(
+      "sgns_forward_fused",
+      [](std::uintptr_t in_weight, std::uintptr_t out_weight, int64_t in_stride, int64_t out_stride,
+         std::uintptr_t centers, std::uintptr_t contexts, std::uintptr_t negatives, int64_t num_embeddings,
+         int64_t dim, int64_t num_pairs, int64_t num_negatives, int dtype, double scale, std::uintptr_t center_slot,
+         int64_t num_unique_centers, std::uintptr_t target_slot, int64_t num_unique_targets, std::uintptr_t loss,
+         std::uintptr_t grad_in_rows, std::uintptr_t grad_out_rows) {
+        const auto p = sgns_params(in_weight, out_weight, in_stride, out_stride, centers, contexts, negatives,
+                                   num_embeddings, dim, num_pairs, num_negatives, dtype);
+        py::gil_scoped_release nogil;
+        pyfast::sgns_forward_fused_cpu(p, scale, as_ptr<const int64_t>(center_slot), num_unique_centers,
+                                       as_ptr<const int64_t>(target_slot), num_unique_targets, as_ptr<void>(loss),
+                                       as_ptr<void>(grad_in_rows), as_ptr<void>(grad_out_rows));
+      },
+      py::arg("in_weight"), py::arg("out_weight"), py::arg("in_stride"), py::arg("out_stride"), py::arg("centers"),
+      py::arg("contexts"), py::arg("negatives"), py::arg("num_embeddings"), py::arg("dim"), py::arg("num_pairs"),
+      py::arg("num_negatives"), py::arg("dtype"), py::arg("scale"), py::arg("center_slot"),
+      py::arg("num_unique_centers"), py::arg("target_slot"), py::arg("num_unique_targets"), py::arg("loss"),
+      py::arg("grad_in_rows"), py::arg("grad_out_rows"));
+
   // Gradient rows per unique id from the forward's buffers (see sgns_op.h); all of one dtype.
   m.def(
       "sgns_backward",

@@ -74,6 +74,26 @@ def test_sparse_gradient_is_coalesced_and_touches_only_used_rows():
     assert torch.equal(b.grad._indices()[0], torch.unique(torch.cat([x, ng.reshape(-1)])))
 
 
+def test_training_path_upstream_scale_second_backward_and_frozen_table():
+    # mean / sum losses take the fused path (gradient rows built in the forward, handed over in the first backward):
+    # a non-unit upstream gradient, a second backward through the same graph (recomputed) and a frozen table.
+    w_in, w_out, c, x, ng = _problem(50, 8, 64, 5, torch.float64, dup=True)
+    ra, rb = w_in.clone().requires_grad_(), w_out.clone().requires_grad_()
+    want = torch.autograd.grad(sgns_loss_reference(ra, rb, c, x, ng, reduction="sum"), (ra, rb))
+    a, b = w_in.clone().requires_grad_(), w_out.clone().requires_grad_()
+    loss = sgns_loss(a, b, c, x, ng, reduction="sum", sparse=True)
+    first = torch.autograd.grad(loss * 3.0, (a, b), retain_graph=True)
+    second = torch.autograd.grad(loss, (a, b))
+    for got, scale in ((first, 3.0), (second, 1.0)):
+        for name, g, w in (("grad in", got[0], want[0]), ("grad out", got[1], want[1])):
+            assert_close(g.to_dense(), scale * w, atol=1e-12, rtol=1e-10, name=name)
+    frozen = w_out.clone()  # requires_grad False: only in_weight gets a gradient
+    a2 = w_in.clone().requires_grad_()
+    sgns_loss(a2, frozen, c, x, ng, reduction="sum").backward()
+    assert frozen.grad is None
+    assert_close(a2.grad, want[0], atol=1e-12, rtol=1e-10, name="grad in (frozen out)")
+
+
 def test_deterministic_across_thread_counts():
     w_in, w_out, *ids = _problem(20, 24, 3000, 5, torch.float32, dup=True)
     old = pyfast.get_num_threads()

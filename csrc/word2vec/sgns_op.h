@@ -54,6 +54,22 @@ void sgns_backward_cpu(int64_t num_pairs, int64_t num_negatives, int64_t dim, DT
                        const int64_t* center_slot, int64_t num_unique_centers, const int64_t* target_slot,
                        int64_t num_unique_targets, void* grad_in_rows, void* grad_out_rows);
 
+// Training forward for a reduced loss (mean: scale = 1/N, sum: scale = 1), fused with the backward: while each
+// pair's rows are in L1 it also accumulates the gradient rows of the reduced loss, as if d loss / d (reduced loss)
+// were 1 (the autograd layer multiplies by the real upstream scalar when it is not 1). One row per unique id,
+// grouped so that every row is summed by one thread in a fixed order (deterministic, no atomics).
+// Step 1, sgns_fused_prepare_cpu: validates ids, then unique_centers (room for N) / center_slot (N) and
+// unique_targets (room for N (K+1)) / target_slot (N (K+1), target j of pair n at n (K+1) + j), sorted unique ids
+// like sgns_unique_cpu; counts[0] = U_in, counts[1] = U_out.
+// Step 2, sgns_forward_fused_cpu: loss (1,) = scale * sum_n loss_n; grad_in_rows (U_in, D), grad_out_rows
+// (U_out, D), either may be null (not wanted). Compared with sgns_forward_cpu + sgns_backward_cpu it writes no
+// (N, D) buffers and reads none back: ~4 N D floats less memory traffic and one pass less.
+void sgns_fused_prepare_cpu(const SgnsParams& p, int64_t* unique_centers, int64_t* center_slot,
+                            int64_t* unique_targets, int64_t* target_slot, int64_t* counts);
+void sgns_forward_fused_cpu(const SgnsParams& p, double scale, const int64_t* center_slot,
+                            int64_t num_unique_centers, const int64_t* target_slot, int64_t num_unique_targets,
+                            void* loss, void* grad_in_rows, void* grad_out_rows);
+
 // Ask Linux to back the 2 MiB-aligned part of [data, data + bytes) with transparent huge pages (MADV_HUGEPAGE,
 // then MADV_COLLAPSE to do it now rather than whenever khugepaged gets there). Random row gathers from a table
 // larger than the TLB's reach otherwise pay a page walk on nearly every row, doubly so in a VM. Returns the

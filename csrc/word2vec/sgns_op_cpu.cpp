@@ -1,10 +1,11 @@
-// CPU kernels of the SGNS op (see sgns_op.h): a forward that is one gather + K+1 dot products per pair (and, for
-// training, the per-pair input gradient while the rows are in L1), and a backward that writes one gradient row per
-// unique id from the forward's compact buffers. Floors at V=50k, D=128, N=4096, K=5, fp32: the forward gathers 7N
-// random rows (14.7 MB); the backward reads 2 x 2 MB of buffers and writes (U_in + U_out) rows (~9 MB); the
-// optimizer then reads/writes those rows again: ~50 MB per step, ~3.5 ms at the 15 GB/s this machine copies at.
-// The ~19 MFLOP of dot products and axpys are < 0.3 ms. Measured: the random gathers run well below that
-// bandwidth (latency-bound, ~150-250 ns per 512 B row here); see benchmarks/RESULTS.md.
+// CPU kernels of the SGNS op (see sgns_op.h). Training a mean / sum loss uses the fused pass: unique ids
+// (bitmap ranks), then pairs grouped by center (K+1 dot products, the loss and the center's gradient row while the
+// rows are in L1), then items grouped by target (the out-gradient rows from the just-read center rows).
+// reduction="none" and torch.compile use a forward that saves compact (N, D) buffers and a backward from them.
+// Floors at V=50k, D=128, N=4096, K=5, fp32: 7N random row gathers (14.7 MB) — latency-bound on the benchmark
+// machine at about the rate of torch.index_select (~2.5 ms for these rows, 2 threads); (U_in + U_out) gradient
+// rows written (7-10 MB); the optimizer then reads them and read-modify-writes the same weight rows. The ~19 MFLOP
+// of dot products and axpys are < 0.3 ms. See benchmarks/RESULTS.md.
 // SIMD: AVX2+FMA when the module is compiled for it (host-native by default), a plain loop otherwise.
 #include "word2vec/sgns_op.h"
 
@@ -120,12 +121,17 @@ inline void prefetch_row(const T* row, int64_t d) {
 #endif
 }
 
-// softplus(x) = log(1 + e^x) without overflow: -log sigmoid(-x).
-inline double softplus(double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::fabs(x))); }
-inline double sigmoid(double x) {
-  if (x >= 0) return 1.0 / (1.0 + std::exp(-x));
-  const double e = std::exp(x);
-  return e / (1.0 + e);
+// Target j's loss term and d term / d score from one exp and one log1p, in T's precision (float math for float32
+// weights: ~3x cheaper than double exp/log1p, and 6 of each per pair are a visible part of the fused pass).
+// label 1 (the context): term = softplus(-x), grad = sigmoid(x) - 1 = -sigmoid(-x);
+// label 0 (a negative):  term = softplus(x),  grad = sigmoid(x).
+template <typename T>
+inline T target_term(T x, bool positive, T* grad) {
+  const T y = positive ? -x : x;          // term = softplus(y), |grad| = sigmoid(y)
+  const T e = std::exp(-std::fabs(y));    // in (0, 1]: no overflow either way
+  const T sig = y >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
+  *grad = positive ? -sig : sig;
+  return std::max(y, T(0)) + std::log1p(e);
 }
 
 void check_ids(const int64_t* ids, int64_t n, int64_t num_embeddings, const char* op, const char* what) {
@@ -184,14 +190,9 @@ void forward_impl(const SgnsParams& p, T* loss, T* coef, T* center_rows, T* in_g
       for (int64_t j = 0; j < kp1; ++j) c_row[j] = dot_row<T>(u, out_w + target_id(p, n, j) * p.out_stride, d);
       double pair_loss = 0.0;
       for (int64_t j = 0; j < kp1; ++j) {
-        const double score = static_cast<double>(c_row[j]);
-        if (j == 0) {  // label 1: -log s(x), gradient s(x) - 1 = -s(-x)
-          pair_loss += softplus(-score);
-          c_row[j] = static_cast<T>(-sigmoid(-score));
-        } else {       // label 0: -log s(-x), gradient s(x)
-          pair_loss += softplus(score);
-          c_row[j] = static_cast<T>(sigmoid(score));
-        }
+        T g;
+        pair_loss += static_cast<double>(target_term<T>(c_row[j], j == 0, &g));
+        c_row[j] = g;
       }
       if (for_backward)  // the K+1 rows are in L1 now; in the backward they would be random misses again
         for (int64_t j = 0; j < kp1; ++j) axpy_row<T>(c_row[j], out_w + target_id(p, n, j) * p.out_stride, dir, d);
@@ -272,6 +273,109 @@ void backward_impl(int64_t num_pairs, int64_t num_negatives, int64_t d, const T*
   });
 }
 
+// ---- fused training forward (reduced loss): the whole gradient while the rows are hot ------------------------
+// Items ahead to prefetch in phase 1 (pairs) and phase 2 (target items). Measured on the benchmark machine
+// (phase 1, 0 to 8 pairs ahead: 2.59-2.64 ms, no measurable effect: the out-of-order core already overlaps a
+// pair's K+1 independent row loads); kept because it costs nothing and helps cores with less reordering.
+constexpr int64_t kFusedPrefetchPairs = 2, kFusedPrefetchTargets = 4;
+
+template <typename T>
+void fused_impl(const SgnsParams& p, double scale, const int64_t* center_slot, int64_t num_unique_centers,
+                const int64_t* target_slot, int64_t num_unique_targets, T* loss_out, T* grad_in_rows,
+                T* grad_out_rows) {
+  const T* in_w = static_cast<const T*>(p.in_weight);
+  const T* out_w = static_cast<const T*>(p.out_weight);
+  const int64_t d = p.dim, kp1 = p.num_negatives + 1, n = p.num_pairs;
+  // coef[n, j] = scale * (sigmoid(score_nj) - label_j): phase 2 needs it; 4 (K+1) N bytes, stays in L2.
+  std::vector<T> coef(static_cast<size_t>(n * kp1));
+  std::vector<double> pair_loss(static_cast<size_t>(n));
+  std::vector<int64_t> offsets, items;
+
+  // Phase 1, pairs grouped by center (counting sort by center slot, each group in increasing n): a worker owns
+  // whole groups, so grad_in[c] = scale * sum_n sum_j coef_nj v_nj is summed in a row that stays in L1, in a fixed
+  // order, with no atomics and no (N, D) per-pair buffer; the center row u is loaded once per group.
+  build_csr(center_slot, n, num_unique_centers, offsets, items);
+  // The loop below zeroes a row when its group starts: every slot must own a pair (prepare's slots always do).
+  for (int64_t r = 0; r < num_unique_centers; ++r)
+    PYFAST_CHECK_ARG(offsets[r + 1] > offsets[r], "sgns_loss", "center slot ", r, " has no pair");
+  parallel_over_slots(offsets, kp1 * d, [&](int64_t begin, int64_t end) {
+    const int64_t q_begin = offsets[begin], q_end = offsets[end];
+    for (int64_t q = q_begin; q < std::min(q_end, q_begin + kFusedPrefetchPairs); ++q)
+      prefetch_pair(p, in_w, out_w, items[q]);
+    int64_t slot = begin;
+    T* row = nullptr;
+    std::vector<T> dir(static_cast<size_t>(d));  // this pair's d loss / d u, in L1
+    for (int64_t q = q_begin; q < q_end; ++q) {
+      while (q == offsets[slot + 1]) ++slot;  // (every slot owns >= 1 pair: advances at most once)
+      if (grad_in_rows != nullptr && q == offsets[slot]) {
+        row = grad_in_rows + slot * d;
+        std::fill(row, row + d, T(0));
+      }
+      if (q + kFusedPrefetchPairs < q_end) prefetch_pair(p, in_w, out_w, items[q + kFusedPrefetchPairs]);
+      const int64_t pair = items[q];
+      const T* u = in_w + p.centers[pair] * p.in_stride;
+      T* c_row = coef.data() + pair * kp1;
+      // All K+1 dot products first: independent, so the core overlaps the K+1 row loads (see forward_impl).
+      for (int64_t j = 0; j < kp1; ++j) c_row[j] = dot_row<T>(u, out_w + target_id(p, pair, j) * p.out_stride, d);
+      double l = 0.0;
+      for (int64_t j = 0; j < kp1; ++j) {
+        T g;
+        l += static_cast<double>(target_term<T>(c_row[j], j == 0, &g));
+        c_row[j] = g * static_cast<T>(scale);
+      }
+      pair_loss[pair] = l;
+      if (row != nullptr) {
+        // Sum the pair's K+1 terms first, then add that to the row: a row of a frequent center sums thousands of
+        // terms, and two levels keep float32's rounding error at that of torch's own backward (one level: ~50x).
+        // The group's first pair sums straight into the zeroed row (bit-identical: 0 + 1 * dir == dir), which
+        // spares the extra pass for most pairs (most centers occur once in a batch).
+        const bool first = q == offsets[slot];
+        T* acc = first ? row : dir.data();
+        if (!first) std::fill(dir.begin(), dir.end(), T(0));
+        for (int64_t j = 0; j < kp1; ++j)
+          axpy_row<T>(c_row[j], out_w + target_id(p, pair, j) * p.out_stride, acc, d);
+        if (!first) axpy_row<T>(T(1), dir.data(), row, d);
+      }
+    }
+  });
+  double total = 0.0;  // in pair order: the same sum whatever the thread count
+  for (int64_t i = 0; i < n; ++i) total += pair_loss[i];
+  *loss_out = static_cast<T>(total * scale);
+
+  // Phase 2: grad_out[t] = sum over (n, j) with target t of coef_nj u_n, one row per unique target, summed in
+  // increasing (n, j). The u_n are the <= N center rows phase 1 just read: L2/L3 hits, not a second random gather.
+  if (grad_out_rows == nullptr) return;
+  // build_csr by target slot, and beside each listed item (n, j) its center row u_n, found while walking the
+  // pairs in order (no flat / (K+1): a division per lookup was ~10% of this phase).
+  offsets.assign(static_cast<size_t>(num_unique_targets) + 1, 0);
+  for (int64_t i = 0; i < n * kp1; ++i) ++offsets[target_slot[i] + 1];
+  for (int64_t r = 0; r < num_unique_targets; ++r) offsets[r + 1] += offsets[r];
+  items.resize(static_cast<size_t>(n * kp1));
+  std::vector<const T*> item_u(items.size());
+  {
+    std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
+    for (int64_t pair = 0; pair < n; ++pair) {
+      const T* u = in_w + p.centers[pair] * p.in_stride;
+      for (int64_t i = pair * kp1; i < (pair + 1) * kp1; ++i) {
+        const int64_t q = fill[target_slot[i]]++;
+        items[q] = i;
+        item_u[q] = u;
+      }
+    }
+  }
+  parallel_over_slots(offsets, d, [&](int64_t begin, int64_t end) {
+    const int64_t q_end = offsets[end];
+    for (int64_t r = begin; r < end; ++r) {
+      T* row = grad_out_rows + r * d;
+      std::fill(row, row + d, T(0));
+      for (int64_t q = offsets[r]; q < offsets[r + 1]; ++q) {
+        if (q + kFusedPrefetchTargets < q_end) prefetch_row(item_u[q + kFusedPrefetchTargets], d);
+        axpy_row<T>(coef[items[q]], item_u[q], row, d);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void sgns_forward_cpu(const SgnsParams& p, void* loss, void* coef, void* center_rows, void* in_grad_dir) {
@@ -284,34 +388,114 @@ void sgns_forward_cpu(const SgnsParams& p, void* loss, void* coef, void* center_
                          static_cast<double*>(center_rows), static_cast<double*>(in_grad_dir));
 }
 
-int64_t sgns_unique_cpu(const int64_t* ids, int64_t n, int64_t num_embeddings, int64_t* unique, int64_t* inverse,
-                        const char* op) {
-  PYFAST_CHECK_ARG(n >= 0 && n < (int64_t{1} << 31), op, "cannot take unique ids of ", n, " elements");
-  PYFAST_CHECK_ARG(num_embeddings >= 1, op, "V must be >= 1, got ", num_embeddings);
-  check_ids(ids, n, num_embeddings, op, "");
+namespace {
+// Sorted unique ids of id_at(0 .. n-1) and each element's index among them (its slot). id_at(i) is read before
+// inverse[i] is written and never after, so inverse may be the array id_at reads from (in place).
+template <typename IdAt>
+int64_t unique_impl(int64_t n, int64_t num_embeddings, IdAt&& id_at, int64_t* unique, int64_t* inverse) {
+  if (num_embeddings <= 256 * n) {
+    // A bitmap of the ids seen (V/8 bytes: 6 KB for V = 50k, so it stays in L1 however cold the caches are)
+    // and each word's count of set bits before it: the unique ids come out sorted by scanning the words, and an
+    // id's slot is its rank, prefix[w] + popcount of the lower bits of its word. Replaces a V-sized int32 map
+    // (200 KB, L2 misses after the forward's gathers evict it): ~0.3-0.5 ms less per batch at N=4096, K=5.
+    const int64_t words = (num_embeddings + 63) / 64;
+    thread_local std::vector<uint64_t> bits;
+    thread_local std::vector<int64_t> prefix;
+    bits.assign(static_cast<size_t>(words), 0);
+    prefix.resize(static_cast<size_t>(words));
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t id = id_at(i);
+      bits[id >> 6] |= uint64_t{1} << (id & 63);
+    }
+    int64_t count = 0;
+    for (int64_t w = 0; w < words; ++w) {
+      prefix[w] = count;
+      for (uint64_t b = bits[w]; b != 0; b &= b - 1) unique[count++] = w * 64 + __builtin_ctzll(b);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t id = id_at(i);
+      const uint64_t below = bits[id >> 6] & ((uint64_t{1} << (id & 63)) - 1);
+      inverse[i] = prefix[id >> 6] + __builtin_popcountll(below);
+    }
+    return count;
+  }
+  // Large V, small batch: scanning V/64 words would cost more than sorting the few unique ids.
   // A V-sized id -> slot map per calling thread, kept at -1 between calls and reset only where touched, so a
   // call costs O(n) (plus a one-off O(V) allocation) instead of a sort of n (id, position) keys.
   thread_local std::vector<int32_t> slot_of;
   if (static_cast<int64_t>(slot_of.size()) < num_embeddings) slot_of.resize(static_cast<size_t>(num_embeddings), -1);
   int64_t count = 0;
   for (int64_t i = 0; i < n; ++i) {
-    if (slot_of[ids[i]] < 0) {
-      slot_of[ids[i]] = 0;
-      unique[count++] = ids[i];
+    const int64_t id = id_at(i);
+    if (slot_of[id] < 0) {
+      slot_of[id] = 0;
+      unique[count++] = id;
     }
   }
-  // Sorted ids make the sparse gradient coalesced (SGD and SparseAdam then skip their own sort).
-  if (num_embeddings <= 8 * n) {  // dense enough: a scan of the map is cheaper than a sort
-    count = 0;
-    for (int64_t v = 0; v < num_embeddings; ++v)
-      if (slot_of[v] == 0) unique[count++] = v;
-  } else {
-    std::sort(unique, unique + count);
-  }
+  // Sorted ids make the sparse gradient coalesced (SparseAdam then skips its own sort).
+  std::sort(unique, unique + count);
   for (int64_t s = 0; s < count; ++s) slot_of[unique[s]] = static_cast<int32_t>(s);
-  for (int64_t i = 0; i < n; ++i) inverse[i] = slot_of[ids[i]];
+  for (int64_t i = 0; i < n; ++i) inverse[i] = slot_of[id_at(i)];
   for (int64_t s = 0; s < count; ++s) slot_of[unique[s]] = -1;
   return count;
+}
+}  // namespace
+
+int64_t sgns_unique_cpu(const int64_t* ids, int64_t n, int64_t num_embeddings, int64_t* unique, int64_t* inverse,
+                        const char* op) {
+  PYFAST_CHECK_ARG(n >= 0 && n < (int64_t{1} << 31), op, "cannot take unique ids of ", n, " elements");
+  PYFAST_CHECK_ARG(num_embeddings >= 1, op, "V must be >= 1, got ", num_embeddings);
+  check_ids(ids, n, num_embeddings, op, "");
+  return unique_impl(n, num_embeddings, [ids](int64_t i) { return ids[i]; }, unique, inverse);
+}
+
+void sgns_fused_prepare_cpu(const SgnsParams& p, int64_t* unique_centers, int64_t* center_slot,
+                            int64_t* unique_targets, int64_t* target_slot, int64_t* counts) {
+  check_params(p, "sgns_loss");  // every id in [0, V) before anything is indexed by it
+  const int64_t kp1 = p.num_negatives + 1, n_targets = p.num_pairs * kp1;
+  PYFAST_CHECK_ARG(n_targets < (int64_t{1} << 31), "sgns_loss", "too many pairs x targets: ", n_targets);
+  auto centers_unique = [&] {
+    counts[0] = unique_impl(p.num_pairs, p.num_embeddings, [&](int64_t i) { return p.centers[i]; },
+                            unique_centers, center_slot);
+  };
+  auto targets_unique = [&] {
+    // The flat (N, K+1) target ids go into target_slot first (no i / (K+1) per read: two divisions per id were
+    // a third of this pass); unique_impl then overwrites each entry with its slot after reading it.
+    for (int64_t i = 0; i < p.num_pairs; ++i) {
+      int64_t* row = target_slot + i * kp1;
+      row[0] = p.contexts[i];
+      for (int64_t j = 1; j < kp1; ++j) row[j] = p.negatives[i * p.num_negatives + j - 1];
+    }
+    counts[1] = unique_impl(n_targets, p.num_embeddings, [target_slot](int64_t i) { return target_slot[i]; },
+                            unique_targets, target_slot);
+  };
+  // The two are independent: side by side on two threads (each has its own thread_local id map).
+  if (get_num_threads() >= 2 && n_targets >= 4096) {
+    parallel_workers(2, [&](int w) { w == 0 ? targets_unique() : centers_unique(); });
+  } else {
+    centers_unique();
+    targets_unique();
+  }
+}
+
+void sgns_forward_fused_cpu(const SgnsParams& p, double scale, const int64_t* center_slot,
+                            int64_t num_unique_centers, const int64_t* target_slot, int64_t num_unique_targets,
+                            void* loss, void* grad_in_rows, void* grad_out_rows) {
+  const char* op = "sgns_loss";
+  check_params(p, op);
+  const int64_t n_targets = p.num_pairs * (p.num_negatives + 1);
+  // Slots index the output rows: check them all before any write.
+  for (int64_t i = 0; i < p.num_pairs; ++i)
+    PYFAST_CHECK_ARG(center_slot[i] >= 0 && center_slot[i] < num_unique_centers, op, "center slot out of range");
+  for (int64_t i = 0; i < n_targets; ++i)
+    PYFAST_CHECK_ARG(target_slot[i] >= 0 && target_slot[i] < num_unique_targets, op, "target slot out of range");
+  if (p.dtype == DType::kFloat32)
+    fused_impl<float>(p, scale, center_slot, num_unique_centers, target_slot, num_unique_targets,
+                      static_cast<float*>(loss), static_cast<float*>(grad_in_rows), static_cast<float*>(grad_out_rows));
+  else
+    fused_impl<double>(p, scale, center_slot, num_unique_centers, target_slot, num_unique_targets,
+                       static_cast<double*>(loss), static_cast<double*>(grad_in_rows),
+                       static_cast<double*>(grad_out_rows));
 }
 
 void sgns_backward_cpu(int64_t num_pairs, int64_t num_negatives, int64_t dim, DType dtype, const void* coef,

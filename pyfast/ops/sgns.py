@@ -1,19 +1,24 @@
 """Skip-gram negative-sampling loss as a fused torch op, plus the noise sampler and the pair generator that make a
 word2vec loop in PyTorch a few lines (see examples/word2vec_torch.py).
 
-Layers: ``pyfast::sgns_fwd`` / ``pyfast::sgns_bwd`` are torch custom ops (fake implementations for
-torch.compile, autograd registered) over the native kernels in csrc/word2vec/sgns_op_cpu.cpp; ``sgns_loss`` is the
-public function. The forward saves the per-pair coefficients sigmoid(score) - label, (N, K+1) floats, and (when a
-gradient can be asked for) the gathered center rows and d loss_n / d u_n, 2 x (N, D) floats, computed while the
-rows are in L1: the backward then does no dot products, sigmoids or random gathers from the (V, D) tables again,
-only accumulations from these compact buffers (see sgns_op.h). The cost is 2 N D floats held until backward.
+Two paths, the same loss and gradients:
+- Eager training of a reduced loss (``"mean"`` / ``"sum"``, grad enabled, not under torch.compile):
+  ``_FusedSgnsLoss``. One native pass computes the loss *and* the gradient rows of the reduced loss, one per unique
+  id, while each pair's rows are in L1 (pairs grouped by center, then items grouped by target; every row summed by
+  one thread in a fixed order). The backward only multiplies by the upstream scalar (skipped when it is 1) and
+  hands the rows to autograd, which takes them as ``.grad`` without a copy.
+- Everything else (``reduction="none"``, torch.compile, no grad): ``pyfast::sgns_fwd`` / ``pyfast::sgns_bwd``,
+  torch custom ops (fake implementations, autograd registered). The forward saves the per-pair coefficients
+  sigmoid(score) - label, (N, K+1), and (when a gradient can be asked for) the gathered center rows and
+  d loss_n / d u_n, 2 x (N, D); the backward accumulates from these compact buffers (see sgns_op.h).
 
-Gradients: the backward kernel writes one row per *unique* id touched (duplicates accumulated in native code, in
-a fixed order), and the autograd layer turns them into a coalesced sparse COO tensor (like
-nn.Embedding(sparse=True): SGD, SparseAdam, DDP work unchanged) or a dense (V, D) tensor.
-Devices: CPU tensors run csrc/word2vec/sgns_op_cpu.cpp; CUDA tensors run csrc/word2vec/sgns_op_cuda.cu through
-``register_kernel("cuda")`` in pyfast/ops/sgns_cuda.py (compiled, unverified on a GPU; duplicate ids accumulate
-there with atomicAdd). A build without CUDA raises a RuntimeError that says how to rebuild.
+Gradients: one row per *unique* id (duplicates accumulated in native code, in a fixed order, so the result does not
+depend on the thread count), as a coalesced sparse COO tensor (like nn.Embedding(sparse=True): SGD, SparseAdam,
+DDP work unchanged) or a dense (V, D) tensor.
+Devices: CPU tensors run csrc/word2vec/sgns_op_cpu.cpp (both paths); CUDA tensors take the custom-op path, whose
+``register_kernel("cuda")`` in pyfast/ops/sgns_cuda.py runs csrc/word2vec/sgns_op_cuda.cu (compiled, unverified on
+a GPU; duplicate ids accumulate there with atomicAdd). A build without CUDA raises a RuntimeError that says how to
+rebuild.
 Limits: float32 / float64 weights; ids are int64.
 """
 from __future__ import annotations
@@ -187,6 +192,69 @@ def _backward(ctx, grad_loss, _grad_coef, _grad_center_rows, _grad_in_grad_dir):
 _sgns_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
+# ---- fused training path (eager, mean / sum) ----------------------------------------------------------------------
+def _fused_forward(in_weight, out_weight, centers, contexts, negatives, scale: float, need_in: bool, need_out: bool):
+    """Reduced loss and, in the same native pass, the gradient rows of that loss for an upstream gradient of 1:
+    (loss (), in_ids (U_in,), in_rows (U_in, D), out_ids (U_out,), out_rows (U_out, D)); rows (0, D) if not needed.
+    Ids are sorted and unique (coalesced sparse gradients). See sgns_forward_fused_cpu in sgns_op.h."""
+    in_w, out_w = _row_major(in_weight), _row_major(out_weight)
+    centers, contexts, negatives = centers.contiguous(), contexts.contiguous(), negatives.contiguous()
+    n, k = negatives.shape
+    v, d = in_w.shape
+    in_ids = torch.empty(n, dtype=torch.int64)
+    center_slot = torch.empty(n, dtype=torch.int64)
+    out_ids = torch.empty(n * (k + 1), dtype=torch.int64)
+    target_slot = torch.empty(n * (k + 1), dtype=torch.int64)
+    ptr, cpu = _native.ptr, _native.cpu()
+    args = (ptr(in_w), ptr(out_w), in_w.stride(0), out_w.stride(0), ptr(centers), ptr(contexts), ptr(negatives),
+            v, d, n, k, _native.dtype_code(in_w.dtype, "sgns_loss"))
+    u_in, u_out = cpu.sgns_fused_prepare(*args, ptr(in_ids), ptr(center_slot), ptr(out_ids), ptr(target_slot))
+    in_rows = in_w.new_empty(u_in if need_in else 0, d)
+    out_rows = in_w.new_empty(u_out if need_out else 0, d)
+    loss = in_w.new_empty(())
+    cpu.sgns_forward_fused(*args, scale, ptr(center_slot), u_in, ptr(target_slot), u_out, ptr(loss),
+                           ptr(in_rows) if need_in else 0, ptr(out_rows) if need_out else 0)
+    return loss, in_ids[:u_in], in_rows, out_ids[:u_out], out_rows
+
+
+class _FusedSgnsLoss(torch.autograd.Function):
+    """Eager training path of a mean / sum loss: the forward computes the gradient rows too (the rows it needs are
+    in L1 then), the backward only scales them by the upstream gradient and wraps them; ~2x less memory traffic
+    than forward + separate backward. The cost: with grad enabled, a forward never followed by a backward still
+    pays for the gradient (use torch.no_grad() for evaluation).
+
+    Ownership: the rows are handed to autograd on the first backward and dropped from ctx, so AccumulateGrad can
+    take them as .grad without a copy, and nothing here can see a later in-place change to .grad (clipping,
+    optimizers). A second backward through the same graph (retain_graph=True) recomputes them from the saved
+    weights (autograd's version check rejects weights changed in place since the forward).
+    """
+
+    @staticmethod
+    def forward(ctx, in_weight, out_weight, centers, contexts, negatives, scale, sparse_in, sparse_out):
+        need_in, need_out = in_weight.requires_grad, out_weight.requires_grad
+        loss, *grads = _fused_forward(in_weight, out_weight, centers, contexts, negatives, scale, need_in, need_out)
+        ctx.grads = grads
+        ctx.save_for_backward(in_weight, out_weight, centers, contexts, negatives)
+        ctx.scale, ctx.sparse_in, ctx.sparse_out = scale, sparse_in, sparse_out
+        ctx.need, ctx.shape = (need_in, need_out), tuple(in_weight.shape)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grads, ctx.grads = ctx.grads, None
+        if grads is None:  # a second backward (retain_graph=True): the first one gave its rows away
+            _, *grads = _fused_forward(*ctx.saved_tensors, ctx.scale, *ctx.need)
+        in_ids, in_rows, out_ids, out_rows = grads
+        g = float(grad_loss)
+        if g != 1.0:  # the rows are ours alone until returned: scale in place
+            in_rows.mul_(g)
+            out_rows.mul_(g)
+        shape = ctx.shape  # (not ctx.saved_tensors: that would version-check weights the first pass never reads)
+        grad_in = _rows_to_grad(in_ids, in_rows, shape, ctx.sparse_in) if ctx.needs_input_grad[0] else None
+        grad_out = _rows_to_grad(out_ids, out_rows, shape, ctx.sparse_out) if ctx.needs_input_grad[1] else None
+        return grad_in, grad_out, None, None, None, None, None, None
+
+
 # ---- public API ---------------------------------------------------------------------------------------------------
 def _sgns_loss(in_weight, out_weight, centers, contexts, negatives, reduction, sparse_in, sparse_out):
     _check_inputs("sgns_loss", in_weight, out_weight, centers, contexts, negatives)
@@ -194,6 +262,13 @@ def _sgns_loss(in_weight, out_weight, centers, contexts, negatives, reduction, s
         raise ValueError(f"sgns_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     # The backward's buffers cost 2 N D floats: only build them when a gradient can be asked for.
     need_backward = torch.is_grad_enabled() and (in_weight.requires_grad or out_weight.requires_grad)
+    if (need_backward and reduction != "none" and in_weight.device.type == "cpu"
+            and not torch.compiler.is_compiling()):
+        # Eager training of a reduced loss on the CPU: one fused native pass (see _FusedSgnsLoss). torch.compile,
+        # reduction="none" (a per-pair upstream gradient) and CUDA tensors take the custom ops below.
+        scale = 1.0 / max(centers.shape[0], 1) if reduction == "mean" else 1.0
+        return _FusedSgnsLoss.apply(in_weight, out_weight, centers, contexts, negatives, scale, bool(sparse_in),
+                                    bool(sparse_out))
     loss = torch.ops.pyfast.sgns_fwd(in_weight, out_weight, centers, contexts, negatives, need_backward,
                                      bool(sparse_in), bool(sparse_out))[0]
     if reduction == "none":
