@@ -54,24 +54,11 @@ def austen_novels(root: str) -> list[str]:
 
 
 def main(root: str, out: str) -> None:
-    from gensim.corpora.wikicorpus import WikiCorpus
     from gensim.utils import simple_preprocess
 
-    from pyfast.bench.word2vec import gensim_data_dir
+    from pyfast.bench.word2vec import gensim_corpus_lines
 
-    data = gensim_data_dir()
-    lines = []
-    wiki = WikiCorpus(os.path.join(data, "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"),
-                      dictionary={}, processes=1)
-    for tokens in wiki.get_texts():
-        for i in range(0, len(tokens), 1000):
-            lines.append(" ".join(tokens[i:i + 1000]))
-    for name in ("lee_background.cor", "pang_lee_polarity.cor", "alldata-id-10.txt"):
-        with open(os.path.join(data, name), encoding="utf8", errors="replace") as fh:
-            for line in fh:
-                t = simple_preprocess(line.replace("__label__neg", "").replace("__label__pos", ""))
-                if t:
-                    lines.append(" ".join(t))
+    lines = gensim_corpus_lines()
     for book in austen_novels(root):
         for para in re.split(r"\n\s*\n", book):
             t = simple_preprocess(para)
@@ -89,8 +76,10 @@ def main(root: str, out: str) -> None:
         if len(t) >= 3:
             lines.append(" ".join(t))
     random.Random(0).shuffle(lines)
-    with open(out, "w") as fh:
+    tmp = out + ".tmp"
+    with open(tmp, "w") as fh:
         fh.write("\n".join(lines) + "\n")
+    os.replace(tmp, out)  # atomic: a reader never sees half a corpus
     print(f"{out}: {len(lines)} lines, {sum(len(x.split()) for x in lines)} words")
 
 

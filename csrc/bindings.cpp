@@ -425,26 +425,6 @@ void bind_masking(py::module_& m) {
 #include "word2vec/sgns_op.h"
 namespace {
 
-pyfast::SgnsParams sgns_params(std::uintptr_t in_weight, std::uintptr_t out_weight, int64_t in_stride,
-                               int64_t out_stride, std::uintptr_t centers, std::uintptr_t contexts,
-                               std::uintptr_t negatives, int64_t num_embeddings, int64_t dim, int64_t num_pairs,
-                               int64_t num_negatives, int dtype) {
-  pyfast::SgnsParams p;
-  p.in_weight = as_ptr<const void>(in_weight);
-  p.out_weight = as_ptr<const void>(out_weight);
-  p.in_stride = in_stride;
-  p.out_stride = out_stride;
-  p.centers = as_ptr<const int64_t>(centers);
-  p.contexts = as_ptr<const int64_t>(contexts);
-  p.negatives = as_ptr<const int64_t>(negatives);
-  p.num_embeddings = num_embeddings;
-  p.dim = dim;
-  p.num_pairs = num_pairs;
-  p.num_negatives = num_negatives;
-  p.dtype = static_cast<pyfast::DType>(dtype);
-  return p;
-}
-
 void bind_sgns(py::module_& m) {
   // loss: (N,), coef: (N, K+1); center_rows, in_grad_dir: (N, D) or 0 (no backward to follow). Weights' dtype.
   m.def(
@@ -453,8 +433,8 @@ void bind_sgns(py::module_& m) {
          std::uintptr_t centers, std::uintptr_t contexts, std::uintptr_t negatives, int64_t num_embeddings,
          int64_t dim, int64_t num_pairs, int64_t num_negatives, int dtype, std::uintptr_t loss, std::uintptr_t coef,
          std::uintptr_t center_rows, std::uintptr_t in_grad_dir) {
-        const auto p = sgns_params(in_weight, out_weight, in_stride, out_stride, centers, contexts, negatives,
-                                   num_embeddings, dim, num_pairs, num_negatives, dtype);
+        const auto p = pyfast::make_sgns_params(in_weight, out_weight, in_stride, out_stride, centers, contexts,
+                                                negatives, num_embeddings, dim, num_pairs, num_negatives, dtype);
         py::gil_scoped_release nogil;
         pyfast::sgns_forward_cpu(p, as_ptr<void>(loss), as_ptr<void>(coef), as_ptr<void>(center_rows),
                                  as_ptr<void>(in_grad_dir));
@@ -482,8 +462,8 @@ void bind_sgns(py::module_& m) {
          std::uintptr_t centers, std::uintptr_t contexts, std::uintptr_t negatives, int64_t num_embeddings,
          int64_t dim, int64_t num_pairs, int64_t num_negatives, int dtype, std::uintptr_t unique_centers,
          std::uintptr_t center_slot, std::uintptr_t unique_targets, std::uintptr_t target_slot) {
-        const auto p = sgns_params(in_weight, out_weight, in_stride, out_stride, centers, contexts, negatives,
-                                   num_embeddings, dim, num_pairs, num_negatives, dtype);
+        const auto p = pyfast::make_sgns_params(in_weight, out_weight, in_stride, out_stride, centers, contexts,
+                                                negatives, num_embeddings, dim, num_pairs, num_negatives, dtype);
         int64_t counts[2] = {0, 0};
         {
           py::gil_scoped_release nogil;
@@ -503,8 +483,8 @@ void bind_sgns(py::module_& m) {
          int64_t dim, int64_t num_pairs, int64_t num_negatives, int dtype, double scale, std::uintptr_t center_slot,
          int64_t num_unique_centers, std::uintptr_t target_slot, int64_t num_unique_targets, std::uintptr_t loss,
          std::uintptr_t grad_in_rows, std::uintptr_t grad_out_rows) {
-        const auto p = sgns_params(in_weight, out_weight, in_stride, out_stride, centers, contexts, negatives,
-                                   num_embeddings, dim, num_pairs, num_negatives, dtype);
+        const auto p = pyfast::make_sgns_params(in_weight, out_weight, in_stride, out_stride, centers, contexts,
+                                                negatives, num_embeddings, dim, num_pairs, num_negatives, dtype);
         py::gil_scoped_release nogil;
         pyfast::sgns_forward_fused_cpu(p, scale, as_ptr<const int64_t>(center_slot), num_unique_centers,
                                        as_ptr<const int64_t>(target_slot), num_unique_targets, as_ptr<void>(loss),

@@ -116,19 +116,9 @@ void bind_sgns(py::module_& m) {
          std::uintptr_t centers, std::uintptr_t contexts, std::uintptr_t negatives, int64_t num_embeddings,
          int64_t dim, int64_t num_pairs, int64_t num_negatives, int dtype, std::uintptr_t loss, std::uintptr_t coef,
          std::uintptr_t center_rows, std::uintptr_t in_grad_dir, std::uintptr_t error, std::uintptr_t stream) {
-        pyfast::SgnsParams p;
-        p.in_weight = as_ptr<const void>(in_weight);
-        p.out_weight = as_ptr<const void>(out_weight);
-        p.in_stride = in_stride;
-        p.out_stride = out_stride;
-        p.centers = as_ptr<const int64_t>(centers);
-        p.contexts = as_ptr<const int64_t>(contexts);
-        p.negatives = as_ptr<const int64_t>(negatives);
-        p.num_embeddings = num_embeddings;
-        p.dim = dim;
-        p.num_pairs = num_pairs;
-        p.num_negatives = num_negatives;
-        p.dtype = static_cast<pyfast::DType>(dtype);
+        const pyfast::SgnsParams p = pyfast::make_sgns_params(in_weight, out_weight, in_stride, out_stride, centers,
+                                                              contexts, negatives, num_embeddings, dim, num_pairs,
+                                                              num_negatives, dtype);
         py::gil_scoped_release nogil;
         pyfast::sgns_forward_cuda(p, as_ptr<void>(loss), as_ptr<void>(coef), as_ptr<void>(center_rows),
                                   as_ptr<void>(in_grad_dir), as_ptr<int64_t>(error), stream);

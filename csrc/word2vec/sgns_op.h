@@ -28,6 +28,27 @@ struct SgnsParams {
   DType dtype = DType::kFloat32;       // of both weights, the per-pair loss, coef and grad_loss
 };
 
+// What the CPU and CUDA bindings build from the integers pyfast/ops/sgns.py passes (pointers as ints).
+inline SgnsParams make_sgns_params(std::uintptr_t in_weight, std::uintptr_t out_weight, int64_t in_stride,
+                                   int64_t out_stride, std::uintptr_t centers, std::uintptr_t contexts,
+                                   std::uintptr_t negatives, int64_t num_embeddings, int64_t dim, int64_t num_pairs,
+                                   int64_t num_negatives, int dtype) {
+  SgnsParams p;
+  p.in_weight = reinterpret_cast<const void*>(in_weight);
+  p.out_weight = reinterpret_cast<const void*>(out_weight);
+  p.in_stride = in_stride;
+  p.out_stride = out_stride;
+  p.centers = reinterpret_cast<const int64_t*>(centers);
+  p.contexts = reinterpret_cast<const int64_t*>(contexts);
+  p.negatives = reinterpret_cast<const int64_t*>(negatives);
+  p.num_embeddings = num_embeddings;
+  p.dim = dim;
+  p.num_pairs = num_pairs;
+  p.num_negatives = num_negatives;
+  p.dtype = static_cast<DType>(dtype);
+  return p;
+}
+
 // Forward. loss: (N,) per-pair loss -[log s(u.v_ctx) + sum_k log s(-u.v_neg_k)];
 // coef: (N, K+1) d loss_n / d score_nj = sigmoid(score_nj) - label_j (label 1 for the context, 0 for a negative).
 // When center_rows and in_grad_dir are non-null (a backward will follow), the forward also writes, while the

@@ -33,8 +33,8 @@ def gensim_data_dir() -> str | None:
     return os.path.join(os.path.dirname(gensim.__file__), "test", "test_data")
 
 
-def build_corpus(path: str, copies: int) -> int:
-    """Write the benchmark corpus to ``path`` (see module doc); returns its word count."""
+def gensim_corpus_lines() -> list[str]:
+    """The real English text in gensim's test data, one sentence per line, lower-cased tokens (see module doc)."""
     from gensim.corpora.wikicorpus import WikiCorpus
     from gensim.utils import simple_preprocess
 
@@ -51,6 +51,12 @@ def build_corpus(path: str, copies: int) -> int:
                 tokens = simple_preprocess(line.replace("__label__neg", "").replace("__label__pos", ""))
                 if tokens:
                     lines.append(" ".join(tokens))
+    return lines
+
+
+def build_corpus(path: str, copies: int) -> int:
+    """Write the benchmark corpus to ``path`` (see module doc); returns its word count."""
+    lines = gensim_corpus_lines()
     text = "\n".join(lines) + "\n"
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
