@@ -132,15 +132,22 @@ def test_parallel_for_elastic_covers_every_index_once(threads, n, grain):
 
 
 def test_parallel_for_elastic_after_fork():
-    """A child process has none of the parent's pool threads: it must still finish (on its own threads)."""
+    """A child process has none of the parent's pool threads: it must still finish (on its own threads), and the
+    host buffer pool must be usable there."""
     if not hasattr(os, "fork"):
         pytest.skip("no fork")
     _native.cpu()._selftest_parallel_elastic(100, 1)  # start the parent's pool
+    _native.empty((256, 512), torch.int64)  # and cache a host buffer (freed at once)
     pid = os.fork()
     if pid == 0:
         try:
             visits, _ = _native.cpu()._selftest_parallel_elastic(1000, 7, "none", 10)
-            os._exit(0 if visits == [1] * 1000 else 3)
+            t = _native.empty((256, 512), torch.int64)  # the host pool works in the child too
+            a = t.numpy()  # numpy, not torch ops: torch's own OpenMP pool is not usable in a forked child
+            a.fill(5)
+            ok = bool((a == 5).all())
+            del a, t
+            os._exit(0 if visits == [1] * 1000 and ok else 3)
         except BaseException:
             os._exit(4)
     _, status = os.waitpid(pid, 0)

@@ -94,6 +94,20 @@ def test_training_path_upstream_scale_second_backward_and_frozen_table():
     assert_close(a2.grad, want[0], atol=1e-12, rtol=1e-10, name="grad in (frozen out)")
 
 
+def test_training_path_is_once_differentiable():
+    # The fused rows carry no graph. A first-order gradient asked with create_graph=True has no history (so a
+    # penalty on it cannot be differentiated), and with a differentiable upstream gradient autograd raises
+    # instead of silently dropping second-order terms.
+    w_in, w_out, c, x, ng = _problem(30, 8, 16, 3, torch.float64)
+    a, b = w_in.clone().requires_grad_(), w_out.clone().requires_grad_()
+    (ga,) = torch.autograd.grad(sgns_loss(a, b, c, x, ng), (a,), create_graph=True)
+    assert not ga.requires_grad
+    scale = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    (gs,) = torch.autograd.grad(sgns_loss(a, b, c, x, ng) * scale, (a,), create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|twice"):
+        gs.to_dense().pow(2).sum().backward()
+
+
 def test_deterministic_across_thread_counts():
     w_in, w_out, *ids = _problem(20, 24, 3000, 5, torch.float32, dup=True)
     old = pyfast.get_num_threads()

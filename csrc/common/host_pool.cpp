@@ -8,6 +8,7 @@
 #include <new>
 
 #if defined(__linux__)
+#include <pthread.h>
 #include <sys/mman.h>
 #endif
 
@@ -28,7 +29,15 @@ struct Pool {
 Pool& pool() {
   // Leaked on purpose: tensors freed during interpreter shutdown may still call release after static
   // destructors would have run.
-  static Pool* p = new Pool();
+  static Pool* p = [] {
+    auto* created = new Pool();
+#if defined(__linux__)
+    // A fork (DataLoader workers) while another thread holds the lock would leave the child's copy locked
+    // forever: hold it across the fork, release it on both sides.
+    pthread_atfork([] { pool().mu.lock(); }, [] { pool().mu.unlock(); }, [] { pool().mu.unlock(); });
+#endif
+    return created;
+  }();
   return *p;
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #if defined(__linux__)
+#include <pthread.h>
 #include <unistd.h>
 #endif
 #if defined(__x86_64__) || defined(_M_X64)
@@ -81,10 +82,14 @@ void parallel_workers(int workers, const std::function<void(int)>& fn) {
 #if defined(PYFAST_HAVE_OPENMP)
 #pragma omp parallel num_threads(workers)
   {
-    try {
-      fn(omp_get_thread_num());
-    } catch (...) {
-      first.capture();
+    // OpenMP may start fewer threads than asked (OMP_DYNAMIC, OMP_THREAD_LIMIT, a nested region): the threads
+    // it did start take the missing workers' indices too, so every worker's part always runs.
+    for (int w = omp_get_thread_num(); w < workers; w += omp_get_num_threads()) {
+      try {
+        fn(w);
+      } catch (...) {
+        first.capture();
+      }
     }
   }
 #else
@@ -167,12 +172,34 @@ class ElasticPool {
  public:
   // One pool per process: a child after fork() has none of the parent's threads, so it starts its own (the
   // parent's pool object is leaked there, never touched: its mutex may have been held at the fork).
+  // The pool pointer is read without a lock; a fresh pool (first call, or first call in a forked child) is
+  // published under a mutex that pthread_atfork holds across fork(), so a child never inherits it locked.
   static ElasticPool& instance() {
-    static std::mutex create_mu;
-    static ElasticPool* pool = nullptr;
-    std::lock_guard<std::mutex> lock(create_mu);
-    if (pool == nullptr || pool->pid_ != current_pid()) pool = new ElasticPool();  // leaked on purpose
-    return *pool;
+    static std::atomic<ElasticPool*> pool{nullptr};
+    static std::atomic<long> pool_pid{-1};
+    const long pid = current_pid();
+    ElasticPool* p = pool.load(std::memory_order_acquire);
+    if (p != nullptr && pool_pid.load(std::memory_order_acquire) == pid) return *p;
+    static std::atomic<bool> atfork_registered{false};
+    if (!atfork_registered.exchange(true)) {
+#if defined(__linux__)
+      pthread_atfork([] { create_mutex().lock(); }, [] { create_mutex().unlock(); },
+                     [] { create_mutex().unlock(); });
+#endif
+    }
+    std::lock_guard<std::mutex> lock(create_mutex());
+    p = pool.load(std::memory_order_acquire);
+    if (p == nullptr || pool_pid.load(std::memory_order_acquire) != pid) {
+      p = new ElasticPool();  // leaked on purpose (a forked child's copy of the parent's pool is never touched)
+      pool_pid.store(pid, std::memory_order_release);
+      pool.store(p, std::memory_order_release);
+    }
+    return *p;
+  }
+
+  static std::mutex& create_mutex() {
+    static std::mutex* mu = new std::mutex();  // leaked: atfork handlers may run during exit
+    return *mu;
   }
 
   void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn, int threads) {
@@ -214,9 +241,10 @@ class ElasticPool {
 
   void ensure_threads(int helpers) {
     std::lock_guard<std::mutex> lock(mu_);
-    while (static_cast<int>(threads_started_) < helpers) {
-      const int index = threads_started_++;
+    while (threads_started_ < helpers) {
+      const int index = threads_started_;
       std::thread([this, index] { helper_loop(index + 1); }).detach();  // lives as long as the process
+      ++threads_started_;  // only once the thread exists (if creation throws, the caller runs every chunk)
     }
   }
 

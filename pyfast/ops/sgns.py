@@ -240,6 +240,7 @@ class _FusedSgnsLoss(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the rows carry no graph: a double backward must raise
     def backward(ctx, grad_loss):
         grads, ctx.grads = ctx.grads, None
         if grads is None:  # a second backward (retain_graph=True): the first one gave its rows away
