@@ -4,6 +4,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -152,6 +153,39 @@ def test_parallel_for_elastic_after_fork():
             os._exit(4)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_parallel_for_after_fork_does_not_hang():
+    """libgomp's team does not survive fork(): a child whose parent ran an OpenMP region used to hang in its first
+    parallel_for (a forked DataLoader worker calling a kernel). The child must finish, with every index visited."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    old = pyfast.get_num_threads()
+    pyfast.set_num_threads(2)
+    try:
+        _native.cpu()._selftest_parallel(1000)  # the parent's OpenMP team exists now
+        pid = os.fork()
+        if pid == 0:
+            try:
+                owner, workers = _native.cpu()._selftest_parallel(1000)
+                os._exit(0 if all(o >= 0 for o in owner) and workers == 2 else 3)
+            except BaseException:
+                os._exit(4)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("parallel_for in a forked child did not finish within 60 s")
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        owner, _ = _native.cpu()._selftest_parallel(1000)  # and the parent's team still works
+        assert all(o >= 0 for o in owner)
+    finally:
+        pyfast.set_num_threads(old)
 
 
 # Known-answer vectors for Philox4x32-10 from Random123 (kat_vectors): counter, key -> output.

@@ -44,6 +44,24 @@ int default_num_threads() {
 namespace {
 std::atomic<int> g_num_threads{0};  // 0 = not yet set: use default_num_threads()
 
+long current_pid() {
+#if defined(__linux__)
+  return static_cast<long>(getpid());
+#else
+  return 0;
+#endif
+}
+
+#if defined(PYFAST_HAVE_OPENMP)
+// libgomp's thread team does not survive fork(): a child of a process that has run an OpenMP region hangs in
+// its own first region (measured: a forked child's parallel_for never returned). The parent may have used
+// OpenMP through any library linked to the same runtime, so OpenMP regions run only in the process that loaded
+// this module; a forked child (e.g. a DataLoader worker) runs the std::thread loop instead (~20-50 us to start
+// each thread, paid per call, only there).
+const long g_openmp_pid = current_pid();
+bool openmp_usable() { return current_pid() == g_openmp_pid; }
+#endif
+
 // Collects the first exception from worker threads; rethrown by the caller.
 struct FirstError {
   std::mutex mu;
@@ -80,19 +98,23 @@ void parallel_workers(int workers, const std::function<void(int)>& fn) {
   }
   FirstError first;
 #if defined(PYFAST_HAVE_OPENMP)
+  if (openmp_usable()) {
 #pragma omp parallel num_threads(workers)
-  {
-    // OpenMP may start fewer threads than asked (OMP_DYNAMIC, OMP_THREAD_LIMIT, a nested region): the threads
-    // it did start take the missing workers' indices too, so every worker's part always runs.
-    for (int w = omp_get_thread_num(); w < workers; w += omp_get_num_threads()) {
-      try {
-        fn(w);
-      } catch (...) {
-        first.capture();
+    {
+      // OpenMP may start fewer threads than asked (OMP_DYNAMIC, OMP_THREAD_LIMIT, a nested region): the threads
+      // it did start take the missing workers' indices too, so every worker's part always runs.
+      for (int w = omp_get_thread_num(); w < workers; w += omp_get_num_threads()) {
+        try {
+          fn(w);
+        } catch (...) {
+          first.capture();
+        }
       }
     }
+    if (first.err) std::rethrow_exception(first.err);
+    return;
   }
-#else
+#endif
   std::vector<std::thread> pool;
   pool.reserve(workers - 1);
   for (int w = 1; w < workers; ++w) {
@@ -110,7 +132,6 @@ void parallel_workers(int workers, const std::function<void(int)>& fn) {
     first.capture();
   }
   for (auto& t : pool) t.join();
-#endif
   if (first.err) std::rethrow_exception(first.err);
 }
 
@@ -230,14 +251,6 @@ class ElasticPool {
 
  private:
   ElasticPool() : pid_(current_pid()) {}
-
-  static long current_pid() {
-#if defined(__linux__)
-    return static_cast<long>(getpid());
-#else
-    return 0;
-#endif
-  }
 
   void ensure_threads(int helpers) {
     std::lock_guard<std::mutex> lock(mu_);
