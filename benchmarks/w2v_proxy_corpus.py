@@ -10,7 +10,7 @@ Tokens: gensim's simple_preprocess (lower case, alphabetic). Nothing is repeated
 
     mkdir -p /tmp/deb && cd /tmp/deb && apt-get download dict-gcide r-cran-janeaustenr && \
         for f in *.deb; do dpkg-deb -x $f x; done
-    python benchmarks/w2v_proxy_corpus.py /tmp/deb/x /tmp/w2v_proxy.txt
+    PYTHONPATH=. python benchmarks/w2v_proxy_corpus.py /tmp/deb/x /tmp/w2v_proxy.txt
     python benchmarks/bench_word2vec.py --corpus /tmp/w2v_proxy.txt --only cbow
 """
 import gzip

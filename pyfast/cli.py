@@ -81,7 +81,8 @@ def _cmd_word2vec(argv: list[str]) -> int:
     try:
         model = Word2Vec(vector_size=args.size, window=args.window, sample=args.sample, negative=args.negative,
                          workers=args.threads, epochs=args.iter, min_count=args.min_count, alpha=alpha, sg=sg,
-                         seed=args.seed, shared_negatives=bool(args.shared_negatives), progress=args.debug > 0)
+                         seed=args.seed, shared_negatives=bool(args.shared_negatives), progress=args.debug > 0,
+                         alpha_schedule="linear")  # word2vec.c: one global decay shared by all threads
         if args.read_vocab:
             freq = {}
             with open(args.read_vocab, "rb") as fh:

@@ -564,8 +564,18 @@ def _check_sentence(sentence) -> None:
                         "of tokens was expected (did you pass one sentence instead of a list of sentences?)")
 
 
-# alpha_schedule -> the native trainer's alpha_per_worker flag (see Word2Vec's docstring and TrainParams).
+# alpha_schedule -> the native trainer's alpha_per_worker flag (see Word2Vec's docstring and TrainParams);
+# "auto" is resolved per train() call by _resolve_schedule.
 _ALPHA_SCHEDULES = {"linear": 0, "gensim_corpus_file": 1}
+_SCHEDULE_CHOICES = ("auto", *_ALPHA_SCHEDULES)
+
+
+def _resolve_schedule(schedule: str, corpus_file) -> str:
+    """"auto": the schedule gensim 4 runs for the same call: per-worker decay when training from corpus_file,
+    linear global decay when training from an iterable of sentences."""
+    if schedule != "auto":
+        return schedule
+    return "gensim_corpus_file" if corpus_file is not None else "linear"
 
 
 class Word2Vec:
@@ -574,18 +584,20 @@ class Word2Vec:
     ``alpha_schedule`` (how the learning rate decays, see below) and ``progress`` (tqdm bar or log lines while
     training; off by default).
 
-    ``alpha_schedule="linear"`` (default): the rate falls linearly from alpha to min_alpha with the tokens trained
-    by all workers over all epochs (word2vec.c, and gensim's documented schedule and its iterable mode).
+    ``alpha_schedule="auto"`` (default): the schedule gensim 4 runs for the same call, so a gensim script gives
+    the same quality: ``"gensim_corpus_file"`` when training from ``corpus_file``, ``"linear"`` from ``sentences``.
+    ``alpha_schedule="linear"``: the rate falls linearly from alpha to min_alpha with the tokens trained by all
+    workers over all epochs (word2vec.c, gensim's documented schedule and its iterable mode; the CLI uses it).
     ``alpha_schedule="gensim_corpus_file"``: what gensim 4's corpus_file mode actually does: each worker measures
     its own progress against the whole epoch, so with W workers an epoch only covers 1/W of its decay step and the
     rate jumps back at the next epoch (with 2 workers and 3 epochs: ~17% higher mean rate, last rate ~alpha/6).
-    Use it to compare with gensim corpus_file runs; with workers=1 the two schedules are the same."""
+    With workers=1 the two schedules are the same. The schedule a call ran is in ``train_stats[i]["schedule"]``."""
 
     def __init__(self, sentences=None, corpus_file=None, vector_size=100, alpha=0.025, window=5, min_count=5,
                  max_vocab_size=None, sample=1e-3, seed=1, workers=3, min_alpha=0.0001, sg=0, hs=0, negative=5,
                  ns_exponent=0.75, cbow_mean=1, epochs=5, sorted_vocab=1, batch_words=10000, compute_loss=False,
                  callbacks=(), max_final_vocab=None, shrink_windows=True, *, shared_negatives=True,
-                 alpha_schedule="linear", progress=False, null_word=0, trim_rule=None, hashfxn=None, comment=None):
+                 alpha_schedule="auto", progress=False, null_word=0, trim_rule=None, hashfxn=None, comment=None):
         self.vector_size = _check_int("vector_size", vector_size, 1)
         self.alpha = _check_float("alpha", alpha, 0.0, strict=True)
         self.window = _check_int("window", window, 1)
@@ -608,8 +620,8 @@ class Word2Vec:
         self.max_final_vocab = None if max_final_vocab is None else _check_int("max_final_vocab", max_final_vocab, 1)
         self.shrink_windows = bool(shrink_windows)
         self.shared_negatives = bool(shared_negatives)
-        if alpha_schedule not in _ALPHA_SCHEDULES:
-            raise ValueError(f"Word2Vec: alpha_schedule must be one of {list(_ALPHA_SCHEDULES)}, "
+        if alpha_schedule not in _SCHEDULE_CHOICES:
+            raise ValueError(f"Word2Vec: alpha_schedule must be one of {list(_SCHEDULE_CHOICES)}, "
                              f"got {alpha_schedule!r}")
         self.alpha_schedule = alpha_schedule
         self.progress = bool(progress)
@@ -790,6 +802,8 @@ class Word2Vec:
         corpus = self._load_corpus(corpus_iterable, corpus_file)
         if len(corpus.ids) == 0:
             raise ValueError("Word2Vec.train: no in-vocabulary word in the corpus")
+        schedule = _resolve_schedule(self.alpha_schedule, corpus_file)
+        per_worker = _ALPHA_SCHEDULES[schedule]
         V, d = self.wv.vectors.shape
         if self.syn1neg.shape != (V, d):
             raise RuntimeError("Word2Vec.train: syn1neg does not match the vocabulary (corrupt model)")
@@ -808,7 +822,7 @@ class Word2Vec:
                 _call(cb, "on_epoch_begin", self)
             t0 = time.perf_counter()
             reporter = _Progress(self.progress, words_done, total, epoch, epochs, len(corpus.ids), start_alpha,
-                                 end_alpha, self.workers if _ALPHA_SCHEDULES[self.alpha_schedule] else 0)
+                                 end_alpha, self.workers if per_worker else 0)
             try:
                 loss, kept, pairs, alpha_end = _native.cpu().w2v_train_epoch(
                     self.wv.vectors.ctypes.data, self.syn1neg.ctypes.data, V, d, corpus.ids.ctypes.data,
@@ -816,7 +830,7 @@ class Word2Vec:
                     noise.ctypes.data, self.sg, self.cbow_mean, self.negative, self.window, int(self.shrink_windows),
                     int(self.shared_negatives), self.workers, int(self.compute_loss), start_alpha, end_alpha, total,
                     words_done.ctypes.data, self.seed, self.epochs_trained,
-                    _ALPHA_SCHEDULES[self.alpha_schedule])
+                    per_worker)
             finally:
                 reporter.close()
             seconds = time.perf_counter() - t0
@@ -827,7 +841,7 @@ class Word2Vec:
             self.running_training_loss = float(loss)
             self.train_stats.append({"epoch": self.epochs_trained, "seconds": seconds, "raw_words": corpus.raw_words,
                                      "trained_words": int(kept), "pairs": int(pairs), "loss": float(loss),
-                                     "alpha_end": float(alpha_end),
+                                     "alpha_end": float(alpha_end), "schedule": schedule,
                                      "words_per_s": corpus.raw_words / seconds if seconds > 0 else float("inf")})
             reporter.epoch_done(seconds, corpus.raw_words, float(loss) if self.compute_loss else None)
             self.wv._norms = None

@@ -174,6 +174,29 @@ def test_alpha_schedules(sg, tmp_path):
         Word2Vec(alpha_schedule="sawtooth")
 
 
+@pytest.mark.parametrize("sg", [0, 1])
+def test_alpha_schedule_auto_follows_gensim_per_input(sg, tmp_path):
+    """The default runs the schedule gensim 4 runs for the same call: per-worker decay from corpus_file, linear
+    from an iterable; each equals the explicit choice bit for bit (workers=1 keeps the runs deterministic, and the
+    per-worker end rates are checked with 2 workers, where the two schedules differ)."""
+    sentences, _ = planted_corpus(600)
+    path = write_corpus(tmp_path / "c.txt", sentences)
+    kw = dict(vector_size=8, min_count=1, epochs=3, seed=5, sg=sg)
+    a, lo = 0.025, 0.0001
+    f_auto = Word2Vec(corpus_file=path, workers=2, **kw)
+    assert [st["schedule"] for st in f_auto.train_stats] == ["gensim_corpus_file"] * 3
+    assert [st["alpha_end"] for st in f_auto.train_stats] == pytest.approx(
+        [a - (a - lo) * (e + 0.5) / 3 for e in range(3)], rel=0.01)
+    s_auto = Word2Vec(sentences, workers=2, **kw)
+    assert [st["schedule"] for st in s_auto.train_stats] == ["linear"] * 3
+    assert [st["alpha_end"] for st in s_auto.train_stats] == pytest.approx(
+        [a - (a - lo) * (e + 1) / 3 for e in range(3)], rel=1e-5)
+    one = dict(kw, workers=1)
+    for source, explicit in (({"corpus_file": path}, "gensim_corpus_file"), ({"sentences": sentences}, "linear")):
+        m_auto, m_explicit = Word2Vec(**source, **one), Word2Vec(**source, alpha_schedule=explicit, **one)
+        assert np.array_equal(m_auto.wv.vectors, m_explicit.wv.vectors)
+
+
 def test_deterministic_across_python_hash_seeds(tmp_path):
     path = write_corpus(tmp_path / "c.txt", planted_corpus(300)[0])
     code = ("import sys, hashlib, pyfast; from pyfast import Word2Vec\n"
@@ -436,7 +459,7 @@ def test_save_load_resumable(tmp_path):
     model.save(path)
     assert not any(p.name.startswith("model.pf.tmp") for p in tmp_path.iterdir())
     loaded = Word2Vec.load(path)
-    assert loaded.alpha_schedule == "linear"
+    assert loaded.alpha_schedule == "auto"
     assert loaded.wv.index_to_key == model.wv.index_to_key
     assert np.array_equal(loaded.wv.vectors, model.wv.vectors) and np.array_equal(loaded.syn1neg, model.syn1neg)
     assert loaded.sg == 1 and loaded.epochs_trained == 2
