@@ -6,13 +6,12 @@ plus the GEMM peak beside it and (not in --quick) the peak memory of a causal fw
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
 
 from pyfast.bench import attention, machine
-from pyfast.bench.harness import format_table, machine_info, run_cases
+from pyfast.bench.harness import format_table, machine_info, run_cases, write_record
 
 
 def main(argv=None) -> int:
@@ -41,11 +40,7 @@ def main(argv=None) -> int:
     record = {"machine": machine_info(), "command": "python benchmarks/bench_attention.py " + " ".join(argv or sys.argv[1:]),
               "floors": [r.to_json() for r in floors], "results": [r.to_json() for r in results],
               "summary": summary, "peak_memory_mib": memory}
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    tmp = args.json + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(record, fh, indent=1)
-    os.replace(tmp, args.json)
+    write_record(args.json, record)
     print(f"wrote {args.json}")
     return 0
 

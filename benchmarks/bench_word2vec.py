@@ -6,7 +6,6 @@ Prints words/s (median of the repeats, interleaved) and quality (mean over the r
 benchmarks/results/word2vec.json.
 """
 import argparse
-import json
 import os
 import sys
 
@@ -38,11 +37,7 @@ def main() -> int:
     print(w2v_bench.quality_table(results, cases))
     record = {"machine": harness.machine_info(), "command": "python benchmarks/bench_word2vec.py " + " ".join(sys.argv[1:]),
               "results": [r.to_json() for r in results]}
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    tmp = args.json + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(record, fh, indent=1)
-    os.replace(tmp, args.json)
+    harness.write_record(args.json, record)
     print(f"wrote {args.json}")
     return 0
 

@@ -127,6 +127,18 @@ __device__ __forceinline__ void report_bad_id(const DeviceParams& p, int64_t fla
   atomicMin(p.error, static_cast<unsigned long long>(flat));
 }
 
+// A row tile's position (row, col) for the thread that owns it: its id and eligibility, with an out-of-range id
+// reported; a column past the row's end (valid false) is neither read nor eligible.
+__device__ __forceinline__ bool load_tile_position(const DeviceParams& p, int64_t row, int64_t col, bool valid,
+                                                   int64_t& id) {
+  id = 0;
+  if (!valid) return false;
+  bool in_range;
+  const bool eligible = eligible_at(p, row, col, id, in_range);
+  if (!in_range) report_bad_id(p, row * p.seq_len + col);
+  return eligible;
+}
+
 // ---- block scans over a row, one tile of kThreads columns at a time ---------------------------------------------
 struct SumOp {
   __device__ __forceinline__ int32_t operator()(int32_t a, int32_t b) const { return a + b; }
@@ -230,12 +242,8 @@ __global__ void __launch_bounds__(kThreads) mask_rows_kernel(const DeviceParams 
       for (int64_t base = 0; base < L; base += kThreads) {
         const int64_t col = base + threadIdx.x;
         const bool valid = col < L;
-        int64_t id = 0;
-        bool in_range = true, eligible = false;
-        if (valid) {
-          eligible = eligible_at(p, row, col, id, in_range);
-          if (!in_range) report_bad_id(p, row * L + col);
-        }
+        int64_t id;
+        const bool eligible = load_tile_position(p, row, col, valid, id);
         const bool start = eligible && starts_word(p, row, col);
         const int32_t word_start =
             block_scan_inclusive(start ? static_cast<int32_t>(col) : -1, MaxOp{}, -1, warp_totals, start_carry);
@@ -257,12 +265,8 @@ __global__ void __launch_bounds__(kThreads) mask_rows_kernel(const DeviceParams 
     for (int64_t base = 0; base < L; base += kThreads) {
       const int64_t col = base + threadIdx.x;
       const bool valid = col < L;
-      int64_t id = 0;
-      bool in_range = true, eligible = false;
-      if (valid) {
-        eligible = eligible_at(p, row, col, id, in_range);
-        if (!in_range) report_bad_id(p, row * L + col);
-      }
+      int64_t id;
+      const bool eligible = load_tile_position(p, row, col, valid, id);
       const bool start = eligible && starts_word(p, row, col);
       const bool last = eligible && ends_word(p, row, col);
       const int32_t w = block_scan_inclusive(start ? 1 : 0, SumOp{}, 0, warp_totals, num_words) - 1;

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import os
 import sys
 
 from . import REGISTRY
-from .harness import format_table, machine_info, plot, run_cases
+from .harness import format_table, machine_info, plot, run_cases, write_record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,11 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         record = {"machine": machine_info(), "command": "python -m pyfast bench " + " ".join(argv or sys.argv[1:]),
                   "results": [r.to_json() for r in results]}
-        tmp = args.json + ".tmp"
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(tmp, "w") as fh:
-            json.dump(record, fh, indent=1)
-        os.replace(tmp, args.json)
+        write_record(args.json, record)
         print(f"wrote {args.json}")
     if args.plot:
         print(f"wrote {args.plot}" if plot(results, args.plot) else "matplotlib not installed: no plot written")

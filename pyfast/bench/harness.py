@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import gc
+import json
 import os
 import platform
 import statistics
@@ -150,6 +151,15 @@ def machine_info() -> dict:
     except Exception as exc:  # pragma: no cover - a broken build should still let peers be measured
         info["pyfast_error"] = repr(exc)
     return info
+
+
+def write_record(path: str, record: dict) -> None:
+    """Writes a benchmark record as JSON atomically (temp file, then rename): a crash never leaves half a file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(record, fh, indent=1)
+    os.replace(tmp, path)
 
 
 def plot(results: list[CaseResult], path: str) -> bool:

@@ -85,6 +85,34 @@ def numba_trainer():
     import numba
 
     @numba.njit(fastmath=True, cache=False)
+    def ns_update(h, syn1, center, negative, rnd, cum, alpha, neu1e):
+        """One positive (center) and `negative` noise targets against hidden vector h, word2vec.c's update:
+        neu1e gathers the gradient for h, syn1's rows are updated in place. Returns the LCG state."""
+        d = h.shape[0]
+        for k in range(negative + 1):
+            if k == 0:
+                target, label = center, 1.0
+            else:
+                rnd = rnd * np.uint64(25214903917) + np.uint64(11)
+                r = ((rnd >> np.uint64(16)) & np.uint64(0xFFFFFFFF)) / 4294967296.0 * cum[-1]
+                target, label = np.searchsorted(cum, r), 0.0
+                if target == center:
+                    continue
+            f = 0.0
+            for c in range(d):
+                f += h[c] * syn1[target, c]
+            if f > 6.0:
+                g = (label - 1.0) * alpha
+            elif f < -6.0:
+                g = label * alpha
+            else:
+                g = (label - 1.0 / (1.0 + np.exp(-f))) * alpha
+            for c in range(d):
+                neu1e[c] += g * syn1[target, c]
+                syn1[target, c] += g * h[c]
+        return rnd
+
+    @numba.njit(fastmath=True, cache=False)
     def train_slice(syn0, syn1, ids, offsets, s_begin, s_end, keep, cum, sg, window, negative, alpha0, min_alpha,
                     total, before, workers, seed):
         d = syn0.shape[1]
@@ -119,27 +147,7 @@ def numba_trainer():
                             continue
                         x = kept[j]
                         neu1e[:] = 0.0
-                        for k in range(negative + 1):
-                            if k == 0:
-                                target, label = center, 1.0
-                            else:
-                                rnd = rnd * np.uint64(25214903917) + np.uint64(11)
-                                r = ((rnd >> np.uint64(16)) & np.uint64(0xFFFFFFFF)) / 4294967296.0 * cum[-1]
-                                target, label = np.searchsorted(cum, r), 0.0
-                                if target == center:
-                                    continue
-                            f = 0.0
-                            for c in range(d):
-                                f += syn0[x, c] * syn1[target, c]
-                            if f > 6.0:
-                                g = (label - 1.0) * alpha
-                            elif f < -6.0:
-                                g = label * alpha
-                            else:
-                                g = (label - 1.0 / (1.0 + np.exp(-f))) * alpha
-                            for c in range(d):
-                                neu1e[c] += g * syn1[target, c]
-                                syn1[target, c] += g * syn0[x, c]
+                        rnd = ns_update(syn0[x], syn1, center, negative, rnd, cum, alpha, neu1e)
                         for c in range(d):
                             syn0[x, c] += neu1e[c]
                 else:
@@ -153,27 +161,7 @@ def numba_trainer():
                         continue
                     neu1 /= cnt
                     neu1e[:] = 0.0
-                    for k in range(negative + 1):
-                        if k == 0:
-                            target, label = center, 1.0
-                        else:
-                            rnd = rnd * np.uint64(25214903917) + np.uint64(11)
-                            r = ((rnd >> np.uint64(16)) & np.uint64(0xFFFFFFFF)) / 4294967296.0 * cum[-1]
-                            target, label = np.searchsorted(cum, r), 0.0
-                            if target == center:
-                                continue
-                        f = 0.0
-                        for c in range(d):
-                            f += neu1[c] * syn1[target, c]
-                        if f > 6.0:
-                            g = (label - 1.0) * alpha
-                        elif f < -6.0:
-                            g = label * alpha
-                        else:
-                            g = (label - 1.0 / (1.0 + np.exp(-f))) * alpha
-                        for c in range(d):
-                            neu1e[c] += g * syn1[target, c]
-                            syn1[target, c] += g * neu1[c]
+                    rnd = ns_update(neu1, syn1, center, negative, rnd, cum, alpha, neu1e)
                     for j in range(lo, hi):
                         if j != i:
                             syn0[kept[j]] += neu1e

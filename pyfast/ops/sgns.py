@@ -80,6 +80,19 @@ def _row_major(w: torch.Tensor) -> torch.Tensor:
     return w if w.stride(1) == 1 else w.contiguous()
 
 
+def _forward_buffers(in_weight, out_weight, centers, contexts, negatives, need_backward: bool):
+    """The forward kernels' operands in the layout they take (row-major tables, contiguous ids) and their outputs
+    (loss (N,), coef (N, K+1), center rows and d loss / d u (N, D) when need_backward, else (0, D)); on the
+    weights' device. Shared by the CPU and CUDA forwards."""
+    in_w, out_w = _row_major(in_weight), _row_major(out_weight)
+    centers, contexts, negatives = centers.contiguous(), contexts.contiguous(), negatives.contiguous()
+    n, k = negatives.shape
+    d = in_w.shape[1]
+    rows = n if need_backward else 0
+    return (in_w, out_w, centers, contexts, negatives, in_w.new_empty(n), in_w.new_empty(n, k + 1),
+            in_w.new_empty(rows, d), in_w.new_empty(rows, d))
+
+
 # ---- custom ops -------------------------------------------------------------------------------------------------
 @torch.library.custom_op("pyfast::sgns_fwd", mutates_args=(), device_types="cpu")
 def _sgns_fwd(in_weight: torch.Tensor, out_weight: torch.Tensor, centers: torch.Tensor, contexts: torch.Tensor,
@@ -87,15 +100,10 @@ def _sgns_fwd(in_weight: torch.Tensor, out_weight: torch.Tensor, centers: torch.
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pair loss (N,), coefficients sigmoid(score) - label (N, K+1) and, when need_backward, the gathered center
     rows (N, D) and d loss_n / d u_n (N, D) for the backward (else (0, D)). sparse_* only shape the gradients."""
-    in_w, out_w = _row_major(in_weight), _row_major(out_weight)
-    centers, contexts, negatives = centers.contiguous(), contexts.contiguous(), negatives.contiguous()
+    in_w, out_w, centers, contexts, negatives, loss, coef, center_rows, in_grad_dir = _forward_buffers(
+        in_weight, out_weight, centers, contexts, negatives, need_backward)
     n, k = negatives.shape
     v, d = in_w.shape
-    loss = in_w.new_empty(n)
-    coef = in_w.new_empty(n, k + 1)
-    rows = n if need_backward else 0
-    center_rows = in_w.new_empty(rows, d)
-    in_grad_dir = in_w.new_empty(rows, d)
     _native.cpu().sgns_forward(
         _native.ptr(in_w), _native.ptr(out_w), in_w.stride(0), out_w.stride(0), _native.ptr(centers),
         _native.ptr(contexts), _native.ptr(negatives), v, d, n, k, _native.dtype_code(in_w.dtype, "sgns_loss"),

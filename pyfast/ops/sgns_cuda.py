@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .. import _native
-from .sgns import _row_major, _sgns_bwd, _sgns_fwd
+from .sgns import _forward_buffers, _sgns_bwd, _sgns_fwd
 
 __all__: list[str] = []
 
@@ -43,15 +43,10 @@ def _sgns_fwd_cuda(in_weight, out_weight, centers, contexts, negatives, need_bac
                     ("negatives", negatives)):
         if t.device != in_weight.device:
             raise RuntimeError(f"sgns_loss: {name} is on {t.device} but in_weight is on {in_weight.device}")
-    in_w, out_w = _row_major(in_weight), _row_major(out_weight)
-    centers, contexts, negatives = centers.contiguous(), contexts.contiguous(), negatives.contiguous()
+    in_w, out_w, centers, contexts, negatives, loss, coef, center_rows, in_grad_dir = _forward_buffers(
+        in_weight, out_weight, centers, contexts, negatives, need_backward)
     n, k = negatives.shape
     v, d = in_w.shape
-    loss = in_w.new_empty(n)
-    coef = in_w.new_empty(n, k + 1)
-    rows = n if need_backward else 0
-    center_rows = in_w.new_empty(rows, d)
-    in_grad_dir = in_w.new_empty(rows, d)
     error = torch.full((3,), _NO_ERROR, dtype=torch.int64, device=in_w.device)
     if n:
         with torch.cuda.device(in_w.device):
