@@ -12,6 +12,7 @@ Tokens: gensim's simple_preprocess (lower case, alphabetic). Nothing is repeated
         for f in *.deb; do dpkg-deb -x $f x; done
     PYTHONPATH=. python benchmarks/w2v_proxy_corpus.py /tmp/deb/x /tmp/w2v_proxy.txt
     python benchmarks/bench_word2vec.py --corpus /tmp/w2v_proxy.txt --only cbow
+    PYTHONPATH=. python benchmarks/w2v_proxy_corpus.py /tmp/deb/x /tmp/w2v_proxy5m.txt 1   # every GCIDE entry: ~4.9M words
 """
 import gzip
 import os
@@ -53,7 +54,7 @@ def austen_novels(root: str) -> list[str]:
     return books
 
 
-def main(root: str, out: str) -> None:
+def main(root: str, out: str, gcide_every: int = 2) -> None:
     from gensim.utils import simple_preprocess
 
     from pyfast.bench.word2vec import gensim_corpus_lines
@@ -67,7 +68,7 @@ def main(root: str, out: str) -> None:
     with gzip.open(os.path.join(root, "usr/share/dictd/gcide.dict.dz"), "rt", encoding="utf-8", errors="replace") as fh:
         entries = re.split(r"\n\s*\n", fh.read())
     for k, entry in enumerate(entries[200:]):  # the first ~200 blocks are the dictionary's own front matter
-        if k % 2:
+        if k % gcide_every:
             continue
         entry = re.sub(r"\\[^\\\n]*\\", " ", entry)      # \Pro*nun"ci*a`tion\
         entry = re.sub(r"\[[^\]]*\]", " ", entry)        # [Etymology.] [1913 Webster]
@@ -84,4 +85,5 @@ def main(root: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    # Optional third argument: take every Nth GCIDE entry (default 2: the 3.05M-word proxy; 1: all, ~4.9M words).
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 2)
