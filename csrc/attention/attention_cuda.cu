@@ -1,13 +1,17 @@
 // Fused attention on CUDA, forward and backward (FlashAttention-2's algorithm, our own code): the same params
 // structs and semantics as attention_cpu.cpp (causal top-left, additive float mask, GQA, varlen, Philox dropout
-// keyed exactly as the CPU kernel so both drop the same pairs). fp32, bf16 and fp16 storage; fp32 arithmetic.
+// keyed exactly as the CPU kernel so both drop the same pairs). fp32, bf16 and fp16 storage.
 //
-// Status: compiled for sm_80 and sm_90, UNVERIFIED ON A GPU (no device was lent to the session that wrote it).
-// This is the correct-first version: CUDA-core FMAs, no tensor cores (mma.sync is the next step). Its speed
-// ceiling is therefore the fp32 FMA peak (~67 TFLOP/s on an H200 vs ~990 bf16 tensor-core), so expect it to
+// Status: compiled for sm_80 and sm_90, verified on the host emulator (tests/test_cuda_emu.py), UNVERIFIED ON A
+// GPU (no device was lent to the sessions that wrote it). Two forward kernels:
+//   * attention_fwd_mma_kernel: bf16/fp16 with head_dim == value_dim in {64, 128}, both matrix products on tensor
+//     cores (mma.sync m16n8k16, fp32 accumulators; common/mma.cuh); see its section below.
+//   * attention_fwd_kernel: every other case (fp32, other head dims up to 256): the correct-first version with
+//     CUDA-core fp32 FMAs, whose ceiling is the fp32 FMA peak (~67 TFLOP/s on an H200 vs ~990 bf16 tensor-core).
+// The backward (dQ kernel, dK/dV kernel) is still the CUDA-core version for every dtype: correct, but expect it to
 // trail torch SDPA's flash backend by an order of magnitude for bf16; benchmarks/gpu_check.sh measures it.
 //
-// Layout of the work (one scheme for all three kernels, so they read alike):
+// Layout of the work in the CUDA-core kernels (one scheme for all three, so they read alike):
 //   * a block of 4 warps owns 16 rows of one side (query rows in the forward and dQ kernels, key rows in the
 //     dK/dV kernel), 4 rows per warp, their fp32 accumulators in registers (lane owns dims lane, lane+32, ...);
 //   * it streams 32-row tiles of the other side through shared memory;
@@ -22,8 +26,10 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "common/cuda_utils.cuh"
+#include "common/mma.cuh"
 #include "common/philox.h"
 
 namespace pyfast {
@@ -431,6 +437,237 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(const Atte
   }
 }
 
+// ---- forward on tensor cores (bf16 / fp16, head dim 64 or 128) ------------------------------------------------
+// FlashAttention-2's forward with the two matrix products on mma.sync m16n8k16 (common/mma.cuh): a block of
+// 4 warps owns 64 query rows, 16 per warp (one mma row tile), and streams 64-key tiles of K and V through shared
+// memory. Per tile and warp: S (16 x 64) = Q K^T as 8 fp32 accumulator tiles (Q's A fragments stay in registers
+// for the whole loop); scale, mask, causal and the online softmax act on those accumulators in fp32 (each lane
+// holds 2 rows x 16 keys; row max and sum need only the 4 lanes of a quad); P is rounded to T and reused as the
+// A operand of O += P V with no trip through shared memory, because an m16n8 accumulator pair has the same
+// (row, column) layout as the A fragment of an m16n8k16 (mma.cuh: a0..a3 = C tile 2kk, a4..a7 = C tile 2kk + 1).
+// Semantics are the CUDA-core kernel's above: same visibility rules, same dropout keying, same lse and the same
+// fully-masked-row convention. The only extra rounding: P is rounded to bf16/fp16 before P V (as in
+// FlashAttention); the row sum uses the unrounded fp32 P.
+// Shared memory (16-bit elements): q (64 x (D + 8)), k (64 x (D + 8)), v transposed (D x 72). The 8-element row
+// padding shifts each row by 4 banks, so the 8 rows x 4 words a fragment load touches hit 32 distinct banks.
+// V is stored transposed so that a B fragment (two consecutive keys of one dim) is one 32-bit load (no ldmatrix:
+// the host emulator would need it emulated too). Not yet done (each would be measured first on a GPU): cp.async
+// double buffering, ldmatrix, exp2 with a folded log2(e) scale, a wider key tile for D = 64.
+constexpr int kMmaRowsPerWarp = 16;
+constexpr int kMmaBlockM = kWarps * kMmaRowsPerWarp;  // 64 query rows per block
+constexpr int kMmaBlockN = 64;                        // keys per streamed tile
+constexpr int kMmaPad = 8;                            // 16-bit elements of row padding in shared memory
+
+template <int D>
+constexpr size_t mma_fwd_smem_bytes() {
+  return sizeof(uint16_t) * (static_cast<size_t>(kMmaBlockM + kMmaBlockN) * (D + kMmaPad) +
+                             static_cast<size_t>(D) * (kMmaBlockN + kMmaPad));
+}
+
+// Copies rows [row0, row0 + n) (n <= rows) of a (rows x D) 16-bit tensor into shared memory (row stride ld),
+// zero-filling rows past n (their keys are masked, but 0 * garbage could be NaN). 16-byte vector copies when the
+// source rows are 16-byte aligned (the usual contiguous case), element copies otherwise. With `transpose`,
+// element (r, d) goes to dst[d * ld + r] (V's layout for the P V product).
+template <int D, bool transpose>
+__device__ inline void copy_rows_16bit(const uint16_t* base, int64_t row_stride, int64_t row0, int64_t n, int rows,
+                                       uint16_t* dst, int ld) {
+  const bool vec = reinterpret_cast<uintptr_t>(base) % 16 == 0 && row_stride % 8 == 0;
+  if (vec) {
+    constexpr int kChunks = D / 8;
+    for (int idx = threadIdx.x; idx < rows * kChunks; idx += blockDim.x) {
+      const int r = idx / kChunks, c = (idx % kChunks) * 8;
+      uint4 val = {0u, 0u, 0u, 0u};
+      if (r < n) val = *reinterpret_cast<const uint4*>(base + (row0 + r) * row_stride + c);
+      if (transpose) {
+        const uint16_t* e = reinterpret_cast<const uint16_t*>(&val);
+#pragma unroll
+        for (int x = 0; x < 8; ++x) dst[(c + x) * ld + r] = e[x];
+      } else {
+        *reinterpret_cast<uint4*>(dst + r * ld + c) = val;  // ld * 2 bytes is a multiple of 16
+      }
+    }
+  } else {
+    for (int idx = threadIdx.x; idx < rows * D; idx += blockDim.x) {
+      const int r = idx / D, d = idx % D;
+      const uint16_t val = r < n ? base[(row0 + r) * row_stride + d] : static_cast<uint16_t>(0);
+      dst[transpose ? d * ld + r : r * ld + d] = val;
+    }
+  }
+}
+
+// The dropout factors of keys j and j + 1 (j even) of row i: one Philox draw serves both, since the CPU's keying
+// puts keys 4m .. 4m + 3 in one counter.
+__device__ inline void dropout_factor_pair(const AttentionParams& p, int64_t b, int64_t h, int64_t i, int64_t j,
+                                           float keep_scale, float& f0, float& f1) {
+  const int64_t groups_per_row = (p.kv_len + 3) / 4;
+  const uint64_t counter = static_cast<uint64_t>(((b * p.q_heads + h) * p.q_len + i) * groups_per_row + j / 4);
+  const Philox4x32 r = philox_draw(p.seed, counter, kDropoutStream);
+  const int w = static_cast<int>(j % 4);
+  f0 = uint_to_unit_float(cuda::philox_word(r.v, w)) >= p.dropout_p ? keep_scale : 0.0f;
+  f1 = uint_to_unit_float(cuda::philox_word(r.v, w + 1)) >= p.dropout_p ? keep_scale : 0.0f;
+}
+
+// grid (ceil(L / 64), Hq, B). T = __nv_bfloat16 or __half; D = head_dim = value_dim.
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) attention_fwd_mma_kernel(const AttentionParams p) {
+  static_assert(D % 16 == 0 && kMmaBlockN % 16 == 0, "mma tiles are 16 deep");
+  constexpr int ld = D + kMmaPad, ldv = kMmaBlockN + kMmaPad;
+  constexpr int kSteps = D / 16;         // k-steps of S = Q K^T
+  constexpr int kKeyTiles = kMmaBlockN / 8;  // 8-key accumulator tiles of S
+  constexpr int kDimTiles = D / 8;       // 8-dim accumulator tiles of O
+  const int64_t b = blockIdx.z, h = blockIdx.y, i0 = static_cast<int64_t>(blockIdx.x) * kMmaBlockM;
+  const SeqGeom seq = seq_geom(p, b);
+  if (i0 >= seq.q_len) return;  // block-uniform
+  const int64_t kv_h = h / (p.q_heads / p.kv_heads);
+  const int64_t L = seq.q_len, S = seq.kv_len;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, quad_lane = lane & 3;
+  const int w_row0 = warp * kMmaRowsPerWarp;  // this warp's first row within the block
+
+  extern __shared__ uint4 mma_smem[];
+  uint16_t* q_s = reinterpret_cast<uint16_t*>(mma_smem);  // kMmaBlockM x ld
+  uint16_t* k_s = q_s + kMmaBlockM * ld;                   // kMmaBlockN x ld
+  uint16_t* vt_s = k_s + kMmaBlockN * ld;                  // D x ldv (V transposed)
+
+  const uint16_t* qp = reinterpret_cast<const uint16_t*>(static_cast<const T*>(p.q.data) +
+                                                         base_offset(p.q, p, b, h, seq.q_row0));
+  const uint16_t* kp = reinterpret_cast<const uint16_t*>(static_cast<const T*>(p.k.data) +
+                                                         base_offset(p.k, p, b, kv_h, seq.k_row0));
+  const uint16_t* vp = reinterpret_cast<const uint16_t*>(static_cast<const T*>(p.v.data) +
+                                                         base_offset(p.v, p, b, kv_h, seq.k_row0));
+  const float* mask = p.mask.data == nullptr ? nullptr
+                                             : static_cast<const float*>(p.mask.data) + b * p.mask.batch_stride +
+                                                   h * p.mask.head_stride;
+  copy_rows_16bit<D, false>(qp, p.q.row_stride, i0, imin(kMmaBlockM, L - i0), kMmaBlockM, q_s, ld);
+  __syncthreads();
+  uint32_t q_frag[kSteps][4];
+#pragma unroll
+  for (int kk = 0; kk < kSteps; ++kk)
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+      q_frag[kk][r] = cuda::load_pair(q_s + (w_row0 + cuda::mma_a_row(lane, r)) * ld + 16 * kk +
+                                      cuda::mma_a_col(lane, r));
+
+  // Accumulator entry r of a tile belongs to row half r >> 1: rows[0] = row g, rows[1] = row g + 8.
+  const int64_t rows[2] = {i0 + w_row0 + cuda::mma_c_row(lane, 0), i0 + w_row0 + cuda::mma_c_row(lane, 2)};
+  float o[kDimTiles][4];
+#pragma unroll
+  for (int n = 0; n < kDimTiles; ++n)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) o[n][r] = 0.0f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};  // row_sum: this lane's part
+  const bool dropout = p.dropout_p > 0.0f;
+  const float keep_scale = keep_scale_of(p);
+  const int64_t kv_end = p.is_causal ? imin(S, imin(L, i0 + kMmaBlockM)) : S;
+  const bool warp_has_rows = i0 + w_row0 < L;
+
+  for (int64_t j0 = 0; j0 < kv_end; j0 += kMmaBlockN) {
+    const int64_t nk = imin(kMmaBlockN, kv_end - j0);
+    __syncthreads();  // the previous tile is consumed
+    copy_rows_16bit<D, false>(kp, p.k.row_stride, j0, nk, kMmaBlockN, k_s, ld);
+    copy_rows_16bit<D, true>(vp, p.v.row_stride, j0, nk, kMmaBlockN, vt_s, ldv);
+    __syncthreads();
+    // Warp-uniform skips (the mma below needs all 32 lanes): a warp of padding rows, or (causal) a tile wholly
+    // in the future of the warp's last row.
+    if (!warp_has_rows || (p.is_causal && j0 > i0 + w_row0 + kMmaRowsPerWarp - 1)) continue;
+
+    float s[kKeyTiles][4];
+#pragma unroll
+    for (int t = 0; t < kKeyTiles; ++t)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) s[t][r] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < kSteps; ++kk)
+#pragma unroll
+      for (int t = 0; t < kKeyTiles; ++t) {
+        // B = K^T: B[k][n] = K[key 8t + n][dim 16kk + k], two consecutive dims of one key row.
+        const uint16_t* kr = k_s + (8 * t + cuda::mma_b_n(lane)) * ld + 16 * kk;
+        const uint32_t k_frag[2] = {cuda::load_pair(kr + cuda::mma_b_k(lane, 0)),
+                                    cuda::load_pair(kr + cuda::mma_b_k(lane, 1))};
+        cuda::mma_m16n8k16<T>(s[t], q_frag[kk], k_frag);
+      }
+
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int t = 0; t < kKeyTiles; ++t)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int64_t i = rows[r >> 1], j = j0 + 8 * t + cuda::mma_c_col(lane, r);
+        const bool visible = i < L && j < j0 + nk && (!p.is_causal || j <= i);
+        float x = -INFINITY;
+        if (visible) x = s[t][r] * p.scale + (mask != nullptr ? mask[i * p.mask.row_stride + j] : 0.0f);
+        s[t][r] = x;
+        tile_max[r >> 1] = fmaxf(tile_max[r >> 1], x);
+      }
+    float use_max[2];
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      // The 4 lanes of a quad hold one row's 64 keys between them.
+      tile_max[hh] = fmaxf(tile_max[hh], __shfl_xor_sync(kFullWarp, tile_max[hh], 1));
+      tile_max[hh] = fmaxf(tile_max[hh], __shfl_xor_sync(kFullWarp, tile_max[hh], 2));
+      const float new_max = fmaxf(row_max[hh], tile_max[hh]);
+      use_max[hh] = new_max == -INFINITY ? 0.0f : new_max;  // a row with nothing visible yet: every exp is 0
+      const float rescale = row_max[hh] == -INFINITY ? 0.0f : __expf(row_max[hh] - use_max[hh]);
+      row_max[hh] = new_max;
+      row_sum[hh] *= rescale;
+#pragma unroll
+      for (int n = 0; n < kDimTiles; ++n) {
+        o[n][2 * hh] *= rescale;
+        o[n][2 * hh + 1] *= rescale;
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < kKeyTiles; ++t)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        float& p0 = s[t][2 * hh];
+        float& p1 = s[t][2 * hh + 1];
+        p0 = p0 == -INFINITY ? 0.0f : __expf(p0 - use_max[hh]);
+        p1 = p1 == -INFINITY ? 0.0f : __expf(p1 - use_max[hh]);
+        row_sum[hh] += p0 + p1;
+        if (dropout && (p0 != 0.0f || p1 != 0.0f)) {
+          float f0, f1;
+          dropout_factor_pair(p, b, h, rows[hh], j0 + 8 * t + cuda::mma_c_col(lane, 2 * hh), keep_scale, f0, f1);
+          p0 *= f0;
+          p1 *= f1;
+        }
+      }
+#pragma unroll
+    for (int kk = 0; kk < kMmaBlockN / 16; ++kk) {
+      const uint32_t p_frag[4] = {cuda::pack2_float<T>(s[2 * kk][0], s[2 * kk][1]),
+                                  cuda::pack2_float<T>(s[2 * kk][2], s[2 * kk][3]),
+                                  cuda::pack2_float<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                  cuda::pack2_float<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+      for (int n = 0; n < kDimTiles; ++n) {
+        // B = V: B[k][n] = V[key 16kk + k][dim 8n + n] = vt_s[(8n + n) * ldv + 16kk + k].
+        const uint16_t* vr = vt_s + (8 * n + cuda::mma_b_n(lane)) * ldv + 16 * kk;
+        const uint32_t v_frag[2] = {cuda::load_pair(vr + cuda::mma_b_k(lane, 0)),
+                                    cuda::load_pair(vr + cuda::mma_b_k(lane, 1))};
+        cuda::mma_m16n8k16<T>(o[n], p_frag, v_frag);
+      }
+    }
+  }
+
+  T* op = static_cast<T*>(p.out.data) + base_offset(p.out, p, b, h, seq.q_row0);
+  float* lse = p.lse + lse_offset(p, b, h, seq.q_row0);
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    row_sum[hh] += __shfl_xor_sync(kFullWarp, row_sum[hh], 1);
+    row_sum[hh] += __shfl_xor_sync(kFullWarp, row_sum[hh], 2);
+    const int64_t i = rows[hh];
+    if (i >= L) continue;
+    // A row whose mask allows no key: output 0, lse -inf (the CPU kernel's convention). NaN propagates.
+    const bool any = row_sum[hh] > 0.0f || isnan(row_sum[hh]);
+    const float inv = any ? 1.0f / row_sum[hh] : 0.0f;
+#pragma unroll
+    for (int n = 0; n < kDimTiles; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e)
+        store_elem(op + i * p.out.row_stride + 8 * n + cuda::mma_c_col(lane, 2 * hh + e), o[n][2 * hh + e] * inv);
+    if (quad_lane == 0) lse[i] = any ? row_max[hh] + logf(row_sum[hh]) : -INFINITY;
+  }
+}
+
 // ---- dropout mask (tests) ---------------------------------------------------------------------------------------
 __global__ void dropout_keep_mask_kernel(uint8_t* keep, AttentionParams p) {
   const int64_t n = p.batch * p.q_heads * p.q_len * p.kv_len;
@@ -475,6 +712,18 @@ void launch(Kernel kernel, dim3 grid, size_t smem, cudaStream_t stream, const ch
 template <typename T>
 void fwd_impl(const AttentionParams& p, cudaStream_t stream) {
   const int64_t E = p.head_dim, Ev = p.value_dim;
+  if constexpr (!std::is_same_v<T, float>) {
+    // bf16 / fp16 at the common head dims: the tensor-core kernel. Other dims keep the CUDA-core kernel.
+    if (E == Ev && (E == 64 || E == 128)) {
+      const dim3 grid(static_cast<unsigned>(ceil_div(p.q_len, kMmaBlockM)), static_cast<unsigned>(p.q_heads),
+                      static_cast<unsigned>(p.batch));
+      if (E == 64)
+        launch(attention_fwd_mma_kernel<T, 64>, grid, mma_fwd_smem_bytes<64>(), stream, "attention_fwd_cuda", p);
+      else
+        launch(attention_fwd_mma_kernel<T, 128>, grid, mma_fwd_smem_bytes<128>(), stream, "attention_fwd_cuda", p);
+      return;
+    }
+  }
   const size_t smem = sizeof(float) * (kOwnRows * E + kTile * odd_stride(E) + kTile * Ev);
   const dim3 grid(static_cast<unsigned>(ceil_div(p.q_len, kOwnRows)), static_cast<unsigned>(p.q_heads),
                   static_cast<unsigned>(p.batch));
