@@ -3,8 +3,8 @@
 through the real Python CUDA layer (pyfast/ops/*_cuda.py, its torch.cuda stream/device calls stubbed). Checks the
 masking kernel bit for bit against the CPU kernel in every mode, the SGNS kernels against the CPU op, the
 bad-id flags, (fp32) the attention kernels of the earlier #8 session against the CPU op, the tensor-core mma helper's
-fragment layouts against a plain matrix product, and the bf16/fp16 tensor-core attention forward (with the CUDA-core
-backward on its output) by flash-attention's low-precision rule. It cannot check the GPU's memory model or speed: passing here is still "unverified on a GPU".
+fragment layouts against a plain matrix product, and the bf16/fp16 tensor-core attention forward and backward by
+flash-attention's low-precision rule. It cannot check the GPU's memory model or speed: passing here is still "unverified on a GPU".
 Skipped unless the emulated module was built: ``bash tests/cuda_emu/build.sh`` (about a minute of g++).
 """
 from __future__ import annotations
@@ -231,8 +231,8 @@ def test_emulated_attention_equals_cpu_op(emu, shape, is_causal, mask_kind, drop
         assert_close(a, b, name=name, atol=1e-4, rtol=1e-4)
 
 
-# ---- attention forward on tensor cores (bf16 / fp16, head dims 64 and 128; csrc/attention/attention_cuda.cu) ------
-# The backward is still the CUDA-core kernel; it runs here on the tensor-core forward's out and lse. Checked by
+# ---- attention on tensor cores (bf16 / fp16, head dims 64 and 128; csrc/attention/attention_cuda.cu) ------------
+# Forward and backward (dQ, dK/dV) both run their mma.sync kernels here (emulated). Checked by
 # flash-attention's rule against a float64 reference on the same (rounded) inputs: error at most 2x (out) / 3x
 # (grads) that of torch's math in the same low precision, plus a small floor; and the lse (fp32 throughout, no
 # rounded operand but the inputs) against the CPU op's tightly.
@@ -306,7 +306,7 @@ def test_emulated_attention_tensor_core_features(emu, dtype, d, is_causal, mask_
 @pytest.mark.parametrize("d", [64, 128])
 @pytest.mark.parametrize("is_causal", [False, True])
 def test_emulated_attention_tensor_core_varlen(emu, dtype, d, is_causal):
-    """Packed sequences of awkward lengths (q: 1, 70, 17; k: 17, 70, 1), GQA 4 -> 2, forward (out, lse)."""
+    """Packed sequences of awkward lengths (q: 1, 70, 17; k: 17, 70, 1), GQA 4 -> 2: out, lse and gradients."""
     from pyfast.ops import attention as A
     from pyfast.ops import attention_cuda as AC
     from pyfast.reference import attention as ref
@@ -317,19 +317,35 @@ def test_emulated_attention_tensor_core_varlen(emu, dtype, d, is_causal):
     g = torch.Generator().manual_seed(d)
     q = torch.randn(sum(lq), hq, d, generator=g).to(dtype)
     k, v = (torch.randn(sum(lk), hkv, d, generator=g).to(dtype) for _ in range(2))
-    args = (None, cu_q, cu_k, max(lq), max(lk), is_causal, d ** -0.5, 0.0, 0)
+    dout = torch.randn(sum(lq), hq, d, generator=g).to(dtype)
+    scale = d ** -0.5
+    args = (None, cu_q, cu_k, max(lq), max(lk), is_causal, scale, 0.0, 0)
     out_g, lse_g = AC._attention_fwd_cuda(q, k, v, *args)
+    grads_g = AC._attention_bwd_cuda(dout, q, k, v, out_g, lse_g, *args)
     _, lse_c = A.attention_fwd(q, k, v, *args)
     assert_close(lse_g, lse_c, name="lse", atol=1e-4, rtol=1e-5)
-    exact = ref.attention_varlen(q, k, v, cu_q, cu_k, is_causal=is_causal, scale=d ** -0.5)
-    for i in range(len(lq)):
-        q0, q1, k0, k1 = int(cu_q[i]), int(cu_q[i + 1]), int(cu_k[i]), int(cu_k[i + 1])
-        theirs = _low_precision_math(q[q0:q1].transpose(0, 1)[None], k[k0:k1].transpose(0, 1)[None],
-                                     v[k0:k1].transpose(0, 1)[None], None, is_causal, d ** -0.5, None, 0.0)
-        x = exact[q0:q1].transpose(0, 1)[None]
-        err_ours = (out_g[q0:q1].transpose(0, 1)[None].double() - x).abs().max().item()
-        err_theirs = (theirs.double() - x).abs().max().item()
-        assert err_ours <= 2 * err_theirs + 1e-3, f"sequence {i}: error {err_ours:.3g} vs torch's {err_theirs:.3g}"
+
+    def low_precision_varlen(qq, kk, vv):
+        outs = []
+        for i in range(len(lq)):
+            q0, q1, k0, k1 = int(cu_q[i]), int(cu_q[i + 1]), int(cu_k[i]), int(cu_k[i + 1])
+            o = _low_precision_math(qq[q0:q1].transpose(0, 1)[None], kk[k0:k1].transpose(0, 1)[None],
+                                    vv[k0:k1].transpose(0, 1)[None], None, is_causal, scale, None, 0.0)
+            outs.append(o[0].transpose(0, 1))
+        return torch.cat(outs)
+
+    def run(fn, dt):
+        qq, kk, vv = (t.to(dt).requires_grad_() for t in (q, k, v))
+        o = fn(qq, kk, vv)
+        return [o.double()] + [x.double() for x in torch.autograd.grad(o, (qq, kk, vv), dout.to(o.dtype))]
+
+    exact = run(lambda qq, kk, vv: ref.attention_varlen(qq, kk, vv, cu_q, cu_k, is_causal=is_causal, scale=scale),
+                torch.float64)
+    theirs = run(low_precision_varlen, dtype)
+    ours = [out_g.double()] + [x.double() for x in grads_g]
+    for name, o, t, x, factor in zip(("out", "dq", "dk", "dv"), ours, theirs, exact, (2, 3, 3, 3)):
+        err_ours, err_theirs = (o - x).abs().max().item(), (t - x).abs().max().item()
+        assert err_ours <= factor * err_theirs + 1e-3, f"{name}: error {err_ours:.3g} vs torch's {err_theirs:.3g}"
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
@@ -348,4 +364,9 @@ def test_emulated_attention_tensor_core_unaligned_rows(emu, dtype):
     out_a, lse_a = AC._attention_fwd_cuda(*(t.contiguous() for t in (q, k, v)), *args)
     assert torch.equal(out_g, out_a) and torch.equal(lse_g, lse_a), "strided and contiguous inputs differ"
     assert_close(lse_g, lse_c, name="lse", atol=1e-4, rtol=1e-5)
+    dout = torch.randn(out_g.shape, generator=g).to(dtype)
+    grads_g = AC._attention_bwd_cuda(dout, q, k, v, out_g, lse_g, *args)
+    grads_a = AC._attention_bwd_cuda(dout, *(t.contiguous() for t in (q, k, v)), out_a, lse_a, *args)
+    for name, x, y in zip(("dq", "dk", "dv"), grads_g, grads_a):
+        assert torch.equal(x, y), f"{name}: strided and contiguous inputs differ"
     assert_close(out_g, out_c, name="out", atol=3e-2 if dtype == torch.bfloat16 else 4e-3, rtol=0)

@@ -3,13 +3,13 @@
 // keyed exactly as the CPU kernel so both drop the same pairs). fp32, bf16 and fp16 storage.
 //
 // Status: compiled for sm_80 and sm_90, verified on the host emulator (tests/test_cuda_emu.py), UNVERIFIED ON A
-// GPU (no device was lent to the sessions that wrote it). Two forward kernels:
-//   * attention_fwd_mma_kernel: bf16/fp16 with head_dim == value_dim in {64, 128}, both matrix products on tensor
-//     cores (mma.sync m16n8k16, fp32 accumulators; common/mma.cuh); see its section below.
-//   * attention_fwd_kernel: every other case (fp32, other head dims up to 256): the correct-first version with
-//     CUDA-core fp32 FMAs, whose ceiling is the fp32 FMA peak (~67 TFLOP/s on an H200 vs ~990 bf16 tensor-core).
-// The backward (dQ kernel, dK/dV kernel) is still the CUDA-core version for every dtype: correct, but expect it to
-// trail torch SDPA's flash backend by an order of magnitude for bf16; benchmarks/gpu_check.sh measures it.
+// GPU (no device was lent to the sessions that wrote it). Two sets of kernels:
+//   * attention_*_mma_kernel (forward, dQ, dK/dV): bf16/fp16 with head_dim == value_dim in {64, 128}, every matrix
+//     product on tensor cores (mma.sync m16n8k16, fp32 accumulators; common/mma.cuh); see their sections below.
+//   * attention_fwd_kernel, attention_bwd_dq_kernel, attention_bwd_dkdv_kernel: every other case (fp32, other
+//     head dims up to 256): the correct-first version with CUDA-core fp32 FMAs, whose ceiling is the fp32 FMA
+//     peak (~67 TFLOP/s on an H200 vs ~990 bf16 tensor-core); expect it to trail torch SDPA by an order of
+//     magnitude. benchmarks/gpu_check.sh measures both when a GPU is lent.
 //
 // Layout of the work in the CUDA-core kernels (one scheme for all three, so they read alike):
 //   * a block of 4 warps owns 16 rows of one side (query rows in the forward and dQ kernels, key rows in the
@@ -668,6 +668,299 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_mma_kernel(const Atten
   }
 }
 
+// ---- backward on tensor cores (bf16 / fp16, head dim 64 or 128) -----------------------------------------------
+// The CUDA-core backward's two kernels (dQ, then dK/dV; no atomics, deterministic) with every matrix product on
+// mma.sync. A block of 4 warps owns 64 rows of one side (16 per warp: queries in the dQ kernel, keys in the dK/dV
+// kernel) and streams 32-row tiles of the other side. All operands stay in shared memory as 16-bit values; A
+// fragments of the owned side are reloaded per use (holding them, plus two fp32 accumulators of 16 x D, would
+// pass 255 registers at D = 128). P (dropped) and dS are rounded to T before their products, as in FlashAttention;
+// softmax, dP - delta and every accumulation are fp32.
+//   dQ kernel, per warp and key tile:   S = Q K^T, dP = dO V^T, dS = P (dP keep - delta), dQ += dS K
+//   dK/dV kernel, per warp, query tile: S^T = K Q^T, dP^T = V dO^T, dV += (P keep)^T dO, dK += dS^T Q
+// B operands that run down a tile's rows (K in dS K, dO and Q in the dK/dV products) are read as two 16-bit
+// loads (load_pair_strided) rather than from transposed copies.
+constexpr int kMmaBwdN = 32;  // rows of the streamed side per tile
+
+template <int D>
+constexpr size_t mma_bwd_smem_bytes() {
+  return sizeof(uint16_t) * static_cast<size_t>(2 * kMmaBlockM + 2 * kMmaBwdN) * (D + kMmaPad) +
+         sizeof(float) * 2 * kMmaBlockM;
+}
+
+// acc[t] += A (16 rows of `a_s` from row a_row0, all D columns) * B, where B[k][n] = b_s[(8t + n) * ld + k]: the
+// product of 16 owned rows with the transpose of kTiles * 8 streamed rows (S = Q K^T and its three siblings).
+template <typename T, int D, int kTiles>
+__device__ inline void mma_rows_by_rows_t(float (&acc)[kTiles][4], const uint16_t* a_s, int a_row0,
+                                          const uint16_t* b_s, int lane) {
+  constexpr int ld = D + kMmaPad;
+#pragma unroll
+  for (int t = 0; t < kTiles; ++t)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) acc[t][r] = 0.0f;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    uint32_t a[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+      a[r] = cuda::load_pair(a_s + (a_row0 + cuda::mma_a_row(lane, r)) * ld + 16 * kk + cuda::mma_a_col(lane, r));
+#pragma unroll
+    for (int t = 0; t < kTiles; ++t) {
+      const uint16_t* br = b_s + (8 * t + cuda::mma_b_n(lane)) * ld + 16 * kk;
+      const uint32_t bf[2] = {cuda::load_pair(br + cuda::mma_b_k(lane, 0)), cuda::load_pair(br + cuda::mma_b_k(lane, 1))};
+      cuda::mma_m16n8k16<T>(acc[t], a, bf);
+    }
+  }
+}
+
+// acc (16 x D) += X (16 x kMmaBwdN, fp32 accumulator tiles, rounded to T here) * b_s (kMmaBwdN x D rows of the
+// streamed tile): dQ += dS K, dV += P^T dO, dK += dS^T Q. X's accumulator tiles 2kk, 2kk + 1 are the A fragment
+// of k-step kk (the same identity as P in the forward).
+template <typename T, int D>
+__device__ inline void mma_acc_by_rows(float (&acc)[D / 8][4], const float (&x)[kMmaBwdN / 8][4],
+                                       const uint16_t* b_s, int lane) {
+  constexpr int ld = D + kMmaPad;
+#pragma unroll
+  for (int kk = 0; kk < kMmaBwdN / 16; ++kk) {
+    const uint32_t a[4] = {cuda::pack2_float<T>(x[2 * kk][0], x[2 * kk][1]),
+                           cuda::pack2_float<T>(x[2 * kk][2], x[2 * kk][3]),
+                           cuda::pack2_float<T>(x[2 * kk + 1][0], x[2 * kk + 1][1]),
+                           cuda::pack2_float<T>(x[2 * kk + 1][2], x[2 * kk + 1][3])};
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      // B[k][n] = b_s[(16kk + k) * ld + 8n + n]: rows k and k + 1 of one column.
+      const uint16_t* bc = b_s + 16 * kk * ld + 8 * n + cuda::mma_b_n(lane);
+      const uint32_t bf[2] = {cuda::load_pair_strided(bc + cuda::mma_b_k(lane, 0) * ld, ld),
+                              cuda::load_pair_strided(bc + cuda::mma_b_k(lane, 1) * ld, ld)};
+      cuda::mma_m16n8k16<T>(acc[n], a, bf);
+    }
+  }
+}
+
+// grid (ceil(L / 64), Hq, B). Writes delta (rowsum(dout * out), fp32) for the dK/dV kernel, then dQ.
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) attention_bwd_dq_mma_kernel(const AttentionBackwardParams bp,
+                                                                        float* delta) {
+  const AttentionParams& p = bp.fwd;
+  constexpr int ld = D + kMmaPad;
+  constexpr int kKeyTiles = kMmaBwdN / 8, kDimTiles = D / 8;
+  const int64_t b = blockIdx.z, h = blockIdx.y, i0 = static_cast<int64_t>(blockIdx.x) * kMmaBlockM;
+  const SeqGeom seq = seq_geom(p, b);
+  if (i0 >= seq.q_len) return;  // block-uniform
+  const int64_t kv_h = h / (p.q_heads / p.kv_heads);
+  const int64_t L = seq.q_len, S = seq.kv_len;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int w_row0 = warp * kMmaRowsPerWarp;
+
+  extern __shared__ uint4 mma_smem[];
+  uint16_t* q_s = reinterpret_cast<uint16_t*>(mma_smem);  // kMmaBlockM x ld
+  uint16_t* do_s = q_s + kMmaBlockM * ld;                  // kMmaBlockM x ld
+  uint16_t* k_s = do_s + kMmaBlockM * ld;                  // kMmaBwdN x ld
+  uint16_t* v_s = k_s + kMmaBwdN * ld;                     // kMmaBwdN x ld
+  float* lse_s = reinterpret_cast<float*>(v_s + kMmaBwdN * ld);  // kMmaBlockM
+  float* delta_s = lse_s + kMmaBlockM;                             // kMmaBlockM
+
+  const T* qp = static_cast<const T*>(p.q.data) + base_offset(p.q, p, b, h, seq.q_row0);
+  const T* dop = static_cast<const T*>(bp.dout.data) + base_offset(bp.dout, p, b, h, seq.q_row0);
+  const T* op = static_cast<const T*>(p.out.data) + base_offset(p.out, p, b, h, seq.q_row0);
+  const T* kp = static_cast<const T*>(p.k.data) + base_offset(p.k, p, b, kv_h, seq.k_row0);
+  const T* vp = static_cast<const T*>(p.v.data) + base_offset(p.v, p, b, kv_h, seq.k_row0);
+  const float* lse_p = p.lse + lse_offset(p, b, h, seq.q_row0);
+  float* delta_p = delta + lse_offset(p, b, h, seq.q_row0);
+  const float* mask = p.mask.data == nullptr ? nullptr
+                                             : static_cast<const float*>(p.mask.data) + b * p.mask.batch_stride +
+                                                   h * p.mask.head_stride;
+  const int64_t n_rows = imin(kMmaBlockM, L - i0);
+  copy_rows_16bit<D, false>(reinterpret_cast<const uint16_t*>(qp), p.q.row_stride, i0, n_rows, kMmaBlockM, q_s, ld);
+  copy_rows_16bit<D, false>(reinterpret_cast<const uint16_t*>(dop), bp.dout.row_stride, i0, n_rows, kMmaBlockM,
+                            do_s, ld);
+  // delta_i = rowsum(dout_i * out_i) in fp32, one warp per row; a fully masked row's lse (-inf) becomes +inf so
+  // that exp(s - lse) is exactly 0, as does a padding row's.
+  for (int r = warp; r < kMmaBlockM; r += kWarps) {
+    const int64_t i = i0 + r;
+    float part = 0.0f;
+    if (i < L)
+      for (int d = lane; d < D; d += 32)
+        part += load_elem(dop + i * bp.dout.row_stride + d) * load_elem(op + i * p.out.row_stride + d);
+    part = warp_sum(part);
+    if (lane == 0) {
+      delta_s[r] = i < L ? part : 0.0f;
+      const float l = i < L ? lse_p[i] : INFINITY;
+      lse_s[r] = l == -INFINITY ? INFINITY : l;
+      if (i < L) delta_p[i] = part;
+    }
+  }
+  __syncthreads();
+
+  const int64_t rows[2] = {i0 + w_row0 + cuda::mma_c_row(lane, 0), i0 + w_row0 + cuda::mma_c_row(lane, 2)};
+  const float row_lse[2] = {lse_s[w_row0 + cuda::mma_c_row(lane, 0)], lse_s[w_row0 + cuda::mma_c_row(lane, 2)]};
+  const float row_delta[2] = {delta_s[w_row0 + cuda::mma_c_row(lane, 0)], delta_s[w_row0 + cuda::mma_c_row(lane, 2)]};
+  float dq[kDimTiles][4];
+#pragma unroll
+  for (int n = 0; n < kDimTiles; ++n)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) dq[n][r] = 0.0f;
+  const bool dropout = p.dropout_p > 0.0f;
+  const float keep_scale = keep_scale_of(p);
+  const int64_t kv_end = p.is_causal ? imin(S, imin(L, i0 + kMmaBlockM)) : S;
+  const bool warp_has_rows = i0 + w_row0 < L;
+
+  for (int64_t j0 = 0; j0 < kv_end; j0 += kMmaBwdN) {
+    const int64_t nk = imin(kMmaBwdN, kv_end - j0);
+    __syncthreads();
+    copy_rows_16bit<D, false>(reinterpret_cast<const uint16_t*>(kp), p.k.row_stride, j0, nk, kMmaBwdN, k_s, ld);
+    copy_rows_16bit<D, false>(reinterpret_cast<const uint16_t*>(vp), p.v.row_stride, j0, nk, kMmaBwdN, v_s, ld);
+    __syncthreads();
+    if (!warp_has_rows || (p.is_causal && j0 > i0 + w_row0 + kMmaRowsPerWarp - 1)) continue;  // warp-uniform
+
+    float s[kKeyTiles][4], dp[kKeyTiles][4];
+    mma_rows_by_rows_t<T, D, kKeyTiles>(s, q_s, w_row0, k_s, lane);
+    mma_rows_by_rows_t<T, D, kKeyTiles>(dp, do_s, w_row0, v_s, lane);
+#pragma unroll
+    for (int t = 0; t < kKeyTiles; ++t)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int64_t i = rows[hh], j = j0 + 8 * t + cuda::mma_c_col(lane, 2 * hh);  // j even; j + 1 is the pair
+        float f[2] = {1.0f, 1.0f};
+        if (dropout && i < L) dropout_factor_pair(p, b, h, i, j, keep_scale, f[0], f[1]);
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int r = 2 * hh + e;
+          const bool visible = i < L && j + e < j0 + nk && (!p.is_causal || j + e <= i);
+          float ds = 0.0f;
+          if (visible) {
+            const float x = s[t][r] * p.scale + (mask != nullptr ? mask[i * p.mask.row_stride + j + e] : 0.0f);
+            const float prob = x == -INFINITY ? 0.0f : __expf(x - row_lse[hh]);
+            ds = prob * (dp[t][r] * f[e] - row_delta[hh]);
+          }
+          s[t][r] = ds;
+        }
+      }
+    mma_acc_by_rows<T, D>(dq, s, k_s, lane);
+  }
+
+  T* dqp = static_cast<T*>(bp.dq.data) + base_offset(bp.dq, p, b, h, seq.q_row0);
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    const int64_t i = rows[hh];
+    if (i >= L) continue;
+#pragma unroll
+    for (int n = 0; n < kDimTiles; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e)
+        store_elem(dqp + i * bp.dq.row_stride + 8 * n + cuda::mma_c_col(lane, 2 * hh + e), dq[n][2 * hh + e] * p.scale);
+  }
+}
+
+// grid (ceil(S / 64), Hkv, B): a block owns 64 keys of one kv head and streams 32-query tiles of every q head of
+// its GQA group (so dK/dV sum over the group without atomics). Reads the dQ kernel's delta.
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_mma_kernel(const AttentionBackwardParams bp,
+                                                                          const float* delta) {
+  const AttentionParams& p = bp.fwd;
+  constexpr int ld = D + kMmaPad;
+  constexpr int kQueryTiles = kMmaBwdN / 8, kDimTiles = D / 8;
+  const int64_t b = blockIdx.z, kv_h = blockIdx.y, j0 = static_cast<int64_t>(blockIdx.x) * kMmaBlockM;
+  const SeqGeom seq = seq_geom(p, b);
+  if (j0 >= seq.kv_len) return;  // block-uniform
+  const int64_t group = p.q_heads / p.kv_heads;
+  const int64_t L = seq.q_len, S = seq.kv_len;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int w_row0 = warp * kMmaRowsPerWarp;
+
+  extern __shared__ uint4 mma_smem[];
+  uint16_t* k_s = reinterpret_cast<uint16_t*>(mma_smem);  // kMmaBlockM x ld
+  uint16_t* v_s = k_s + kMmaBlockM * ld;                   // kMmaBlockM x ld
+  uint16_t* q_s = v_s + kMmaBlockM * ld;                   // kMmaBwdN x ld
+  uint16_t* do_s = q_s + kMmaBwdN * ld;                    // kMmaBwdN x ld
+  float* lse_s = reinterpret_cast<float*>(do_s + kMmaBwdN * ld);  // kMmaBwdN
+  float* delta_s = lse_s + kMmaBwdN;                                // kMmaBwdN
+
+  const T* kp = static_cast<const T*>(p.k.data) + base_offset(p.k, p, b, kv_h, seq.k_row0);
+  const T* vp = static_cast<const T*>(p.v.data) + base_offset(p.v, p, b, kv_h, seq.k_row0);
+  const int64_t n_keys = imin(kMmaBlockM, S - j0);
+  copy_rows_16bit<D, false>(reinterpret_cast<const uint16_t*>(kp), p.k.row_stride, j0, n_keys, kMmaBlockM, k_s, ld);
+  copy_rows_16bit<D, false>(reinterpret_cast<const uint16_t*>(vp), p.v.row_stride, j0, n_keys, kMmaBlockM, v_s, ld);
+
+  const int64_t keys[2] = {j0 + w_row0 + cuda::mma_c_row(lane, 0), j0 + w_row0 + cuda::mma_c_row(lane, 2)};
+  float dk[kDimTiles][4], dv[kDimTiles][4];
+#pragma unroll
+  for (int n = 0; n < kDimTiles; ++n)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) dk[n][r] = dv[n][r] = 0.0f;
+  const bool dropout = p.dropout_p > 0.0f;
+  const float keep_scale = keep_scale_of(p);
+  const bool warp_has_keys = j0 + w_row0 < S;
+  // Causal: queries before this block's first key see none of its keys.
+  const int64_t i_begin = p.is_causal ? (j0 / kMmaBwdN) * kMmaBwdN : 0;
+
+  for (int64_t g = 0; g < group; ++g) {
+    const int64_t h = kv_h * group + g;
+    const T* qp = static_cast<const T*>(p.q.data) + base_offset(p.q, p, b, h, seq.q_row0);
+    const T* dop = static_cast<const T*>(bp.dout.data) + base_offset(bp.dout, p, b, h, seq.q_row0);
+    const float* lse_p = p.lse + lse_offset(p, b, h, seq.q_row0);
+    const float* delta_p = delta + lse_offset(p, b, h, seq.q_row0);
+    const float* mask = p.mask.data == nullptr ? nullptr
+                                               : static_cast<const float*>(p.mask.data) + b * p.mask.batch_stride +
+                                                     h * p.mask.head_stride;
+    for (int64_t i0 = i_begin; i0 < L; i0 += kMmaBwdN) {
+      const int64_t nq = imin(kMmaBwdN, L - i0);
+      __syncthreads();  // the previous tile is consumed (and, the first time, k_s / v_s are written)
+      copy_rows_16bit<D, false>(reinterpret_cast<const uint16_t*>(qp), p.q.row_stride, i0, nq, kMmaBwdN, q_s, ld);
+      copy_rows_16bit<D, false>(reinterpret_cast<const uint16_t*>(dop), bp.dout.row_stride, i0, nq, kMmaBwdN, do_s,
+                                ld);
+      if (threadIdx.x < kMmaBwdN) {
+        const int64_t i = i0 + threadIdx.x;
+        const float l = threadIdx.x < nq ? lse_p[i] : INFINITY;
+        lse_s[threadIdx.x] = l == -INFINITY ? INFINITY : l;
+        delta_s[threadIdx.x] = threadIdx.x < nq ? delta_p[i] : 0.0f;
+      }
+      __syncthreads();
+      // Warp-uniform skips: a warp of padding keys, or (causal) a query tile wholly before the warp's first key.
+      if (!warp_has_keys || (p.is_causal && i0 + nq - 1 < j0 + w_row0)) continue;
+
+      float s[kQueryTiles][4], dp[kQueryTiles][4];
+      mma_rows_by_rows_t<T, D, kQueryTiles>(s, k_s, w_row0, q_s, lane);   // S^T (keys x queries), unscaled
+      mma_rows_by_rows_t<T, D, kQueryTiles>(dp, v_s, w_row0, do_s, lane);  // dP^T = V dO^T
+#pragma unroll
+      for (int t = 0; t < kQueryTiles; ++t)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int q_local = 8 * t + cuda::mma_c_col(lane, r);
+          const int64_t j = keys[r >> 1], i = i0 + q_local;
+          const bool visible = j < S && q_local < nq && (!p.is_causal || j <= i);
+          float prob_dropped = 0.0f, ds = 0.0f;
+          if (visible) {
+            const float x = s[t][r] * p.scale + (mask != nullptr ? mask[i * p.mask.row_stride + j] : 0.0f);
+            const float prob = x == -INFINITY ? 0.0f : __expf(x - lse_s[q_local]);
+            const float f = dropout ? dropout_factor(p, b, h, i, j, keep_scale) : 1.0f;
+            prob_dropped = prob * f;
+            ds = prob * (dp[t][r] * f - delta_s[q_local]);
+          }
+          s[t][r] = prob_dropped;
+          dp[t][r] = ds;
+        }
+      mma_acc_by_rows<T, D>(dv, s, do_s, lane);  // dV += (P keep)^T dO
+      mma_acc_by_rows<T, D>(dk, dp, q_s, lane);  // dK += dS^T Q (times scale at the end)
+    }
+  }
+
+  T* dkp = static_cast<T*>(bp.dk.data) + base_offset(bp.dk, p, b, kv_h, seq.k_row0);
+  T* dvp = static_cast<T*>(bp.dv.data) + base_offset(bp.dv, p, b, kv_h, seq.k_row0);
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    const int64_t j = keys[hh];
+    if (j >= S) continue;
+#pragma unroll
+    for (int n = 0; n < kDimTiles; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int d = 8 * n + cuda::mma_c_col(lane, 2 * hh + e);
+        store_elem(dkp + j * bp.dk.row_stride + d, dk[n][2 * hh + e] * p.scale);
+        store_elem(dvp + j * bp.dv.row_stride + d, dv[n][2 * hh + e]);
+      }
+  }
+}
+
 // ---- dropout mask (tests) ---------------------------------------------------------------------------------------
 __global__ void dropout_keep_mask_kernel(uint8_t* keep, AttentionParams p) {
   const int64_t n = p.batch * p.q_heads * p.q_len * p.kv_len;
@@ -734,6 +1027,27 @@ template <typename T>
 void bwd_impl(const AttentionBackwardParams& bp, float* delta, cudaStream_t stream) {
   const AttentionParams& p = bp.fwd;
   const int64_t E = p.head_dim, Ev = p.value_dim;
+  if constexpr (!std::is_same_v<T, float>) {
+    if (E == Ev && (E == 64 || E == 128)) {  // the tensor-core kernels; dQ (which writes delta) first
+      const dim3 grid_dq(static_cast<unsigned>(ceil_div(p.q_len, kMmaBlockM)), static_cast<unsigned>(p.q_heads),
+                         static_cast<unsigned>(p.batch));
+      const dim3 grid_dkdv(static_cast<unsigned>(ceil_div(p.kv_len, kMmaBlockM)), static_cast<unsigned>(p.kv_heads),
+                           static_cast<unsigned>(p.batch));
+      const float* delta_in = delta;
+      if (E == 64) {
+        launch(attention_bwd_dq_mma_kernel<T, 64>, grid_dq, mma_bwd_smem_bytes<64>(), stream,
+               "attention_bwd_cuda (dq)", bp, delta);
+        launch(attention_bwd_dkdv_mma_kernel<T, 64>, grid_dkdv, mma_bwd_smem_bytes<64>(), stream,
+               "attention_bwd_cuda (dk, dv)", bp, delta_in);
+      } else {
+        launch(attention_bwd_dq_mma_kernel<T, 128>, grid_dq, mma_bwd_smem_bytes<128>(), stream,
+               "attention_bwd_cuda (dq)", bp, delta);
+        launch(attention_bwd_dkdv_mma_kernel<T, 128>, grid_dkdv, mma_bwd_smem_bytes<128>(), stream,
+               "attention_bwd_cuda (dk, dv)", bp, delta_in);
+      }
+      return;
+    }
+  }
   const size_t smem_dq =
       sizeof(float) * (kOwnRows * E + kOwnRows * Ev + kTile * odd_stride(E) + kTile * odd_stride(Ev));
   const dim3 grid_dq(static_cast<unsigned>(ceil_div(p.q_len, kOwnRows)), static_cast<unsigned>(p.q_heads),

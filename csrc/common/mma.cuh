@@ -56,6 +56,12 @@ __device__ __forceinline__ uint32_t load_pair(const T* p) {
   return *reinterpret_cast<const uint32_t*>(p);
 }
 
+// (p[0], p[ld]) as one register: a fragment pair that runs down a column of a row-major tile (B = K or Q or dO
+// with k along rows). Two 16-bit loads: the alternative, a transposed copy in shared memory, costs more space.
+__device__ __forceinline__ uint32_t load_pair_strided(const uint16_t* p, int ld) {
+  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[ld]) << 16);
+}
+
 // ---- D += A B -----------------------------------------------------------------------------------------------
 // acc (C in, D out) += A (16 x 16) B (16 x 8); a, b, acc in the layouts above. Warp-collective: all 32 lanes
 // must call it together (no lane may have exited or be masked off by divergence).
