@@ -1,8 +1,8 @@
 // Warp-level tensor-core multiply-accumulate for the CUDA kernels (issue #8): mma.sync m16n8k16 with bf16 or
 // fp16 inputs and fp32 accumulators (sm_80+), plus the fragment layout every caller must follow. Included only
 // by .cu files. Status: compiled for sm_80/sm_90, verified on the host emulator (tests/cuda_emu, which runs the
-// C++ stand-in below, not the PTX), UNVERIFIED ON A GPU (tests/test_cuda.py::test_mma_m16n8k16 checks the PTX
-// path against the same layouts when a GPU is present).
+// C++ stand-in below, not the PTX), UNVERIFIED ON A GPU (tests/test_cuda.py::test_mma_m16n8k16_fragment_layouts
+// checks the PTX path against the same layouts when a GPU is present).
 #pragma once
 #include <cstdint>
 
@@ -12,8 +12,8 @@ namespace pyfast {
 namespace cuda {
 
 // ---- fragment layouts ---------------------------------------------------------------------------------------
-// PTX ISA, "Warp-level matrix fragments for mma.m16n8k16 with floating point type" (section "Matrix Fragments
-// for mma.m16n8k16 with floating point type" of the mma instruction's chapter). With g = lane >> 2 (groupID) and
+// PTX ISA, chapter "Warp Level Matrix Multiply-Accumulate Instructions", section "Matrix Fragments for
+// mma.m16n8k16 with floating point type" (.f16 / .bf16 inputs). With g = lane >> 2 (groupID) and
 // t = lane % 4 (threadID_in_group):
 //   A (16 x 16, .row): 4 x .b32 registers; register r holds A[row][col] in its low 16 bits and A[row][col + 1]
 //                      in its high 16 bits, row = g + 8 * (r & 1), col = 2t + 8 * (r >> 1)
