@@ -1,11 +1,12 @@
 """GPU benchmark for the CUDA kernels (issue #8), run by benchmarks/gpu_check.sh on a lent GPU; writes one JSON.
 
-attention: pyfast's CUDA kernel vs torch SDPA's backends (flash, efficient, cudnn, whichever run), bf16, head
-dims 64 and 128, N = 1k..8k, causal and not; forward and forward+backward TFLOP/s (causal counts half the
-FLOPs). Each case is checked against SDPA before it is timed. masking: tokens/s of pyfast.mask_tokens on GPU
-tensors vs HF's torch_mask_tokens (GPU ids), the same algorithm all on the GPU, and pyfast on CPU tensors, after a
-bit-for-bit GPU == CPU check. SGNS: pairs/s of forward + backward (sparse gradients) vs plain PyTorch
-(nn.Embedding(sparse=True) + bmm) on the GPU, after a loss/gradient check. Sections run masking, sgns, attention
+attention: pyfast's CUDA kernels (their tensor-core path: bf16 at D = 64 / 128) vs torch SDPA's backends (flash,
+efficient, cudnn, whichever run), bf16, head dims 64 and 128, N = 1k..8k, causal and not; forward and
+forward+backward TFLOP/s (causal counts half the FLOPs). Each case is checked against SDPA before it is timed.
+masking: tokens/s of pyfast.mask_tokens on GPU tensors vs HF's torch_mask_tokens (GPU ids), the same algorithm
+all on the GPU, and pyfast on CPU tensors, after a bit-for-bit GPU == CPU check. SGNS: pairs/s of forward +
+backward (sparse gradients) vs plain PyTorch (nn.Embedding(sparse=True) + bmm) on the GPU, after a loss/gradient
+check. Sections run masking, sgns, attention
 (the cheap ones first); each is wrapped so a failure is recorded and the next still runs, and the JSON is
 rewritten after every section.
 
@@ -284,8 +285,9 @@ def main() -> int:
     record.update(
         date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), device=torch.cuda.get_device_name(0),
         capability=list(torch.cuda.get_device_capability(0)), torch=torch.__version__, python=platform.python_version(),
-        pyfast=pyfast.info(), note="pyfast attention CUDA kernel: fp32 CUDA-core arithmetic, no tensor cores yet; "
-        "masking and SGNS CUDA kernels: first GPU run of code compiled but unverified before",
+        pyfast=pyfast.info(), note="pyfast attention CUDA kernels: bf16/fp16 at head dims 64 and 128 (every case here) "
+        "run forward and backward on tensor cores (mma.sync m16n8k16, fp32 accumulation), other cases on CUDA-core "
+        "fp32; masking and SGNS CUDA kernels: first GPU run of code compiled but only verified on a host emulator before",
     )
 
     def write():  # after every section: a later crash or timeout cannot lose what was measured

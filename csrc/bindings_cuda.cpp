@@ -12,6 +12,7 @@
 #include "attention/attention_cuda.h"
 #include "attention/attention_pack.h"
 #include "common/checks.h"
+#include "common/mma_check_cuda.h"
 #include "masking/masking_cuda.h"
 #include "masking/masking_pack.h"
 #include "word2vec/sgns_op_cuda.h"
@@ -72,6 +73,14 @@ void bind_attention(py::module_& m) {
                                                             static_cast<float>(dropout_p), seed, stream);
       },
       "The uint8 (B, H, L, S) dropout keep mask drawn on the GPU (tests compare it with the CPU's).");
+  m.def(
+      "mma_m16n8k16_check",
+      [](int dtype, std::uintptr_t a, std::uintptr_t b, std::uintptr_t c, std::uintptr_t d, int64_t n,
+         std::uintptr_t stream) {
+        py::gil_scoped_release nogil;
+        pyfast::cuda::mma_m16n8k16_check_cuda(dtype, a, b, c, d, n, stream);
+      },
+      "Test hook for the tensor-core helper: d[i] = a[i] (16x16) @ b[i] (16x8) + c[i] (fp32), one warp each.");
 }
 
 // ================================================================================================

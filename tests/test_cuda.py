@@ -144,9 +144,10 @@ def test_attention_agrees_with_the_cpu_kernel():
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("is_causal", [False, True])
-def test_attention_low_precision_flash_rule(dtype, is_causal):
+@pytest.mark.parametrize("d", [64, 128, 80])  # 64, 128: the tensor-core forward; 80: the CUDA-core fallback
+def test_attention_low_precision_flash_rule(dtype, is_causal, d):
     """flash-attention's rule: error vs float64 at most ~2x that of torch's SDPA math in the same dtype."""
-    q, k, v = _inputs(2, 4, 4, 200, 200, 64, 64, dtype)
+    q, k, v = _inputs(2, 4, 4, 200, 200, d, d, dtype)
     out = _attention(q, k, v, is_causal=is_causal)
     torch_lp = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
     grad = torch.randn(out.shape, dtype=torch.float64)
@@ -159,6 +160,23 @@ def test_attention_low_precision_flash_rule(dtype, is_causal):
         e_ours = (g.cpu().double() - w).abs().max().item()
         e_torch = (t.cpu().double() - w).abs().max().item()
         assert e_ours <= 2 * e_torch + 1e-5, f"{name}: error {e_ours:.3g} vs torch {e_torch:.3g}"
+
+
+@pytest.mark.parametrize("dtype,code", [(torch.bfloat16, 2), (torch.float16, 3)])
+def test_mma_m16n8k16_fragment_layouts(dtype, code):
+    """The PTX mma.sync path of csrc/common/mma.cuh with the documented fragment layouts: exact on integers."""
+    from pyfast import _native
+
+    n = 5
+    a = torch.randint(-8, 9, (n, 16, 16), device=DEV).to(dtype)
+    b = torch.randint(-8, 9, (n, 16, 8), device=DEV).to(dtype)
+    c = torch.randint(-64, 65, (n, 16, 8), device=DEV).float()
+    d = torch.full((n, 16, 8), float("nan"), device=DEV)
+    _native.cuda().mma_m16n8k16_check(code, _native.ptr(a), _native.ptr(b), _native.ptr(c), _native.ptr(d), n,
+                                      int(torch.cuda.current_stream().cuda_stream))
+    torch.cuda.synchronize()
+    want = a.double() @ b.double() + c.double()
+    assert torch.equal(d.double(), want), f"{int((d.double() != want).sum())} of {d.numel()} entries differ"
 
 
 @pytest.mark.parametrize("is_causal", [False, True])

@@ -2,7 +2,9 @@
 (one OS thread per CUDA thread, real barriers and warp exchanges), with the real csrc/bindings_cuda.cpp, driven
 through the real Python CUDA layer (pyfast/ops/*_cuda.py, its torch.cuda stream/device calls stubbed). Checks the
 masking kernel bit for bit against the CPU kernel in every mode, the SGNS kernels against the CPU op, the
-bad-id flags, and (fp32) the attention kernels of the earlier #8 session against the CPU op. It cannot check the GPU's memory model or speed: passing here is still "unverified on a GPU".
+bad-id flags, (fp32) the attention kernels of the earlier #8 session against the CPU op, the tensor-core mma helper's
+fragment layouts against a plain matrix product, and the bf16/fp16 tensor-core attention forward and backward by
+flash-attention's low-precision rule. It cannot check the GPU's memory model or speed: passing here is still "unverified on a GPU".
 Skipped unless the emulated module was built: ``bash tests/cuda_emu/build.sh`` (about a minute of g++).
 """
 from __future__ import annotations
@@ -174,6 +176,28 @@ def test_emulated_sgns_bad_id_flag(emu, bad, where):
         sgns_cuda._sgns_fwd_cuda(w_in, w_out, c, x, ng, True, False, False)
 
 
+# ---- tensor-core helper (csrc/common/mma.cuh): the fragment layouts against a plain matrix product ------------
+@pytest.mark.parametrize("dtype,code", [(torch.bfloat16, 2), (torch.float16, 3)])
+@pytest.mark.parametrize("values", ["integers", "normal"])
+def test_emulated_mma_m16n8k16_layouts(emu, dtype, code, values):
+    g = torch.Generator().manual_seed(code)
+    n = 3  # one full block of two warps and a block with one: the warps' scratch must stay apart
+    if values == "integers":  # every product and sum exact: any misplaced element changes the result exactly
+        a = torch.randint(-8, 9, (n, 16, 16), generator=g).to(dtype)
+        b = torch.randint(-8, 9, (n, 16, 8), generator=g).to(dtype)
+        c = torch.randint(-64, 65, (n, 16, 8), generator=g).float()
+    else:
+        a, b = torch.randn(n, 16, 16, generator=g).to(dtype), torch.randn(n, 16, 8, generator=g).to(dtype)
+        c = torch.randn(n, 16, 8, generator=g)
+    d = torch.full((n, 16, 8), float("nan"))
+    emu.mma_m16n8k16_check(code, _native.ptr(a), _native.ptr(b), _native.ptr(c), _native.ptr(d), n, 0)
+    want = a.double() @ b.double() + c.double()
+    if values == "integers":
+        assert torch.equal(d.double(), want), f"{int((d.double() != want).sum())} of {d.numel()} entries differ"
+    else:
+        assert_close(d, want, name="d", atol=1e-5, rtol=1e-5)
+
+
 # ---- attention (written in an earlier session; run here too, since the emulator can) -----------------------------
 def _attention_pair(emu, b, hq, hkv, l, s, e, ev, is_causal, mask_kind=None, dropout_p=0.0, dtype=torch.float32):
     """(emulated CUDA fwd+bwd, CPU op fwd+bwd) on the same inputs: ((out, lse), (dq, dk, dv)) each."""
@@ -205,3 +229,172 @@ def test_emulated_attention_equals_cpu_op(emu, shape, is_causal, mask_kind, drop
     got, want = _attention_pair(emu, *shape, is_causal, mask_kind, dropout_p)
     for name, a, b in zip(("out", "lse", "dq", "dk", "dv"), got, want):
         assert_close(a, b, name=name, atol=1e-4, rtol=1e-4)
+
+
+# ---- attention on tensor cores (bf16 / fp16, head dims 64 and 128; csrc/attention/attention_cuda.cu) ------------
+# Forward and backward (dQ, dK/dV) both run their mma.sync kernels here (emulated). Checked by
+# flash-attention's rule against a float64 reference on the same (rounded) inputs: error at most 2x (out) / 3x
+# (grads) that of torch's math in the same low precision, plus a small floor; and the lse (fp32 throughout, no
+# rounded operand but the inputs) against the CPU op's tightly.
+def _low_precision_math(q, k, v, mask, is_causal, scale, keep, dropout_p):
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    scores = (q @ k.transpose(-2, -1)) * scale
+    if mask is not None:
+        scores = scores + mask.to(scores.dtype)
+    if is_causal:
+        l, s = scores.shape[-2:]
+        scores = scores.masked_fill(~torch.ones(l, s, dtype=torch.bool).tril(), float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    if keep is not None:
+        probs = probs * keep.to(probs.dtype) / (1 - dropout_p)
+    return probs @ v
+
+
+def _check_tensor_core_attention(emu, b, hq, hkv, l, s, d, dtype, is_causal, mask_kind, dropout_p, seed=0):
+    from pyfast.ops import attention as A
+    from pyfast.ops import attention_cuda as AC
+    from pyfast.reference import attention as ref
+
+    g = torch.Generator().manual_seed(seed * 1000 + l * 7 + s)
+    q, k, v = (torch.randn(b, h, n, d, generator=g).to(dtype) for h, n in ((hq, l), (hkv, s), (hkv, s)))
+    dout = torch.randn(b, hq, l, d, generator=g).to(dtype)
+    mask = torch.randn(b, hq, l, s, generator=g) if mask_kind == "float" else None
+    scale = 1.0 / d ** 0.5
+    args = (mask, None, None, l, s, is_causal, scale, dropout_p, 1234)
+    out_g, lse_g = AC._attention_fwd_cuda(q, k, v, *args)
+    grads_g = AC._attention_bwd_cuda(dout, q, k, v, out_g, lse_g, *args)
+    _, lse_c = A.attention_fwd(q, k, v, *args)
+    assert_close(lse_g, lse_c, name="lse", atol=1e-4, rtol=1e-5)
+    keep = A.dropout_keep_mask(b, hq, l, s, dropout_p, 1234) if dropout_p > 0 else None
+
+    def run(fn, dt):
+        qq, kk, vv = (t.to(dt).requires_grad_() for t in (q, k, v))
+        o = fn(qq, kk, vv)
+        return [o.double()] + [x.double() for x in torch.autograd.grad(o, (qq, kk, vv), dout.to(o.dtype))]
+
+    exact = run(lambda qq, kk, vv: ref.scaled_dot_product_attention(
+        qq, kk, vv, attn_mask=mask, is_causal=is_causal, scale=scale, enable_gqa=True, dropout_keep=keep,
+        dropout_p=dropout_p), torch.float64)
+    theirs = run(lambda qq, kk, vv: _low_precision_math(qq, kk, vv, mask, is_causal, scale, keep, dropout_p), dtype)
+    ours = [out_g.double()] + [x.double() for x in grads_g]
+    for name, o, t, x, factor in zip(("out", "dq", "dk", "dv"), ours, theirs, exact, (2, 3, 3, 3)):
+        assert not torch.isnan(o).any(), f"{name}: NaN"
+        err_ours, err_theirs = (o - x).abs().max().item(), (t - x).abs().max().item()
+        assert err_ours <= factor * err_theirs + 1e-3, f"{name}: error {err_ours:.3g} vs torch's {err_theirs:.3g}"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("l,s", [(1, 1), (17, 130), (130, 17)])
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_emulated_attention_tensor_core_lengths(emu, dtype, d, l, s, is_causal):
+    _check_tensor_core_attention(emu, 1, 1, 1, l, s, d, dtype, is_causal, None, 0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("is_causal", [False, True])
+@pytest.mark.parametrize("mask_kind,dropout_p,heads", [("float", 0.0, (2, 2)), (None, 0.3, (2, 2)),
+                                                       (None, 0.0, (4, 2)), ("float", 0.2, (3, 1))],
+                         ids=["mask", "dropout", "gqa", "gqa-mask-dropout"])
+def test_emulated_attention_tensor_core_features(emu, dtype, d, is_causal, mask_kind, dropout_p, heads):
+    _check_tensor_core_attention(emu, 2, heads[0], heads[1], 37, 70, d, dtype, is_causal, mask_kind, dropout_p)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_emulated_attention_tensor_core_varlen(emu, dtype, d, is_causal):
+    """Packed sequences of awkward lengths (q: 1, 70, 17; k: 17, 70, 1), GQA 4 -> 2: out, lse and gradients."""
+    from pyfast.ops import attention as A
+    from pyfast.ops import attention_cuda as AC
+    from pyfast.reference import attention as ref
+
+    lq, lk, hq, hkv = [1, 70, 17], [17, 70, 1], 4, 2
+    cu_q = torch.tensor([0] + list(torch.tensor(lq).cumsum(0)), dtype=torch.int32)
+    cu_k = torch.tensor([0] + list(torch.tensor(lk).cumsum(0)), dtype=torch.int32)
+    g = torch.Generator().manual_seed(d)
+    q = torch.randn(sum(lq), hq, d, generator=g).to(dtype)
+    k, v = (torch.randn(sum(lk), hkv, d, generator=g).to(dtype) for _ in range(2))
+    dout = torch.randn(sum(lq), hq, d, generator=g).to(dtype)
+    scale = d ** -0.5
+    args = (None, cu_q, cu_k, max(lq), max(lk), is_causal, scale, 0.0, 0)
+    out_g, lse_g = AC._attention_fwd_cuda(q, k, v, *args)
+    grads_g = AC._attention_bwd_cuda(dout, q, k, v, out_g, lse_g, *args)
+    _, lse_c = A.attention_fwd(q, k, v, *args)
+    assert_close(lse_g, lse_c, name="lse", atol=1e-4, rtol=1e-5)
+
+    def low_precision_varlen(qq, kk, vv):
+        outs = []
+        for i in range(len(lq)):
+            q0, q1, k0, k1 = int(cu_q[i]), int(cu_q[i + 1]), int(cu_k[i]), int(cu_k[i + 1])
+            o = _low_precision_math(qq[q0:q1].transpose(0, 1)[None], kk[k0:k1].transpose(0, 1)[None],
+                                    vv[k0:k1].transpose(0, 1)[None], None, is_causal, scale, None, 0.0)
+            outs.append(o[0].transpose(0, 1))
+        return torch.cat(outs)
+
+    def run(fn, dt):
+        qq, kk, vv = (t.to(dt).requires_grad_() for t in (q, k, v))
+        o = fn(qq, kk, vv)
+        return [o.double()] + [x.double() for x in torch.autograd.grad(o, (qq, kk, vv), dout.to(o.dtype))]
+
+    exact = run(lambda qq, kk, vv: ref.attention_varlen(qq, kk, vv, cu_q, cu_k, is_causal=is_causal, scale=scale),
+                torch.float64)
+    theirs = run(low_precision_varlen, dtype)
+    ours = [out_g.double()] + [x.double() for x in grads_g]
+    for name, o, t, x, factor in zip(("out", "dq", "dk", "dv"), ours, theirs, exact, (2, 3, 3, 3)):
+        err_ours, err_theirs = (o - x).abs().max().item(), (t - x).abs().max().item()
+        assert err_ours <= factor * err_theirs + 1e-3, f"{name}: error {err_ours:.3g} vs torch's {err_theirs:.3g}"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_emulated_attention_tensor_core_unaligned_rows(emu, dtype):
+    """Row strides that are not a multiple of 8 elements: the element-copy path instead of 16-byte vectors."""
+    from pyfast.ops import attention as A
+    from pyfast.ops import attention_cuda as AC
+
+    d, l, s = 64, 33, 45
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 2, n, d + 3, generator=g).to(dtype)[..., 1:d + 1] for n in (l, s, s))
+    assert q.stride(2) % 8 != 0 and q.data_ptr() % 16 != 0
+    args = (None, None, None, l, s, True, d ** -0.5, 0.0, 0)
+    out_g, lse_g = AC._attention_fwd_cuda(q, k, v, *args)
+    out_c, lse_c = A.attention_fwd(q, k, v, *args)
+    out_a, lse_a = AC._attention_fwd_cuda(*(t.contiguous() for t in (q, k, v)), *args)
+    assert torch.equal(out_g, out_a) and torch.equal(lse_g, lse_a), "strided and contiguous inputs differ"
+    assert_close(lse_g, lse_c, name="lse", atol=1e-4, rtol=1e-5)
+    dout = torch.randn(out_g.shape, generator=g).to(dtype)
+    grads_g = AC._attention_bwd_cuda(dout, q, k, v, out_g, lse_g, *args)
+    grads_a = AC._attention_bwd_cuda(dout, *(t.contiguous() for t in (q, k, v)), out_a, lse_a, *args)
+    for name, x, y in zip(("dq", "dk", "dv"), grads_g, grads_a):
+        assert torch.equal(x, y), f"{name}: strided and contiguous inputs differ"
+    assert_close(out_g, out_c, name="out", atol=3e-2 if dtype == torch.bfloat16 else 4e-3, rtol=0)
+
+
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_emulated_attention_tensor_core_fully_masked_rows(emu, is_causal):
+    """-inf mask entries, two rows with no visible key: those rows' out and dq are 0 and their lse -inf (the CPU
+    kernel's convention); everything else agrees with the CPU op (bf16, D = 64)."""
+    from pyfast.ops import attention as A
+    from pyfast.ops import attention_cuda as AC
+
+    b, h, l, s, d, dtype = 1, 2, 20, 40, 64, torch.bfloat16
+    g = torch.Generator().manual_seed(11)
+    q, k, v = (torch.randn(b, h, n, d, generator=g).to(dtype) for n in (l, s, s))
+    mask = torch.zeros(b, h, l, s).masked_fill(torch.rand(b, h, l, s, generator=g) < 0.4, float("-inf"))
+    mask[:, 0, 3] = float("-inf")
+    mask[:, 1, 17] = float("-inf")
+    dout = torch.randn(b, h, l, d, generator=g).to(dtype)
+    args = (mask, None, None, l, s, is_causal, d ** -0.5, 0.0, 0)
+    out_g, lse_g = AC._attention_fwd_cuda(q, k, v, *args)
+    grads_g = AC._attention_bwd_cuda(dout, q, k, v, out_g, lse_g, *args)
+    out_c, lse_c = A.attention_fwd(q, k, v, *args)
+    grads_c = A.attention_bwd(dout, q, k, v, out_c, lse_c, *args)
+    assert torch.isneginf(lse_g[0, 0, 3]) and torch.isneginf(lse_g[0, 1, 17])
+    assert (out_g[0, 0, 3] == 0).all() and (out_g[0, 1, 17] == 0).all() and (grads_g[0][0, 0, 3] == 0).all()
+    assert_close(lse_g, lse_c, name="lse", atol=1e-4, rtol=1e-5)
+    assert_close(out_g, out_c, name="out", atol=3e-2, rtol=0)
+    for name, x, y in zip(("dq", "dk", "dv"), grads_g, grads_c):
+        assert not torch.isnan(x).any(), f"{name}: NaN"
+        assert_close(x, y, name=name, atol=0.05 * float(y.abs().max()), rtol=0)

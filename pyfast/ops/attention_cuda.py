@@ -2,10 +2,12 @@
 
 The ops, their fake kernels and their autograd are defined in ``pyfast/ops/attention.py`` (CPU); this file only
 adds ``register_kernel("cuda")`` bodies, so the dispatcher routes by the tensors' device and autograd, opcheck
-and torch.compile work unchanged on GPU tensors. The kernels are csrc/attention/attention_cuda.cu: fp32
-arithmetic on CUDA cores (no tensor cores yet), same semantics and the same Philox dropout keying as the CPU.
+and torch.compile work unchanged on GPU tensors. The kernels are csrc/attention/attention_cuda.cu: forward and
+backward run on tensor cores (mma.sync, fp32 accumulation) for bf16/fp16 at head dims 64 and 128, on CUDA cores
+(fp32) otherwise; same semantics and the same Philox dropout keying as the CPU.
 
-Status: compiled for sm_80 / sm_90, UNVERIFIED ON A GPU (tests/test_cuda.py checks it when one is present).
+Status: compiled for sm_80 / sm_90, verified on the host emulator (tests/test_cuda_emu.py), UNVERIFIED ON A GPU
+(tests/test_cuda.py checks it when one is present).
 Imported (guarded) from ``pyfast.ops``; importing never needs CUDA; calling without a CUDA build raises the
 RuntimeError of ``pyfast._native.cuda()`` that says how to rebuild.
 """

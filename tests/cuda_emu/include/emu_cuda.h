@@ -6,6 +6,9 @@
 // check: the GPU memory model, timing-dependent races beyond what real threads expose, fast-math, performance.
 // A kernel passing here is still "compiled, unverified on a GPU".
 #pragma once
+// Defined for code that must differ under the emulator (inline PTX, e.g. csrc/common/mma.cuh's mma.sync, has a
+// C++ stand-in there). Always set: build.sh force-includes this header.
+#define PYFAST_CUDA_EMU 1
 #include <barrier>
 #include <cmath>
 #include <cstddef>
@@ -30,9 +33,11 @@ struct Block {
   std::unique_ptr<std::barrier<>> block_barrier;
   std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
   std::vector<uint64_t> exchange;          // one slot per thread, for the warp primitives
+  std::vector<uint32_t> warp_scratch;      // kScratchWords per thread: fragment registers for emulated mma.sync
   std::vector<unsigned char> dynamic_smem;  // extern __shared__
 };
 
+constexpr unsigned kScratchWords = 8;
 inline thread_local Block* tl_block = nullptr;
 inline thread_local dim3 tl_thread;
 inline thread_local dim3 tl_block_index;
@@ -71,6 +76,18 @@ T warp_exchange(T v, int (*source)(int lane, int arg), int arg, bool keep_own_wh
   return out;
 }
 
+// Warp-collective: every lane of the warp deposits n <= kScratchWords registers, then (after a warp rendezvous)
+// may read every lane's: lane l's register r is at the returned pointer [l * kScratchWords + r]. The caller must
+// call warp_scratch_release() when done reading, so no lane overwrites its slot before all have read.
+inline const uint32_t* warp_scratch_deposit(const uint32_t* regs, unsigned n) {
+  Block& b = *tl_block;
+  const unsigned t = linear_tid();
+  for (unsigned r = 0; r < n && r < kScratchWords; ++r) b.warp_scratch[t * kScratchWords + r] = regs[r];
+  b.warp_barriers[t / 32]->arrive_and_wait();
+  return b.warp_scratch.data() + (t - (t & 31)) * kScratchWords;
+}
+inline void warp_scratch_release() { tl_block->warp_barriers[linear_tid() / 32]->arrive_and_wait(); }
+
 template <typename Kernel, typename... Args>
 void launch(Kernel kernel, dim3 grid, dim3 block, size_t smem, void* /*stream*/, Args... args) {
   g_grid_dim = grid;
@@ -87,6 +104,7 @@ void launch(Kernel kernel, dim3 grid, dim3 block, size_t smem, void* /*stream*/,
           b.warp_barriers.push_back(std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(members)));
         }
         b.exchange.assign(n, 0);
+        b.warp_scratch.assign(static_cast<size_t>(n) * kScratchWords, 0);
         b.dynamic_smem.assign(smem, 0);
         std::vector<std::thread> threads;
         threads.reserve(n);
@@ -191,6 +209,24 @@ struct __half {
 };
 inline float __half2float(__half h) { return static_cast<float>(h.v); }
 inline __half __float2half_rn(float f) { return __half{static_cast<_Float16>(f)}; }
+// Bit casts (cuda_bf16.h / cuda_fp16.h): how the mma fragments pack two 16-bit values into one 32-bit register.
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.bits; }
+inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) { return __nv_bfloat16{u}; }
+inline unsigned short __half_as_ushort(__half h) {
+  unsigned short u;
+  std::memcpy(&u, &h.v, 2);
+  return u;
+}
+inline __half __ushort_as_half(unsigned short u) {
+  __half h;
+  std::memcpy(&h.v, &u, 2);
+  return h;
+}
+
+// CUDA's 16-byte vector type (vector_types.h): 128-bit copies of 8 bf16/fp16 elements.
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
 
 // The runtime calls pyfast makes.
 using cudaStream_t = void*;

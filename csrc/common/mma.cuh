@@ -1,0 +1,143 @@
+// Warp-level tensor-core multiply-accumulate for the CUDA kernels (issue #8): mma.sync m16n8k16 with bf16 or
+// fp16 inputs and fp32 accumulators (sm_80+), plus the fragment layout every caller must follow. Included only
+// by .cu files. Status: compiled for sm_80/sm_90, verified on the host emulator (tests/cuda_emu, which runs the
+// C++ stand-in below, not the PTX), UNVERIFIED ON A GPU (tests/test_cuda.py::test_mma_m16n8k16_fragment_layouts
+// checks the PTX path against the same layouts when a GPU is present).
+#pragma once
+#include <cstdint>
+
+#include "common/cuda_utils.cuh"
+
+namespace pyfast {
+namespace cuda {
+
+// ---- fragment layouts ---------------------------------------------------------------------------------------
+// PTX ISA, chapter "Warp Level Matrix Multiply-Accumulate Instructions", section "Matrix Fragments for
+// mma.m16n8k16 with floating point type" (.f16 / .bf16 inputs). With g = lane >> 2 (groupID) and
+// t = lane % 4 (threadID_in_group):
+//   A (16 x 16, .row): 4 x .b32 registers; register r holds A[row][col] in its low 16 bits and A[row][col + 1]
+//                      in its high 16 bits, row = g + 8 * (r & 1), col = 2t + 8 * (r >> 1)
+//                      (the ISA's a0..a7: a0,a1 row g; a2,a3 row g+8; a4,a5 row g col+8; a6,a7 row g+8 col+8).
+//   B (16 x 8, .col):  2 x .b32; register r holds B[k][n] (low) and B[k + 1][n] (high), k = 2t + 8r, n = g.
+//   C, D (16 x 8 f32): 4 floats; c[r] is C[row][col], row = g + 8 * (r >> 1), col = 2t + (r & 1).
+// Every index below goes through these six functions, so the kernels, the emulation and the unit test read one
+// statement of the layout.
+__host__ __device__ __forceinline__ int mma_a_row(int lane, int r) { return (lane >> 2) + 8 * (r & 1); }
+__host__ __device__ __forceinline__ int mma_a_col(int lane, int r) { return 2 * (lane & 3) + 8 * (r >> 1); }
+__host__ __device__ __forceinline__ int mma_b_k(int lane, int r) { return 2 * (lane & 3) + 8 * r; }
+__host__ __device__ __forceinline__ int mma_b_n(int lane) { return lane >> 2; }
+__host__ __device__ __forceinline__ int mma_c_row(int lane, int r) { return (lane >> 2) + 8 * (r >> 1); }
+__host__ __device__ __forceinline__ int mma_c_col(int lane, int r) { return 2 * (lane & 3) + (r & 1); }
+
+// ---- packing two 16-bit values into one register ------------------------------------------------------------
+__device__ __forceinline__ uint32_t bits16(__nv_bfloat16 x) { return __bfloat16_as_ushort(x); }
+__device__ __forceinline__ uint32_t bits16(__half x) { return __half_as_ushort(x); }
+
+// (lo, hi) -> one .b32 register, lo in the low half (the element with the smaller column / k index).
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(T lo, T hi) {
+  return bits16(lo) | (bits16(hi) << 16);
+}
+// Two fp32 values rounded to nearest into one bf16x2 / f16x2 register (P of attention becomes an A operand).
+template <typename T>
+__device__ __forceinline__ uint32_t pack2_float(float lo, float hi);
+template <>
+__device__ __forceinline__ uint32_t pack2_float<__nv_bfloat16>(float lo, float hi) {
+  return pack2(__float2bfloat16_rn(lo), __float2bfloat16_rn(hi));
+}
+template <>
+__device__ __forceinline__ uint32_t pack2_float<__half>(float lo, float hi) {
+  return pack2(__float2half_rn(lo), __float2half_rn(hi));
+}
+// Loads (p[0], p[1]) as one register. p must be 4-byte aligned (even element offset in an aligned buffer):
+// every caller reads shared memory whose row strides are even.
+template <typename T>
+__device__ __forceinline__ uint32_t load_pair(const T* p) {
+  return *reinterpret_cast<const uint32_t*>(p);
+}
+
+// (p[0], p[ld]) as one register: a fragment pair that runs down a column of a row-major tile (B = K or Q or dO
+// with k along rows). Two 16-bit loads: the alternative, a transposed copy in shared memory, costs more space.
+__device__ __forceinline__ uint32_t load_pair_strided(const uint16_t* p, int ld) {
+  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[ld]) << 16);
+}
+
+// ---- D += A B -----------------------------------------------------------------------------------------------
+// acc (C in, D out) += A (16 x 16) B (16 x 8); a, b, acc in the layouts above. Warp-collective: all 32 lanes
+// must call it together (no lane may have exited or be masked off by divergence).
+#if defined(PYFAST_CUDA_EMU)
+// Host emulator: every lane deposits its 6 registers into warp scratch; after a warp rendezvous each lane
+// rebuilds the full A and B from all 32 lanes' registers (through the layout functions above) and computes its
+// own 4 accumulator entries. Products of two 16-bit floats are exact in fp32; the sum here is in double and
+// rounded once, while the hardware's internal accumulation order and rounding are unspecified, so results can
+// differ from a GPU's in the last bits of fp32 (far below the bf16/fp16 rounding of the inputs).
+template <typename T>
+inline float emu_half_to_float(uint32_t bits);
+template <>
+inline float emu_half_to_float<__nv_bfloat16>(uint32_t bits) {
+  return __bfloat162float(__ushort_as_bfloat16(static_cast<unsigned short>(bits)));
+}
+template <>
+inline float emu_half_to_float<__half>(uint32_t bits) {
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
+}
+
+template <typename T>
+inline void mma_m16n8k16(float (&acc)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  const uint32_t mine[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
+  const uint32_t* warp = ::emu::warp_scratch_deposit(mine, 6);
+  float A[16][16], B[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const uint32_t* regs = warp + l * ::emu::kScratchWords;
+    for (int r = 0; r < 4; ++r) {
+      A[mma_a_row(l, r)][mma_a_col(l, r)] = emu_half_to_float<T>(regs[r] & 0xffffu);
+      A[mma_a_row(l, r)][mma_a_col(l, r) + 1] = emu_half_to_float<T>(regs[r] >> 16);
+    }
+    for (int r = 0; r < 2; ++r) {
+      B[mma_b_k(l, r)][mma_b_n(l)] = emu_half_to_float<T>(regs[4 + r] & 0xffffu);
+      B[mma_b_k(l, r) + 1][mma_b_n(l)] = emu_half_to_float<T>(regs[4 + r] >> 16);
+    }
+  }
+  ::emu::warp_scratch_release();
+  const int lane = static_cast<int>(::emu::linear_tid() & 31);
+  for (int r = 0; r < 4; ++r) {
+    double sum = acc[r];
+    for (int k = 0; k < 16; ++k) sum += static_cast<double>(A[mma_c_row(lane, r)][k]) * B[k][mma_c_col(lane, r)];
+    acc[r] = static_cast<float>(sum);
+  }
+}
+#else
+template <typename T>
+__device__ __forceinline__ void mma_m16n8k16(float (&acc)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+
+template <>
+__device__ __forceinline__ void mma_m16n8k16<__nv_bfloat16>(float (&acc)[4], const uint32_t (&a)[4],
+                                                            const uint32_t (&b)[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(__CUDA_ARCH__)
+  __trap();  // bf16 mma.sync needs sm_80; the build targets sm_80 and sm_90 only
+#endif
+}
+
+template <>
+__device__ __forceinline__ void mma_m16n8k16<__half>(float (&acc)[4], const uint32_t (&a)[4],
+                                                     const uint32_t (&b)[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(__CUDA_ARCH__)
+  __trap();
+#endif
+}
+#endif
+
+}  // namespace cuda
+}  // namespace pyfast
