@@ -784,8 +784,9 @@ class Word2Vec:
     def train(self, corpus_iterable=None, corpus_file=None, total_examples=None, total_words=None, epochs=None,
               start_alpha=None, end_alpha=None, word_count=0, queue_factor=2, report_delay=1.0, compute_loss=False,
               callbacks=(), **kwargs):
-        """Train for ``epochs`` epochs (continues from the current weights). The learning rate decays linearly
-        from start_alpha (default alpha) to end_alpha (default min_alpha) over all epochs of this call. Returns
+        """Train for ``epochs`` epochs (continues from the current weights). The learning rate decays from
+        start_alpha (default alpha) to end_alpha (default min_alpha) over all epochs of this call, by the model's
+        ``alpha_schedule`` (see the class docstring; "auto" picks by whether corpus_file is given). Returns
         (trained_words, raw_words) summed over the epochs, like gensim."""
         corpus_iterable = kwargs.pop("sentences", corpus_iterable)
         if kwargs:
