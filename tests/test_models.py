@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import assert_close
+from helpers import assert_close, spawn_target
 from pyfast.models import (BertConfig, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification,
                            BertModel, GPTConfig, GPTLMHeadModel, GPTModel, WordPieceTokenizer)
 from pyfast.models._kernels import mask_tokens
@@ -426,7 +426,7 @@ def test_ddp_two_gloo_processes_end_with_identical_parameters(tmp_path):
     import torch.multiprocessing as mp
 
     result = tmp_path / "result.txt"
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(result)), nprocs=2, join=True)
+    mp.spawn(spawn_target, args=(_ddp_worker, 2, _free_port(), str(result)), nprocs=2, join=True)
     diff, moved, world = result.read_text().split()
     assert float(diff) == 0.0, f"parameters differ across ranks by {diff}"
     assert float(moved) > 0.0 and int(world) == 2

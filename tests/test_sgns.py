@@ -9,7 +9,7 @@ import pyfast
 from pyfast.nn import SkipGramNS
 from pyfast.ops import NoiseSampler, sample_negatives, sgns_loss, skipgram_pairs
 from pyfast.reference.sgns import sgns_loss_reference
-from helpers import assert_close
+from helpers import assert_close, spawn_target
 
 
 def _problem(v, d, n, k, dtype, dup=False, seed=0):
@@ -349,7 +349,7 @@ def test_ddp_two_ranks_stay_identical(tmp_path, sparse):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     path = str(tmp_path / "params.pt")
-    mp.spawn(_ddp_worker, args=(2, port, sparse, path), nprocs=2, join=True)
+    mp.spawn(spawn_target, args=(_ddp_worker, 2, port, sparse, path), nprocs=2, join=True)
     a, b = torch.load(path)
     assert torch.equal(a, b)
     assert not torch.equal(a, torch.zeros_like(a))
