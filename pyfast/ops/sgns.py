@@ -131,6 +131,18 @@ def _unique(ids: torch.Tensor, num_embeddings: int) -> tuple[torch.Tensor, torch
     return unique[:count].clone(), inverse  # clone: the op's outputs must not be views of a scratch buffer
 
 
+def _backward_operands(coef, grad_loss, center_rows, in_grad_dir, centers, contexts, negatives):
+    """The backward kernels' operands, contiguous, with grad_loss in coef's dtype and the targets of pair n in the
+    kernel's order (the context, then its K negatives -> (N, K+1)); raises if the forward saved no buffers.
+    Shared by the CPU and CUDA backwards."""
+    n = negatives.shape[0]
+    if center_rows.shape[0] != n or in_grad_dir.shape != center_rows.shape:
+        raise RuntimeError("sgns_loss backward: the forward ran without saving its buffers (need_backward=False)")
+    targets = torch.cat([contexts.contiguous().unsqueeze(1), negatives.contiguous()], dim=1)
+    return (coef.contiguous(), grad_loss.to(coef.dtype).contiguous(), center_rows.contiguous(),
+            in_grad_dir.contiguous(), centers.contiguous(), targets)
+
+
 @torch.library.custom_op("pyfast::sgns_bwd", mutates_args=(), device_types="cpu")
 def _sgns_bwd(coef: torch.Tensor, grad_loss: torch.Tensor, center_rows: torch.Tensor, in_grad_dir: torch.Tensor,
               centers: torch.Tensor, contexts: torch.Tensor, negatives: torch.Tensor, num_embeddings: int
@@ -139,13 +151,8 @@ def _sgns_bwd(coef: torch.Tensor, grad_loss: torch.Tensor, center_rows: torch.Te
     Reads only the forward's (N, D) buffers, never the weights."""
     n, k = negatives.shape
     d = center_rows.shape[1]
-    if center_rows.shape[0] != n or in_grad_dir.shape != center_rows.shape:
-        raise RuntimeError("sgns_loss backward: the forward ran without saving its buffers (need_backward=False)")
-    centers, contexts, negatives = centers.contiguous(), contexts.contiguous(), negatives.contiguous()
-    coef, center_rows, in_grad_dir = coef.contiguous(), center_rows.contiguous(), in_grad_dir.contiguous()
-    grad_loss = grad_loss.to(coef.dtype).contiguous()
-    # Targets of pair n in the kernel's order: the context, then its K negatives -> (N, K+1).
-    targets = torch.cat([contexts.unsqueeze(1), negatives], dim=1)
+    coef, grad_loss, center_rows, in_grad_dir, centers, targets = _backward_operands(
+        coef, grad_loss, center_rows, in_grad_dir, centers, contexts, negatives)
     in_ids, center_slot = _unique(centers, num_embeddings)
     out_ids, target_slot = _unique(targets, num_embeddings)
     in_rows = coef.new_empty(in_ids.numel(), d)

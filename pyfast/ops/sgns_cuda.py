@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .. import _native
-from .sgns import _forward_buffers, _sgns_bwd, _sgns_fwd
+from .sgns import _backward_operands, _forward_buffers, _sgns_bwd, _sgns_fwd
 
 __all__: list[str] = []
 
@@ -65,12 +65,8 @@ def _sgns_bwd_cuda(coef, grad_loss, center_rows, in_grad_dir, centers, contexts,
     native = _native.cuda()
     n, k = negatives.shape
     d = center_rows.shape[1]
-    if center_rows.shape[0] != n or in_grad_dir.shape != center_rows.shape:
-        raise RuntimeError("sgns_loss backward: the forward ran without saving its buffers (need_backward=False)")
-    centers, contexts, negatives = centers.contiguous(), contexts.contiguous(), negatives.contiguous()
-    coef, center_rows, in_grad_dir = coef.contiguous(), center_rows.contiguous(), in_grad_dir.contiguous()
-    grad_loss = grad_loss.to(coef.dtype).contiguous()
-    targets = torch.cat([contexts.unsqueeze(1), negatives], dim=1)  # (N, K+1): the context, then the negatives
+    coef, grad_loss, center_rows, in_grad_dir, centers, targets = _backward_operands(
+        coef, grad_loss, center_rows, in_grad_dir, centers, contexts, negatives)
     # Sorted unique ids (a coalesced sparse gradient) and each element's slot among them, on the device.
     in_ids, center_slot = torch.unique(centers, sorted=True, return_inverse=True)
     out_ids, target_slot = torch.unique(targets.reshape(-1), sorted=True, return_inverse=True)
