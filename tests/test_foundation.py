@@ -301,6 +301,22 @@ def test_harness_interleaves_and_reports_median():
     assert res.ratio["b"] == pytest.approx(1.0)
 
 
+def test_harness_gc_policies():
+    import gc
+
+    seen = []
+    case = Case(bench="t", name="gc", contenders=[Contender("a", lambda: seen.append(gc.isenabled()))],
+                work=1.0, unit="u", repeat=3, warmup=0)
+    assert gc.isenabled()
+    for policy, enabled_inside in (("auto", True), ("collect", True), ("off", False)):
+        seen.clear()
+        res = run_case(case, gc_policy=policy)
+        assert seen == [enabled_inside] * 3 and res.gc_policy == policy
+        assert gc.isenabled()  # restored afterwards
+    with pytest.raises(ValueError, match="gc_policy must be one of"):
+        run_case(case, gc_policy="never")
+
+
 def test_harness_runs_checks_before_timing():
     def bad():
         raise AssertionError("wrong output")

@@ -61,6 +61,45 @@ def test_float32_error_within_2x_of_torch_float32():
         assert (mine.double() - ref).abs().max() <= 2 * (torch32.double() - ref).abs().max() + 1e-7
 
 
+def _score_sweep(scores):
+    """Pair i scores scores[i] for its context and for its one negative: D = 1, center row 1, target row = score."""
+    m = scores.numel()
+    w_in = torch.zeros(m + 1, 1, dtype=torch.float64)
+    w_in[0] = 1.0
+    w_out = torch.zeros(m + 1, 1, dtype=torch.float64)
+    w_out[1:, 0] = scores
+    targets = torch.arange(1, m + 1)
+    return w_in, w_out, torch.zeros(m, dtype=torch.int64), targets, targets.unsqueeze(1)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_float32_terms_across_the_whole_score_range(reduction):
+    # The float32 kernels evaluate exp / log1p with their own SIMD polynomials: every score from -100 to 100
+    # (and the edges of float's exp range) must give the float64 loss and gradients to float32 accuracy.
+    scores = torch.cat([torch.linspace(-100, 100, 4001, dtype=torch.float64),
+                        torch.tensor([0.0, 1e-30, -1e-30, 1e-7, -1e-7, 87.0, -87.0, 88.5, -88.5, 1e4, -1e4],
+                                     dtype=torch.float64)])
+    w_in, w_out, *ids = _score_sweep(scores.float().double())  # scores float32 holds exactly
+    loss, ga, gb = _grads(sgns_loss, w_in.float(), w_out.float(), *ids, reduction=reduction, sparse=True)
+    ref, ra, rb = _grads(sgns_loss_reference, w_in, w_out, *ids, reduction=reduction)
+    assert_close(loss.double(), ref, rtol=4e-7, atol=1e-30, name="loss")
+    # A target's gradient is (s(x) - 1) + s(x) (its context and its negative, terms of size <= 1.5): near x = 0
+    # they cancel, so the error is held to that of the terms, not of the difference.
+    assert_close(gb.double(), rb, rtol=4e-7, atol=3e-7, name="out grad")
+    # The center's gradient sums all 8000 terms: float32 summation, held to 2x torch float32's own error.
+    _, ta, _ = _grads(sgns_loss_reference, w_in.float(), w_out.float(), *ids, reduction=reduction)
+    assert (ga.double() - ra).abs().max() <= 2 * (ta.double() - ra).abs().max() + 1e-6
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_scores_propagate_like_torch(bad):
+    w_in, w_out, *ids = _score_sweep(torch.tensor([0.5, bad, -2.0], dtype=torch.float64))
+    for reduction in ("none", "mean"):
+        mine = sgns_loss(w_in.float().requires_grad_(), w_out.float().requires_grad_(), *ids, reduction=reduction)
+        ref = sgns_loss_reference(w_in.float(), w_out.float(), *ids, reduction=reduction)
+        torch.testing.assert_close(mine.detach(), ref, equal_nan=True)
+
+
 def test_sparse_gradient_is_coalesced_and_touches_only_used_rows():
     w_in, w_out, c, x, ng = _problem(500, 16, 40, 5, torch.float32)
     a = w_in.clone().requires_grad_(True)

@@ -6,7 +6,8 @@
 // machine at about the rate of torch.index_select (~2.5 ms for these rows, 2 threads); (U_in + U_out) gradient
 // rows written (7-10 MB); the optimizer then reads them and read-modify-writes the same weight rows. The ~19 MFLOP
 // of dot products and axpys are < 0.3 ms. See benchmarks/RESULTS.md.
-// SIMD: AVX2+FMA when the module is compiled for it (host-native by default), a plain loop otherwise.
+// SIMD: AVX2+FMA when the module is compiled for it (host-native by default), a plain loop otherwise; float32
+// terms take exp / log1p from SIMD polynomials (pair_terms), float64 terms from libm.
 #include "word2vec/sgns_op.h"
 
 #include <algorithm>
@@ -134,6 +135,90 @@ inline T target_term(T x, bool positive, T* grad) {
   return std::max(y, T(0)) + std::log1p(e);
 }
 
+// One pair's K+1 terms: replaces each score c_row[j] by scale * d term / d score and returns the pair's loss,
+// summed in double in the order j = 0 .. K.
+template <typename T>
+inline double pair_terms(T* c_row, int64_t kp1, T scale) {
+  double loss = 0.0;
+  for (int64_t j = 0; j < kp1; ++j) {
+    T g;
+    loss += static_cast<double>(target_term<T>(c_row[j], j == 0, &g));
+    c_row[j] = g * scale;
+  }
+  return loss;
+}
+
+#if defined(PYFAST_SGNS_AVX2)
+// exp(z) for z <= 0, 8 lanes: z = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two parts so n ln2 is exact),
+// exp(r) by its degree-7 Taylor polynomial (truncation < 2e-8 relative, under float's 6e-8 rounding), times 2^n
+// built in the exponent bits. z is clamped at -87 (exp = 1.6e-38, the normal range's end): a term that small
+// changes neither the float loss nor the float gradient.
+inline __m256 exp_nonpositive_ps(__m256 z) {
+  z = _mm256_max_ps(_mm256_set1_ps(-87.0f), z);  // (max_ps returns its second operand for a NaN: kept)
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(z, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), z);   // ln2's high part: n * it is exact
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);       // ln2 - 0.693359375
+  __m256 q = _mm256_set1_ps(1.0f / 5040);
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 720));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 120));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 24));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 6));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0.5f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f));
+  const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(q, _mm256_castsi256_ps(pow2n));
+}
+
+// log1p(e) for e in [0, 1], 8 lanes: 2 atanh(s) with s = e / (2 + e) in [0, 1/3], by its odd series through
+// s^17 (the next term is < 2e-10 of the sum). Relative error ~1 ulp for every e, the tiny ones included, which
+// is what log(1 + e) loses.
+inline __m256 log1p_unit_ps(__m256 e) {
+  const __m256 s = _mm256_div_ps(e, _mm256_add_ps(_mm256_set1_ps(2.0f), e));
+  const __m256 s2 = _mm256_mul_ps(s, s);
+  __m256 q = _mm256_set1_ps(1.0f / 17);
+  q = _mm256_fmadd_ps(q, s2, _mm256_set1_ps(1.0f / 15));
+  q = _mm256_fmadd_ps(q, s2, _mm256_set1_ps(1.0f / 13));
+  q = _mm256_fmadd_ps(q, s2, _mm256_set1_ps(1.0f / 11));
+  q = _mm256_fmadd_ps(q, s2, _mm256_set1_ps(1.0f / 9));
+  q = _mm256_fmadd_ps(q, s2, _mm256_set1_ps(1.0f / 7));
+  q = _mm256_fmadd_ps(q, s2, _mm256_set1_ps(1.0f / 5));
+  q = _mm256_fmadd_ps(q, s2, _mm256_set1_ps(1.0f / 3));
+  q = _mm256_fmadd_ps(q, s2, _mm256_set1_ps(1.0f));
+  return _mm256_mul_ps(_mm256_add_ps(s, s), q);
+}
+
+// float32: target_term for 8 targets at once (the libm exp and log1p per target were ~20% of the fused pass).
+template <>
+inline double pair_terms<float>(float* c_row, int64_t kp1, float scale) {
+  double loss = 0.0;
+  const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+  for (int64_t j0 = 0; j0 < kp1; j0 += 8) {
+    const int lanes = static_cast<int>(std::min<int64_t>(8, kp1 - j0));
+    alignas(32) float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    std::copy(c_row + j0, c_row + j0 + lanes, buf);
+    __m256 y = _mm256_load_ps(buf);
+    // y = -x for the context (lane 0 of the first chunk), x for the negatives: term = softplus(y)
+    const __m256 flip = j0 == 0 ? _mm256_setr_ps(-0.0f, 0, 0, 0, 0, 0, 0, 0) : zero;
+    y = _mm256_xor_ps(y, flip);
+    const __m256 e = exp_nonpositive_ps(_mm256_or_ps(y, sign));          // exp(-|y|)
+    const __m256 inv = _mm256_div_ps(one, _mm256_add_ps(one, e));
+    const __m256 sig = _mm256_blendv_ps(_mm256_mul_ps(e, inv), inv, _mm256_cmp_ps(y, zero, _CMP_GE_OQ));
+    const __m256 grad = _mm256_mul_ps(_mm256_xor_ps(sig, flip), _mm256_set1_ps(scale));  // -sig for the context
+    const __m256 term = _mm256_add_ps(_mm256_max_ps(zero, y), log1p_unit_ps(e));  // a NaN score stays NaN
+    alignas(32) float g[8], t[8];
+    _mm256_store_ps(g, grad);
+    _mm256_store_ps(t, term);
+    for (int i = 0; i < lanes; ++i) {
+      loss += static_cast<double>(t[i]);
+      c_row[j0 + i] = g[i];
+    }
+  }
+  return loss;
+}
+#endif
+
 void check_ids(const int64_t* ids, int64_t n, int64_t num_embeddings, const char* op, const char* what) {
   for (int64_t i = 0; i < n; ++i) {
     PYFAST_CHECK_ARG(ids[i] >= 0 && ids[i] < num_embeddings, op, what, " id ", ids[i], " at position ", i,
@@ -188,12 +273,7 @@ void forward_impl(const SgnsParams& p, T* loss, T* coef, T* center_rows, T* in_g
       // interleaving them with exp/log1p (long dependent chains) serialised the loads and cost 2x.
       T* c_row = coef + n * kp1;
       for (int64_t j = 0; j < kp1; ++j) c_row[j] = dot_row<T>(u, out_w + target_id(p, n, j) * p.out_stride, d);
-      double pair_loss = 0.0;
-      for (int64_t j = 0; j < kp1; ++j) {
-        T g;
-        pair_loss += static_cast<double>(target_term<T>(c_row[j], j == 0, &g));
-        c_row[j] = g;
-      }
+      const double pair_loss = pair_terms<T>(c_row, kp1, T(1));
       if (for_backward)  // the K+1 rows are in L1 now; in the backward they would be random misses again
         for (int64_t j = 0; j < kp1; ++j) axpy_row<T>(c_row[j], out_w + target_id(p, n, j) * p.out_stride, dir, d);
       loss[n] = static_cast<T>(pair_loss);
@@ -317,13 +397,7 @@ void fused_impl(const SgnsParams& p, double scale, const int64_t* center_slot, i
       T* c_row = coef.data() + pair * kp1;
       // All K+1 dot products first: independent, so the core overlaps the K+1 row loads (see forward_impl).
       for (int64_t j = 0; j < kp1; ++j) c_row[j] = dot_row<T>(u, out_w + target_id(p, pair, j) * p.out_stride, d);
-      double l = 0.0;
-      for (int64_t j = 0; j < kp1; ++j) {
-        T g;
-        l += static_cast<double>(target_term<T>(c_row[j], j == 0, &g));
-        c_row[j] = g * static_cast<T>(scale);
-      }
-      pair_loss[pair] = l;
+      pair_loss[pair] = pair_terms<T>(c_row, kp1, static_cast<T>(scale));
       if (row != nullptr) {
         // Sum the pair's K+1 terms first, then add that to the row: a row of a frequent center sums thousands of
         // terms, and two levels keep float32's rounding error at that of torch's own backward (one level: ~50x).

@@ -1,4 +1,4 @@
-"""python -m pyfast bench [NAME ...] [--quick] [--json PATH] [--plot PATH] [--repeat N]"""
+"""python -m pyfast bench [NAME ...] [--quick] [--json PATH] [--plot PATH] [--repeat N] [--gc auto|off|collect]"""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import importlib
 import sys
 
 from . import REGISTRY
-from .harness import format_table, machine_info, plot, run_cases, write_record
+from .harness import GC_POLICIES, format_table, machine_info, plot, run_cases, write_record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write results and machine facts as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG chart (needs matplotlib)")
     parser.add_argument("--list", action="store_true", help="list benchmark names and exit")
+    parser.add_argument("--gc", choices=GC_POLICIES, default="auto",
+                        help="Python's garbage collector during timed calls: auto (runs on its own, as in a training "
+                             "loop; default), off (as timeit), collect (a full collection before every call)")
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(REGISTRY))
@@ -35,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(REGISTRY[name])
         cases = module.cases(quick=args.quick)
         # Each case keeps its own warm-up count (word2vec's is 0: one training run per seed, all of them scored).
-        mod_results = run_cases(cases, repeat=args.repeat if args.repeat else (3 if args.quick else None))
+        mod_results = run_cases(cases, repeat=args.repeat if args.repeat else (3 if args.quick else None),
+                                gc_policy=args.gc)
         for case, res in zip(cases, mod_results):
             finalize = getattr(case, "finalize", None)  # cases that score their runs (quality columns)
             if finalize is not None:

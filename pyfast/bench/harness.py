@@ -53,16 +53,32 @@ class CaseResult:
     ratio: dict                # contender -> baseline median / contender median (>1 = faster)
     extra: dict
     floor_note: str = ""
+    gc_policy: str = "auto"    # Python's garbage collector during the timed calls (see run_case)
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def run_case(case: Case, repeat: int | None = None, warmup: int | None = None) -> CaseResult:
+GC_POLICIES = ("auto", "off", "collect")
+
+
+def run_case(case: Case, repeat: int | None = None, warmup: int | None = None, gc_policy: str = "auto") -> CaseResult:
+    """Time every contender of `case` (see the module docstring).
+
+    gc_policy, Python's cyclic garbage collector during the timed calls (one full collection always runs before
+    them, so garbage left by setup and checks is not collected inside a timed call):
+      - "auto" (default): the collector runs on its own, as in a training loop;
+      - "off": disabled, as timeit does;
+      - "collect": a full collection before every timed call. A full collection walks the whole heap (~100 ms
+        in a process that has imported transformers) and evicts the caches before each call, which no training
+        loop does; it penalises sub-millisecond contenders most. It was the default before 2026-11-28.
+    """
     repeat = case.repeat if repeat is None else repeat
     warmup = case.warmup if warmup is None else warmup
     if repeat < 1:
         raise ValueError(f"run_case: repeat must be >= 1, got {repeat}")
+    if gc_policy not in GC_POLICIES:
+        raise ValueError(f"run_case: gc_policy must be one of {GC_POLICIES}, got {gc_policy!r}")
     for c in case.contenders:
         if c.check is not None:
             c.check()
@@ -72,16 +88,25 @@ def run_case(case: Case, repeat: int | None = None, warmup: int | None = None) -
                 c.setup()
             c.fn()
     seconds: dict[str, list[float]] = {c.name: [] for c in case.contenders}
-    for r in range(repeat):
-        # Alternate the order each round (A B, B A, ...) so neither contender always runs on a warm cache.
-        order = case.contenders if r % 2 == 0 else list(reversed(case.contenders))
-        for c in order:
-            if c.setup is not None:
-                c.setup()
-            gc.collect()
-            t0 = time.perf_counter()
-            c.fn()
-            seconds[c.name].append(time.perf_counter() - t0)
+    gc.collect()
+    was_enabled = gc.isenabled()
+    if gc_policy == "off":
+        gc.disable()
+    try:
+        for r in range(repeat):
+            # Alternate the order each round (A B, B A, ...) so neither contender always runs on a warm cache.
+            order = case.contenders if r % 2 == 0 else list(reversed(case.contenders))
+            for c in order:
+                if c.setup is not None:
+                    c.setup()
+                if gc_policy == "collect":
+                    gc.collect()
+                t0 = time.perf_counter()
+                c.fn()
+                seconds[c.name].append(time.perf_counter() - t0)
+    finally:
+        if was_enabled:
+            gc.enable()
     median = {k: statistics.median(v) for k, v in seconds.items()}
     throughput = {k: (case.work / m if m > 0 else float("inf")) for k, m in median.items()}
     base = case.baseline if case.baseline in median else None
@@ -89,16 +114,17 @@ def run_case(case: Case, repeat: int | None = None, warmup: int | None = None) -
     return CaseResult(
         bench=case.bench, name=case.name, unit=case.unit, baseline=base, params=case.params, seconds=seconds,
         median_s=median, throughput=throughput, ratio=ratio, extra={c.name: c.extra for c in case.contenders if c.extra},
-        floor_note=case.floor_note,
+        floor_note=case.floor_note, gc_policy=gc_policy,
     )
 
 
-def run_cases(cases: list[Case], repeat: int | None = None, warmup: int | None = None, progress=print) -> list[CaseResult]:
+def run_cases(cases: list[Case], repeat: int | None = None, warmup: int | None = None, progress=print,
+              gc_policy: str = "auto") -> list[CaseResult]:
     results = []
     for case in cases:
         if progress:
             progress(f"  running {case.bench}: {case.name} ...")
-        results.append(run_case(case, repeat=repeat, warmup=warmup))
+        results.append(run_case(case, repeat=repeat, warmup=warmup, gc_policy=gc_policy))
     return results
 
 
