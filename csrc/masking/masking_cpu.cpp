@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/bits.h"
 #include "common/checks.h"
 #include "common/parallel.h"
 #include "common/philox.h"
@@ -245,7 +246,7 @@ void queue_chosen(const RowView& v) {
     uint64_t flags;
     std::memcpy(&flags, s.chosen.data() + base, 8);
     while (flags != 0) {
-      const int64_t col = base + (__builtin_ctzll(flags) >> 3);
+      const int64_t col = base + (ctz64(flags) >> 3);
       flags &= flags - 1;  // flags are 0/1 bytes: clears exactly this column's bit
       s.chosen_cols.push_back(static_cast<uint32_t>(col));
       s.chosen_ids.push_back(lab[col]);
@@ -263,7 +264,7 @@ void queue_chosen_bits(const RowView& v) {
   for (int64_t w = 0; w < words; ++w) {
     uint64_t bits = s.chosen_bits[w];
     while (bits != 0) {
-      const int64_t col = (w << 6) + __builtin_ctzll(bits);
+      const int64_t col = (w << 6) + ctz64(bits);
       bits &= bits - 1;
       s.chosen_cols.push_back(static_cast<uint32_t>(col));
       s.chosen_ids.push_back(staged[col]);

@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 #endif
 
+#include "common/bits.h"
 #include "common/checks.h"
 #include "common/parallel.h"
 #include "common/philox.h"
@@ -484,12 +485,12 @@ int64_t unique_impl(int64_t n, int64_t num_embeddings, IdAt&& id_at, int64_t* un
     int64_t count = 0;
     for (int64_t w = 0; w < words; ++w) {
       prefix[w] = count;
-      for (uint64_t b = bits[w]; b != 0; b &= b - 1) unique[count++] = w * 64 + __builtin_ctzll(b);
+      for (uint64_t b = bits[w]; b != 0; b &= b - 1) unique[count++] = w * 64 + ctz64(b);
     }
     for (int64_t i = 0; i < n; ++i) {
       const int64_t id = id_at(i);
       const uint64_t below = bits[id >> 6] & ((uint64_t{1} << (id & 63)) - 1);
-      inverse[i] = prefix[id >> 6] + __builtin_popcountll(below);
+      inverse[i] = prefix[id >> 6] + popcount64(below);
     }
     return count;
   }

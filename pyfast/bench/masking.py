@@ -90,7 +90,7 @@ def cases(quick: bool) -> list[Case]:
     except ImportError:
         hf = None
     out.append(Case(bench="masking", name=f"mask step {B}x{L} V{V}", contenders=contenders, work=tokens * 1e-6,
-                    unit="Mtokens/s", baseline=baseline, params={"B": B, "L": L, "V": V}, repeat=7,
+                    unit="Mtokens/s", baseline=baseline, params={"B": B, "L": L, "V": V}, repeat=21,
                     floor_note="memory ~0.07 ms (3 MiB at ~40 GB/s cache-resident); Philox ~0.1 ms/core"))
 
     # Whole call: features as a tokenizer/dataset gives them, lists of ints with attention masks, ragged.
