@@ -392,19 +392,11 @@ void bind_attention(py::module_& m) {
 // ================================================================================================
 void bind_masking(py::module_& m) {
   // Pointers arrive as ints (0 = absent); pyfast/ops/masking.py validated dtypes, shapes and probabilities.
+  // The parameters (PYFAST_MASK_TOKENS_PARAMS) are spelled out in masking/masking_pack.h, in the py::arg order below.
   m.def(
       "mask_tokens_",
-      [](int64_t batch, int64_t seq_len, std::uintptr_t input_ids, int64_t ids_row_stride, std::uintptr_t special_mask,
-         int64_t special_row_stride, std::uintptr_t special_id_bits, std::uintptr_t word_starts,
-         int64_t word_starts_row_stride, std::uintptr_t excluded_ids, int64_t num_excluded_ids, int64_t vocab_size,
-         int64_t mask_token_id, float mlm_probability, float mask_replace_prob, float mask_or_random_prob,
-         int64_t max_predictions, bool span, float span_start_prob, std::vector<float> span_length_cdf,
-         uint64_t seed, std::uintptr_t out_ids, std::uintptr_t labels) {
-        pyfast::MaskTokensParams p = pyfast::pack_mask_tokens_params(
-            batch, seq_len, input_ids, ids_row_stride, special_mask, special_row_stride, special_id_bits, word_starts,
-            word_starts_row_stride, excluded_ids, num_excluded_ids, vocab_size, mask_token_id, mlm_probability,
-            mask_replace_prob, mask_or_random_prob, max_predictions, span, span_start_prob, span_length_cdf, seed,
-            out_ids, labels);
+      [](PYFAST_MASK_TOKENS_PARAMS) {
+        const pyfast::MaskTokensParams p = pyfast::pack_mask_tokens_params(PYFAST_MASK_TOKENS_ARGS);
         py::gil_scoped_release nogil;
         pyfast::mask_tokens_cpu(p);
       },
