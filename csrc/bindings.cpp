@@ -346,32 +346,22 @@ void bind_word2vec(py::module_& m) {
 // attention (issue #4)
 // ================================================================================================
 // Argument packing: csrc/attention/attention_pack.h (shared with the CUDA bindings).
+using pyfast::attention::attention_backward_params;
 using pyfast::attention::attention_params;
-using pyfast::attention::attention_strided;
 
 void bind_attention(py::module_& m) {
   m.def(
       "attention_fwd",
-      [](int dtype, std::vector<int64_t> sizes, double scale, bool is_causal, std::vector<int64_t> q,
-         std::vector<int64_t> k, std::vector<int64_t> v, std::vector<int64_t> out, std::vector<int64_t> mask,
-         std::vector<int64_t> lse, std::vector<int64_t> cu, double dropout_p, uint64_t seed) {
-        const auto p = attention_params(dtype, sizes, scale, is_causal, q, k, v, out, mask, lse, cu, dropout_p, seed);
+      [](PYFAST_ATTENTION_PARAMS) {
+        const auto p = attention_params(PYFAST_ATTENTION_ARGS);
         py::gil_scoped_release nogil;
         pyfast::attention::attention_fwd_cpu(p);
       },
       "Fused attention forward: fills out and lse (see csrc/attention/attention.h).");
   m.def(
       "attention_bwd",
-      [](int dtype, std::vector<int64_t> sizes, double scale, bool is_causal, std::vector<int64_t> q,
-         std::vector<int64_t> k, std::vector<int64_t> v, std::vector<int64_t> out, std::vector<int64_t> mask,
-         std::vector<int64_t> lse, std::vector<int64_t> cu, double dropout_p, uint64_t seed,
-         std::vector<int64_t> dout, std::vector<int64_t> dq, std::vector<int64_t> dk, std::vector<int64_t> dv) {
-        pyfast::attention::AttentionBackwardParams bp;
-        bp.fwd = attention_params(dtype, sizes, scale, is_causal, q, k, v, out, mask, lse, cu, dropout_p, seed);
-        bp.dout = attention_strided(dout);
-        bp.dq = attention_strided(dq);
-        bp.dk = attention_strided(dk);
-        bp.dv = attention_strided(dv);
+      [](PYFAST_ATTENTION_BWD_PARAMS) {
+        const auto bp = attention_backward_params(PYFAST_ATTENTION_BWD_ARGS);
         py::gil_scoped_release nogil;
         pyfast::attention::attention_bwd_cpu(bp);
       },
@@ -421,12 +411,9 @@ void bind_sgns(py::module_& m) {
   // loss: (N,), coef: (N, K+1); center_rows, in_grad_dir: (N, D) or 0 (no backward to follow). Weights' dtype.
   m.def(
       "sgns_forward",
-      [](std::uintptr_t in_weight, std::uintptr_t out_weight, int64_t in_stride, int64_t out_stride,
-         std::uintptr_t centers, std::uintptr_t contexts, std::uintptr_t negatives, int64_t num_embeddings,
-         int64_t dim, int64_t num_pairs, int64_t num_negatives, int dtype, std::uintptr_t loss, std::uintptr_t coef,
-         std::uintptr_t center_rows, std::uintptr_t in_grad_dir) {
-        const auto p = pyfast::make_sgns_params(in_weight, out_weight, in_stride, out_stride, centers, contexts,
-                                                negatives, num_embeddings, dim, num_pairs, num_negatives, dtype);
+      [](PYFAST_SGNS_PARAMS, std::uintptr_t loss, std::uintptr_t coef, std::uintptr_t center_rows,
+         std::uintptr_t in_grad_dir) {
+        const auto p = pyfast::make_sgns_params(PYFAST_SGNS_ARGS);
         py::gil_scoped_release nogil;
         pyfast::sgns_forward_cpu(p, as_ptr<void>(loss), as_ptr<void>(coef), as_ptr<void>(center_rows),
                                  as_ptr<void>(in_grad_dir));
@@ -450,12 +437,9 @@ void bind_sgns(py::module_& m) {
   // (U_in, U_out); forward_fused then writes the scalar loss and the gradient rows (0 for a row buffer not wanted).
   m.def(
       "sgns_fused_prepare",
-      [](std::uintptr_t in_weight, std::uintptr_t out_weight, int64_t in_stride, int64_t out_stride,
-         std::uintptr_t centers, std::uintptr_t contexts, std::uintptr_t negatives, int64_t num_embeddings,
-         int64_t dim, int64_t num_pairs, int64_t num_negatives, int dtype, std::uintptr_t unique_centers,
-         std::uintptr_t center_slot, std::uintptr_t unique_targets, std::uintptr_t target_slot) {
-        const auto p = pyfast::make_sgns_params(in_weight, out_weight, in_stride, out_stride, centers, contexts,
-                                                negatives, num_embeddings, dim, num_pairs, num_negatives, dtype);
+      [](PYFAST_SGNS_PARAMS, std::uintptr_t unique_centers, std::uintptr_t center_slot, std::uintptr_t unique_targets,
+         std::uintptr_t target_slot) {
+        const auto p = pyfast::make_sgns_params(PYFAST_SGNS_ARGS);
         int64_t counts[2] = {0, 0};
         {
           py::gil_scoped_release nogil;
@@ -470,13 +454,10 @@ void bind_sgns(py::module_& m) {
       py::arg("unique_targets"), py::arg("target_slot"));
   m.def(
       "sgns_forward_fused",
-      [](std::uintptr_t in_weight, std::uintptr_t out_weight, int64_t in_stride, int64_t out_stride,
-         std::uintptr_t centers, std::uintptr_t contexts, std::uintptr_t negatives, int64_t num_embeddings,
-         int64_t dim, int64_t num_pairs, int64_t num_negatives, int dtype, double scale, std::uintptr_t center_slot,
-         int64_t num_unique_centers, std::uintptr_t target_slot, int64_t num_unique_targets, std::uintptr_t loss,
-         std::uintptr_t grad_in_rows, std::uintptr_t grad_out_rows) {
-        const auto p = pyfast::make_sgns_params(in_weight, out_weight, in_stride, out_stride, centers, contexts,
-                                                negatives, num_embeddings, dim, num_pairs, num_negatives, dtype);
+      [](PYFAST_SGNS_PARAMS, double scale, std::uintptr_t center_slot, int64_t num_unique_centers,
+         std::uintptr_t target_slot, int64_t num_unique_targets, std::uintptr_t loss, std::uintptr_t grad_in_rows,
+         std::uintptr_t grad_out_rows) {
+        const auto p = pyfast::make_sgns_params(PYFAST_SGNS_ARGS);
         py::gil_scoped_release nogil;
         pyfast::sgns_forward_fused_cpu(p, scale, as_ptr<const int64_t>(center_slot), num_unique_centers,
                                        as_ptr<const int64_t>(target_slot), num_unique_targets, as_ptr<void>(loss),
