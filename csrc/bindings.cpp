@@ -346,32 +346,22 @@ void bind_word2vec(py::module_& m) {
 // attention (issue #4)
 // ================================================================================================
 // Argument packing: csrc/attention/attention_pack.h (shared with the CUDA bindings).
+using pyfast::attention::attention_backward_params;
 using pyfast::attention::attention_params;
-using pyfast::attention::attention_strided;
 
 void bind_attention(py::module_& m) {
   m.def(
       "attention_fwd",
-      [](int dtype, std::vector<int64_t> sizes, double scale, bool is_causal, std::vector<int64_t> q,
-         std::vector<int64_t> k, std::vector<int64_t> v, std::vector<int64_t> out, std::vector<int64_t> mask,
-         std::vector<int64_t> lse, std::vector<int64_t> cu, double dropout_p, uint64_t seed) {
-        const auto p = attention_params(dtype, sizes, scale, is_causal, q, k, v, out, mask, lse, cu, dropout_p, seed);
+      [](PYFAST_ATTENTION_PARAMS) {
+        const auto p = attention_params(PYFAST_ATTENTION_ARGS);
         py::gil_scoped_release nogil;
         pyfast::attention::attention_fwd_cpu(p);
       },
       "Fused attention forward: fills out and lse (see csrc/attention/attention.h).");
   m.def(
       "attention_bwd",
-      [](int dtype, std::vector<int64_t> sizes, double scale, bool is_causal, std::vector<int64_t> q,
-         std::vector<int64_t> k, std::vector<int64_t> v, std::vector<int64_t> out, std::vector<int64_t> mask,
-         std::vector<int64_t> lse, std::vector<int64_t> cu, double dropout_p, uint64_t seed,
-         std::vector<int64_t> dout, std::vector<int64_t> dq, std::vector<int64_t> dk, std::vector<int64_t> dv) {
-        pyfast::attention::AttentionBackwardParams bp;
-        bp.fwd = attention_params(dtype, sizes, scale, is_causal, q, k, v, out, mask, lse, cu, dropout_p, seed);
-        bp.dout = attention_strided(dout);
-        bp.dq = attention_strided(dq);
-        bp.dk = attention_strided(dk);
-        bp.dv = attention_strided(dv);
+      [](PYFAST_ATTENTION_BWD_PARAMS) {
+        const auto bp = attention_backward_params(PYFAST_ATTENTION_BWD_ARGS);
         py::gil_scoped_release nogil;
         pyfast::attention::attention_bwd_cpu(bp);
       },
@@ -392,19 +382,11 @@ void bind_attention(py::module_& m) {
 // ================================================================================================
 void bind_masking(py::module_& m) {
   // Pointers arrive as ints (0 = absent); pyfast/ops/masking.py validated dtypes, shapes and probabilities.
+  // The parameters (PYFAST_MASK_TOKENS_PARAMS) are spelled out in masking/masking_pack.h, in the py::arg order below.
   m.def(
       "mask_tokens_",
-      [](int64_t batch, int64_t seq_len, std::uintptr_t input_ids, int64_t ids_row_stride, std::uintptr_t special_mask,
-         int64_t special_row_stride, std::uintptr_t special_id_bits, std::uintptr_t word_starts,
-         int64_t word_starts_row_stride, std::uintptr_t excluded_ids, int64_t num_excluded_ids, int64_t vocab_size,
-         int64_t mask_token_id, float mlm_probability, float mask_replace_prob, float mask_or_random_prob,
-         int64_t max_predictions, bool span, float span_start_prob, std::vector<float> span_length_cdf,
-         uint64_t seed, std::uintptr_t out_ids, std::uintptr_t labels) {
-        pyfast::MaskTokensParams p = pyfast::pack_mask_tokens_params(
-            batch, seq_len, input_ids, ids_row_stride, special_mask, special_row_stride, special_id_bits, word_starts,
-            word_starts_row_stride, excluded_ids, num_excluded_ids, vocab_size, mask_token_id, mlm_probability,
-            mask_replace_prob, mask_or_random_prob, max_predictions, span, span_start_prob, span_length_cdf, seed,
-            out_ids, labels);
+      [](PYFAST_MASK_TOKENS_PARAMS) {
+        const pyfast::MaskTokensParams p = pyfast::pack_mask_tokens_params(PYFAST_MASK_TOKENS_ARGS);
         py::gil_scoped_release nogil;
         pyfast::mask_tokens_cpu(p);
       },
@@ -429,12 +411,9 @@ void bind_sgns(py::module_& m) {
   // loss: (N,), coef: (N, K+1); center_rows, in_grad_dir: (N, D) or 0 (no backward to follow). Weights' dtype.
   m.def(
       "sgns_forward",
-      [](std::uintptr_t in_weight, std::uintptr_t out_weight, int64_t in_stride, int64_t out_stride,
-         std::uintptr_t centers, std::uintptr_t contexts, std::uintptr_t negatives, int64_t num_embeddings,
-         int64_t dim, int64_t num_pairs, int64_t num_negatives, int dtype, std::uintptr_t loss, std::uintptr_t coef,
-         std::uintptr_t center_rows, std::uintptr_t in_grad_dir) {
-        const auto p = pyfast::make_sgns_params(in_weight, out_weight, in_stride, out_stride, centers, contexts,
-                                                negatives, num_embeddings, dim, num_pairs, num_negatives, dtype);
+      [](PYFAST_SGNS_PARAMS, std::uintptr_t loss, std::uintptr_t coef, std::uintptr_t center_rows,
+         std::uintptr_t in_grad_dir) {
+        const auto p = pyfast::make_sgns_params(PYFAST_SGNS_ARGS);
         py::gil_scoped_release nogil;
         pyfast::sgns_forward_cpu(p, as_ptr<void>(loss), as_ptr<void>(coef), as_ptr<void>(center_rows),
                                  as_ptr<void>(in_grad_dir));
@@ -458,12 +437,9 @@ void bind_sgns(py::module_& m) {
   // (U_in, U_out); forward_fused then writes the scalar loss and the gradient rows (0 for a row buffer not wanted).
   m.def(
       "sgns_fused_prepare",
-      [](std::uintptr_t in_weight, std::uintptr_t out_weight, int64_t in_stride, int64_t out_stride,
-         std::uintptr_t centers, std::uintptr_t contexts, std::uintptr_t negatives, int64_t num_embeddings,
-         int64_t dim, int64_t num_pairs, int64_t num_negatives, int dtype, std::uintptr_t unique_centers,
-         std::uintptr_t center_slot, std::uintptr_t unique_targets, std::uintptr_t target_slot) {
-        const auto p = pyfast::make_sgns_params(in_weight, out_weight, in_stride, out_stride, centers, contexts,
-                                                negatives, num_embeddings, dim, num_pairs, num_negatives, dtype);
+      [](PYFAST_SGNS_PARAMS, std::uintptr_t unique_centers, std::uintptr_t center_slot, std::uintptr_t unique_targets,
+         std::uintptr_t target_slot) {
+        const auto p = pyfast::make_sgns_params(PYFAST_SGNS_ARGS);
         int64_t counts[2] = {0, 0};
         {
           py::gil_scoped_release nogil;
@@ -478,13 +454,10 @@ void bind_sgns(py::module_& m) {
       py::arg("unique_targets"), py::arg("target_slot"));
   m.def(
       "sgns_forward_fused",
-      [](std::uintptr_t in_weight, std::uintptr_t out_weight, int64_t in_stride, int64_t out_stride,
-         std::uintptr_t centers, std::uintptr_t contexts, std::uintptr_t negatives, int64_t num_embeddings,
-         int64_t dim, int64_t num_pairs, int64_t num_negatives, int dtype, double scale, std::uintptr_t center_slot,
-         int64_t num_unique_centers, std::uintptr_t target_slot, int64_t num_unique_targets, std::uintptr_t loss,
-         std::uintptr_t grad_in_rows, std::uintptr_t grad_out_rows) {
-        const auto p = pyfast::make_sgns_params(in_weight, out_weight, in_stride, out_stride, centers, contexts,
-                                                negatives, num_embeddings, dim, num_pairs, num_negatives, dtype);
+      [](PYFAST_SGNS_PARAMS, double scale, std::uintptr_t center_slot, int64_t num_unique_centers,
+         std::uintptr_t target_slot, int64_t num_unique_targets, std::uintptr_t loss, std::uintptr_t grad_in_rows,
+         std::uintptr_t grad_out_rows) {
+        const auto p = pyfast::make_sgns_params(PYFAST_SGNS_ARGS);
         py::gil_scoped_release nogil;
         pyfast::sgns_forward_fused_cpu(p, scale, as_ptr<const int64_t>(center_slot), num_unique_centers,
                                        as_ptr<const int64_t>(target_slot), num_unique_targets, as_ptr<void>(loss),

@@ -33,33 +33,22 @@ T* as_ptr(std::uintptr_t p) {
 // ================================================================================================
 // attention (issue #8; argument packing shared with bindings.cpp via attention/attention_pack.h)
 // ================================================================================================
+using pyfast::attention::attention_backward_params;
 using pyfast::attention::attention_params;
-using pyfast::attention::attention_strided;
 
 void bind_attention(py::module_& m) {
   m.def(
       "attention_fwd",
-      [](int dtype, std::vector<int64_t> sizes, double scale, bool is_causal, std::vector<int64_t> q,
-         std::vector<int64_t> k, std::vector<int64_t> v, std::vector<int64_t> out, std::vector<int64_t> mask,
-         std::vector<int64_t> lse, std::vector<int64_t> cu, double dropout_p, uint64_t seed, std::uintptr_t stream) {
-        const auto p = attention_params(dtype, sizes, scale, is_causal, q, k, v, out, mask, lse, cu, dropout_p, seed);
+      [](PYFAST_ATTENTION_PARAMS, std::uintptr_t stream) {
+        const auto p = attention_params(PYFAST_ATTENTION_ARGS);
         py::gil_scoped_release nogil;
         pyfast::attention::attention_fwd_cuda(p, stream);
       },
       "Fused attention forward on CUDA: fills out and lse (device pointers; see csrc/attention/attention_cuda.h).");
   m.def(
       "attention_bwd",
-      [](int dtype, std::vector<int64_t> sizes, double scale, bool is_causal, std::vector<int64_t> q,
-         std::vector<int64_t> k, std::vector<int64_t> v, std::vector<int64_t> out, std::vector<int64_t> mask,
-         std::vector<int64_t> lse, std::vector<int64_t> cu, double dropout_p, uint64_t seed,
-         std::vector<int64_t> dout, std::vector<int64_t> dq, std::vector<int64_t> dk, std::vector<int64_t> dv,
-         std::uintptr_t delta, std::uintptr_t stream) {
-        pyfast::attention::AttentionBackwardParams bp;
-        bp.fwd = attention_params(dtype, sizes, scale, is_causal, q, k, v, out, mask, lse, cu, dropout_p, seed);
-        bp.dout = attention_strided(dout);
-        bp.dq = attention_strided(dq);
-        bp.dk = attention_strided(dk);
-        bp.dv = attention_strided(dv);
+      [](PYFAST_ATTENTION_BWD_PARAMS, std::uintptr_t delta, std::uintptr_t stream) {
+        const auto bp = attention_backward_params(PYFAST_ATTENTION_BWD_ARGS);
         py::gil_scoped_release nogil;
         pyfast::attention::attention_bwd_cuda(bp, as_ptr<float>(delta), stream);
       },
@@ -86,23 +75,15 @@ void bind_attention(py::module_& m) {
 // ================================================================================================
 // masking (issue #8)
 // ================================================================================================
-// Same arguments as the CPU module's mask_tokens_ (bindings.cpp), device pointers, then the scratch buffers
-// (error flag, keys, word_first, word_last; 0 where the mode needs none) and the stream.
+// Same arguments as the CPU module's mask_tokens_ (PYFAST_MASK_TOKENS_PARAMS, masking/masking_pack.h), device
+// pointers, then the scratch buffers (error flag, keys, word_first, word_last; 0 where the mode needs none) and the
+// stream.
 void bind_masking(py::module_& m) {
   m.def(
       "mask_tokens",
-      [](int64_t batch, int64_t seq_len, std::uintptr_t input_ids, int64_t ids_row_stride, std::uintptr_t special_mask,
-         int64_t special_row_stride, std::uintptr_t special_id_bits, std::uintptr_t word_starts,
-         int64_t word_starts_row_stride, std::uintptr_t excluded_ids, int64_t num_excluded_ids, int64_t vocab_size,
-         int64_t mask_token_id, float mlm_probability, float mask_replace_prob, float mask_or_random_prob,
-         int64_t max_predictions, bool span, float span_start_prob, std::vector<float> span_length_cdf,
-         uint64_t seed, std::uintptr_t out_ids, std::uintptr_t labels, std::uintptr_t error, std::uintptr_t keys,
-         int64_t keys_row_stride, std::uintptr_t word_first, std::uintptr_t word_last, std::uintptr_t stream) {
-        pyfast::MaskTokensParams p = pyfast::pack_mask_tokens_params(
-            batch, seq_len, input_ids, ids_row_stride, special_mask, special_row_stride, special_id_bits, word_starts,
-            word_starts_row_stride, excluded_ids, num_excluded_ids, vocab_size, mask_token_id, mlm_probability,
-            mask_replace_prob, mask_or_random_prob, max_predictions, span, span_start_prob, span_length_cdf, seed,
-            out_ids, labels);
+      [](PYFAST_MASK_TOKENS_PARAMS, std::uintptr_t error, std::uintptr_t keys, int64_t keys_row_stride,
+         std::uintptr_t word_first, std::uintptr_t word_last, std::uintptr_t stream) {
+        const pyfast::MaskTokensParams p = pyfast::pack_mask_tokens_params(PYFAST_MASK_TOKENS_ARGS);
         pyfast::MaskTokensCudaScratch s;
         s.error = as_ptr<int64_t>(error);
         s.keys = as_ptr<uint64_t>(keys);
@@ -121,13 +102,9 @@ void bind_masking(py::module_& m) {
 void bind_sgns(py::module_& m) {
   m.def(
       "sgns_forward",
-      [](std::uintptr_t in_weight, std::uintptr_t out_weight, int64_t in_stride, int64_t out_stride,
-         std::uintptr_t centers, std::uintptr_t contexts, std::uintptr_t negatives, int64_t num_embeddings,
-         int64_t dim, int64_t num_pairs, int64_t num_negatives, int dtype, std::uintptr_t loss, std::uintptr_t coef,
-         std::uintptr_t center_rows, std::uintptr_t in_grad_dir, std::uintptr_t error, std::uintptr_t stream) {
-        const pyfast::SgnsParams p = pyfast::make_sgns_params(in_weight, out_weight, in_stride, out_stride, centers,
-                                                              contexts, negatives, num_embeddings, dim, num_pairs,
-                                                              num_negatives, dtype);
+      [](PYFAST_SGNS_PARAMS, std::uintptr_t loss, std::uintptr_t coef, std::uintptr_t center_rows,
+         std::uintptr_t in_grad_dir, std::uintptr_t error, std::uintptr_t stream) {
+        const pyfast::SgnsParams p = pyfast::make_sgns_params(PYFAST_SGNS_ARGS);
         py::gil_scoped_release nogil;
         pyfast::sgns_forward_cuda(p, as_ptr<void>(loss), as_ptr<void>(coef), as_ptr<void>(center_rows),
                                   as_ptr<void>(in_grad_dir), as_ptr<int64_t>(error), stream);

@@ -1,5 +1,6 @@
-"""Shared test helpers: devices to parametrise over, an assert_close that says where the worst element is, and a
-target for two-process DDP tests."""
+"""Shared test helpers: devices to parametrise over, an assert_close that says where the worst element is, a
+target for two-process DDP tests, the attention shapes and masking batches/modes the CPU, GPU and emulated-GPU
+tests share."""
 from __future__ import annotations
 
 import os
@@ -57,3 +58,56 @@ def spawn_target(rank: int, fn, *args) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+# (B, Hq, Hkv, L, S, E, Ev) every attention backend is checked on: sizes of 1, primes, head dims 1..256, Ev != E.
+# Each test file adds the shapes around its own kernel's tiles.
+ATTENTION_SHAPES = [
+    (1, 1, 1, 1, 1, 16, 16),
+    (2, 3, 3, 37, 53, 20, 24),
+    (1, 2, 2, 97, 61, 64, 64),
+    (1, 1, 1, 130, 70, 33, 17),
+    (2, 2, 2, 1, 7, 128, 128),
+    (1, 1, 1, 23, 29, 256, 256),
+    (1, 1, 1, 31, 17, 1, 3),
+]
+
+
+def masking_batch(b: int, l: int, seed: int, vocab_size: int) -> tuple:
+    """(ids, word_starts) for the masking kernels' CPU-vs-GPU comparisons: ids (b, l) int64 in [5, vocab_size) with
+    1 first, 2 last and 0 padding after a random length (ids 0-4 are the special tokens), word_starts (b, l) bool."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab_size, (b, l), generator=g)
+    if l >= 2:
+        ids[:, 0], ids[:, -1] = 1, 2
+    if l > 3:
+        lengths = torch.randint(2, l + 1, (b,), generator=g)
+        ids[torch.arange(l)[None, :] >= lengths[:, None]] = 0
+    return ids, torch.rand(ids.shape, generator=g) < 0.6
+
+
+def masking_mode_kwargs(mode: str, ids: torch.Tensor, word_starts: torch.Tensor, special_token_ids, **kw) -> dict:
+    """kw plus mask_tokens' keywords for one mode of the bitwise sweeps: specials by id, or by a column mask
+    ("mask_col"); "...word" adds word_starts, "exact..." max_predictions = L // 5, "span..." span masking."""
+    kw = dict(kw)
+    if mode == "mask_col":
+        kw["special_tokens_mask"] = ids == 0
+    else:
+        kw["special_token_ids"] = special_token_ids
+    if mode.endswith("word"):
+        kw["word_starts"] = word_starts
+    if mode.startswith("exact"):
+        kw["max_predictions"] = max(1, ids.shape[1] // 5)
+    if mode.startswith("span"):
+        kw["span_masking"] = True
+    return kw
+
+
+def assert_masking_equal(mode: str, cpu: tuple, other: tuple, other_name: str) -> None:
+    """(masked ids, labels) of another backend equal the CPU kernel's bit for bit; the message gives the first
+    differing position and how many differ."""
+    (co, cl), (go, gl) = cpu, other
+    for name, c, g in (("labels", cl, gl), ("masked ids", co, go)):
+        diff = torch.nonzero(c != g)
+        assert diff.numel() == 0, (f"{mode}: {name} differ at {diff.shape[0]} positions, first {diff[0].tolist()}: "
+                                   f"cpu {c[tuple(diff[0])]}, {other_name} {g[tuple(diff[0])]}")

@@ -12,7 +12,7 @@ import math
 
 import pytest
 import torch
-from helpers import assert_close
+from helpers import ATTENTION_SHAPES, assert_close, assert_masking_equal, masking_batch, masking_mode_kwargs
 
 import pyfast
 from pyfast.ops import attention as ops
@@ -72,16 +72,9 @@ def _check(q, k, v, mask=None, is_causal=False, out_tol=F32_OUT, grad_tol=F32_GR
         assert_close(g, w, name=name, **grad_tol)
 
 
-SHAPES = [  # (B, Hq, Hkv, L, S, E, Ev): sizes of 1, primes, one past a tile (16 rows, 32 keys), head dims 1..256
-    (1, 1, 1, 1, 1, 16, 16),
-    (2, 3, 3, 37, 53, 20, 24),
-    (1, 2, 2, 97, 61, 64, 64),
-    (1, 1, 1, 130, 70, 33, 17),
-    (2, 2, 2, 1, 7, 128, 128),
+SHAPES = ATTENTION_SHAPES + [  # and around the CUDA tile (16 rows, 32 keys): one past it, exactly it, many
     (1, 1, 1, 17, 33, 64, 64),
     (1, 2, 2, 16, 32, 64, 64),
-    (1, 1, 1, 23, 29, 256, 256),
-    (1, 1, 1, 31, 17, 1, 3),
     (1, 1, 1, 300, 301, 80, 96),
 ]
 
@@ -276,18 +269,6 @@ def test_multihead_self_attention_module_on_cuda_matches_cpu():
 MASK_V, MASK_ID, MASK_SPECIALS = 97, 4, [0, 1, 2, 3, 4]
 
 
-def _mask_batch(b, l, seed):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, MASK_V, (b, l), generator=g)
-    if l >= 2:
-        ids[:, 0], ids[:, -1] = 1, 2
-    if l > 3:
-        lengths = torch.randint(2, l + 1, (b,), generator=g)
-        ids[torch.arange(l)[None, :] >= lengths[:, None]] = 0
-    starts = torch.rand(ids.shape, generator=g) < 0.6
-    return ids, starts
-
-
 def _mask_both(ids, **kw):
     """(cpu outputs, gpu outputs moved to the cpu) for the same arguments (tensors in kw are moved alike)."""
     cpu = mask_tokens(ids, **kw)
@@ -302,23 +283,10 @@ def _mask_both(ids, **kw):
 @pytest.mark.parametrize("mode", ["piece", "word", "exact", "exact_word", "span", "span_word", "mask_col"])
 @pytest.mark.parametrize("seed", [0, 12345, 2**64 - 1])
 def test_masking_gpu_bitwise_equals_cpu(b, l, mode, seed):
-    ids, starts = _mask_batch(b, l, seed=b * 1000 + l)
-    kw = dict(mask_token_id=MASK_ID, vocab_size=MASK_V, mlm_probability=0.3, seed=seed)
-    if mode == "mask_col":
-        kw["special_tokens_mask"] = ids == 0
-    else:
-        kw["special_token_ids"] = MASK_SPECIALS
-    if mode.endswith("word"):
-        kw["word_starts"] = starts
-    if mode.startswith("exact"):
-        kw["max_predictions"] = max(1, l // 5)
-    if mode.startswith("span"):
-        kw["span_masking"] = True
-    (co, cl), (go, gl) = _mask_both(ids, **kw)
-    for name, c, g in (("labels", cl, gl), ("masked ids", co, go)):
-        diff = torch.nonzero(c != g)
-        assert diff.numel() == 0, (f"{mode}: {name} differ at {diff.shape[0]} positions, first {diff[0].tolist()}: "
-                                   f"cpu {c[tuple(diff[0])]}, gpu {g[tuple(diff[0])]}")
+    ids, starts = masking_batch(b, l, seed=b * 1000 + l, vocab_size=MASK_V)
+    kw = masking_mode_kwargs(mode, ids, starts, MASK_SPECIALS, mask_token_id=MASK_ID, vocab_size=MASK_V,
+                             mlm_probability=0.3, seed=seed)
+    assert_masking_equal(mode, *_mask_both(ids, **kw), "gpu")
 
 
 @pytest.mark.parametrize("kw", [dict(mlm_probability=1.0), dict(mlm_probability=0.0), dict(max_predictions=0),
@@ -326,14 +294,14 @@ def test_masking_gpu_bitwise_equals_cpu(b, l, mode, seed):
                                 dict(span_masking=True, span_p=1.0, max_span_words=1),
                                 dict(span_masking=True, mlm_probability=0.9, max_span_words=64)])
 def test_masking_gpu_edge_probabilities_equal_cpu(kw):
-    ids, starts = _mask_batch(5, 300, seed=3)
+    ids, starts = masking_batch(5, 300, seed=3, vocab_size=MASK_V)
     (co, cl), (go, gl) = _mask_both(ids, mask_token_id=MASK_ID, vocab_size=MASK_V, special_token_ids=MASK_SPECIALS,
                                     word_starts=starts, seed=77, **kw)
     assert torch.equal(cl, gl) and torch.equal(co, go)
 
 
 def test_masking_gpu_dtypes_shapes_strides():
-    ids, _ = _mask_batch(4, 50, seed=9)
+    ids, _ = masking_batch(4, 50, seed=9, vocab_size=MASK_V)
     kw = dict(mask_token_id=MASK_ID, vocab_size=MASK_V, special_token_ids=MASK_SPECIALS, seed=5)
     for x in (ids.to(torch.int32), ids[0], ids.t().contiguous().t(), ids[:, ::2]):
         (co, cl), (go, gl) = _mask_both(x, **kw)
@@ -347,7 +315,7 @@ def test_masking_gpu_dtypes_shapes_strides():
 
 @pytest.mark.parametrize("extra", [dict(), dict(max_predictions=3), dict(span_masking=True), dict(word_starts=True)])
 def test_masking_gpu_bad_id_raises_like_cpu(extra):
-    ids, starts = _mask_batch(3, 300, seed=2)
+    ids, starts = masking_batch(3, 300, seed=2, vocab_size=MASK_V)
     ids[1, 260] = MASK_V
     ids[2, 5] = -7  # a later row: the first bad position (row-major) is reported, as on the CPU
     kw = dict(mask_token_id=MASK_ID, vocab_size=MASK_V, special_token_ids=MASK_SPECIALS, seed=1, **extra)

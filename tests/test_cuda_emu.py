@@ -17,7 +17,7 @@ import types
 
 import pytest
 import torch
-from helpers import assert_close
+from helpers import assert_close, assert_masking_equal, masking_batch, masking_mode_kwargs
 
 from pyfast import _native
 from pyfast.ops import mask_tokens
@@ -49,17 +49,6 @@ def emu(monkeypatch, emu_module):
 V, MASK, SPECIALS = 97, 4, (0, 1, 2, 3, 4)
 
 
-def _batch(b, l, seed):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, V, (b, l), generator=g)
-    if l >= 2:
-        ids[:, 0], ids[:, -1] = 1, 2
-    if l > 3:
-        lengths = torch.randint(2, l + 1, (b,), generator=g)
-        ids[torch.arange(l)[None, :] >= lengths[:, None]] = 0
-    return ids, torch.rand(ids.shape, generator=g) < 0.6
-
-
 def _emulated_mask_tokens(ids, *, special_tokens_mask=None, special_token_ids=None, word_starts=None,
                           max_predictions=None, span_masking=False, mlm_probability=0.15, seed=0, **extra):
     """mask_tokens' CUDA branch (pyfast.ops.masking_cuda) on host tensors, with mask_tokens' defaults."""
@@ -77,24 +66,10 @@ def _emulated_mask_tokens(ids, *, special_tokens_mask=None, special_token_ids=No
 @pytest.mark.parametrize("mode", ["piece", "word", "exact", "exact_word", "span", "span_word", "mask_col"])
 @pytest.mark.parametrize("seed", [0, 2**64 - 1])
 def test_emulated_masking_bitwise_equals_cpu(emu, b, l, mode, seed):
-    ids, starts = _batch(b, l, seed=b * 1000 + l)
-    kw = dict(mlm_probability=0.3, seed=seed)
-    if mode == "mask_col":
-        kw["special_tokens_mask"] = ids == 0
-    else:
-        kw["special_token_ids"] = SPECIALS
-    if mode.endswith("word"):
-        kw["word_starts"] = starts
-    if mode.startswith("exact"):
-        kw["max_predictions"] = max(1, l // 5)
-    if mode.startswith("span"):
-        kw["span_masking"] = True
+    ids, starts = masking_batch(b, l, seed=b * 1000 + l, vocab_size=V)
+    kw = masking_mode_kwargs(mode, ids, starts, SPECIALS, mlm_probability=0.3, seed=seed)
     co, cl = mask_tokens(ids, mask_token_id=MASK, vocab_size=V, **kw)
-    go, gl = _emulated_mask_tokens(ids, **kw)
-    for name, c, g in (("labels", cl, gl), ("masked ids", co, go)):
-        diff = torch.nonzero(c != g)
-        assert diff.numel() == 0, (f"{mode}: {name} differ at {diff.shape[0]} positions, first {diff[0].tolist()}: "
-                                   f"cpu {c[tuple(diff[0])]}, emulated gpu {g[tuple(diff[0])]}")
+    assert_masking_equal(mode, (co, cl), _emulated_mask_tokens(ids, **kw), "emulated gpu")
     assert (cl != -100).any() or l < 4  # the comparison is not vacuous
 
 
@@ -102,7 +77,7 @@ def test_emulated_masking_bitwise_equals_cpu(emu, b, l, mode, seed):
                                    dict(mask_replace_prob=0.0, random_replace_prob=1.0),
                                    dict(span_masking=True, mlm_probability=0.9, max_span_words=64)])
 def test_emulated_masking_edges_equal_cpu(emu, extra):
-    ids, starts = _batch(3, 70, seed=3)
+    ids, starts = masking_batch(3, 70, seed=3, vocab_size=V)
     kw = dict(special_token_ids=SPECIALS, word_starts=starts, seed=77, **extra)
     co, cl = mask_tokens(ids, mask_token_id=MASK, vocab_size=V, **kw)
     go, gl = _emulated_mask_tokens(ids, **kw)
@@ -111,7 +86,7 @@ def test_emulated_masking_edges_equal_cpu(emu, extra):
 
 @pytest.mark.parametrize("extra", [dict(), dict(max_predictions=3), dict(span_masking=True)])
 def test_emulated_masking_bad_id_flag(emu, extra):
-    ids, _ = _batch(3, 300, seed=2)
+    ids, _ = masking_batch(3, 300, seed=2, vocab_size=V)
     ids[1, 260] = V
     ids[2, 5] = -7
     with pytest.raises(ValueError, match=r"input_ids\[1, 260\] = 97 is outside the vocabulary \[0, 97\)"):

@@ -5,6 +5,8 @@
 #pragma once
 #include <cstdint>
 
+#include "common/checks.h"
+
 namespace pyfast {
 namespace attention {
 
@@ -62,6 +64,21 @@ struct AttentionBackwardParams {
 };
 
 constexpr uint32_t kDropoutStream = 0x41D0;
+
+// The params the dropout keep-mask entry points (CPU and CUDA) draw with: only the sizes, dropout_p and seed matter.
+// `op` names the entry point in the ValueError for a dropout_p outside [0, 1).
+inline AttentionParams dropout_keep_mask_params(int64_t batch, int64_t heads, int64_t q_len, int64_t kv_len,
+                                                float dropout_p, uint64_t seed, const char* op) {
+  PYFAST_CHECK_ARG(dropout_p >= 0.0f && dropout_p < 1.0f, op, "dropout_p must be in [0, 1)");
+  AttentionParams p;
+  p.batch = batch;
+  p.q_heads = heads;
+  p.q_len = q_len;
+  p.kv_len = kv_len;
+  p.dropout_p = dropout_p;
+  p.seed = seed;
+  return p;
+}
 
 // Forward: fills params.out and params.lse.
 void attention_fwd_cpu(const AttentionParams& params);

@@ -545,14 +545,8 @@ void attention_bwd_cpu(const AttentionBackwardParams& params) {
 
 void attention_dropout_keep_mask(uint8_t* keep, int64_t batch, int64_t heads, int64_t q_len, int64_t kv_len,
                                  float dropout_p, uint64_t seed) {
-  AttentionParams p;
-  p.batch = batch;
-  p.q_heads = heads;
-  p.q_len = q_len;
-  p.kv_len = kv_len;
-  p.dropout_p = dropout_p;
-  p.seed = seed;
-  PYFAST_CHECK_ARG(dropout_p >= 0.0f && dropout_p < 1.0f, "attention_dropout_mask", "dropout_p must be in [0, 1)");
+  const AttentionParams p =
+      dropout_keep_mask_params(batch, heads, q_len, kv_len, dropout_p, seed, "attention_dropout_mask");
   parallel_for(batch * heads * q_len, 64, [&](int64_t begin, int64_t end, int) {
     std::vector<float> f(static_cast<size_t>(kv_len));
     for (int64_t r = begin; r < end; ++r) {

@@ -1087,14 +1087,8 @@ void attention_bwd_cuda(const AttentionBackwardParams& params, float* delta, std
 
 void attention_dropout_keep_mask_cuda(uint8_t* keep, int64_t batch, int64_t heads, int64_t q_len, int64_t kv_len,
                                       float dropout_p, uint64_t seed, std::uintptr_t stream) {
-  PYFAST_CHECK_ARG(dropout_p >= 0.0f && dropout_p < 1.0f, "attention_dropout_mask_cuda", "dropout_p must be in [0, 1)");
-  AttentionParams p;
-  p.batch = batch;
-  p.q_heads = heads;
-  p.q_len = q_len;
-  p.kv_len = kv_len;
-  p.dropout_p = dropout_p;
-  p.seed = seed;
+  const AttentionParams p =
+      dropout_keep_mask_params(batch, heads, q_len, kv_len, dropout_p, seed, "attention_dropout_mask_cuda");
   const int64_t n = batch * heads * q_len * kv_len;
   if (n == 0) return;
   const unsigned blocks = static_cast<unsigned>(imin(ceil_div(n, 256), 65535));

@@ -21,12 +21,23 @@ inline Strided attention_strided(const std::vector<int64_t>& t) {
   return s;
 }
 
+// The arguments pyfast/ops/attention.py passes first to every attention binding (CPU and CUDA), written once: a
+// forward binding's lambda takes PYFAST_ATTENTION_PARAMS (then its own extras) and forwards PYFAST_ATTENTION_ARGS
+// to attention_params; a backward's takes PYFAST_ATTENTION_BWD_PARAMS and calls attention_backward_params.
+#define PYFAST_ATTENTION_PARAMS                                                                                     \
+  int dtype, const std::vector<int64_t>& sizes, double scale, bool is_causal, const std::vector<int64_t>& q,        \
+      const std::vector<int64_t>& k, const std::vector<int64_t>& v, const std::vector<int64_t>& out,                \
+      const std::vector<int64_t>& mask, const std::vector<int64_t>& lse, const std::vector<int64_t>& cu,            \
+      double dropout_p, uint64_t seed
+#define PYFAST_ATTENTION_ARGS dtype, sizes, scale, is_causal, q, k, v, out, mask, lse, cu, dropout_p, seed
+// The backward's: the forward's, then dout, dq, dk, dv (strided like q, k, v).
+#define PYFAST_ATTENTION_BWD_PARAMS                                                                                 \
+  PYFAST_ATTENTION_PARAMS, const std::vector<int64_t>& dout, const std::vector<int64_t>& dq,                       \
+      const std::vector<int64_t>& dk, const std::vector<int64_t>& dv
+#define PYFAST_ATTENTION_BWD_ARGS PYFAST_ATTENTION_ARGS, dout, dq, dk, dv
+
 // sizes = (B, Hq, Hkv, L, S, E, Ev); lse = (ptr, batch_stride, head_stride); cu = (cu_q ptr, cu_k ptr).
-inline AttentionParams attention_params(int dtype, const std::vector<int64_t>& sizes, double scale, bool is_causal,
-                                        const std::vector<int64_t>& q, const std::vector<int64_t>& k,
-                                        const std::vector<int64_t>& v, const std::vector<int64_t>& out,
-                                        const std::vector<int64_t>& mask, const std::vector<int64_t>& lse,
-                                        const std::vector<int64_t>& cu, double dropout_p, uint64_t seed) {
+inline AttentionParams attention_params(PYFAST_ATTENTION_PARAMS) {
   PYFAST_CHECK_ARG(sizes.size() == 7 && lse.size() == 3 && cu.size() == 2, "attention", "bad argument packing");
   AttentionParams p;
   p.dtype = static_cast<ElemType>(dtype);
@@ -52,6 +63,16 @@ inline AttentionParams attention_params(int dtype, const std::vector<int64_t>& s
   p.dropout_p = static_cast<float>(dropout_p);
   p.seed = seed;
   return p;
+}
+
+inline AttentionBackwardParams attention_backward_params(PYFAST_ATTENTION_BWD_PARAMS) {
+  AttentionBackwardParams bp;
+  bp.fwd = attention_params(PYFAST_ATTENTION_ARGS);
+  bp.dout = attention_strided(dout);
+  bp.dq = attention_strided(dq);
+  bp.dk = attention_strided(dk);
+  bp.dv = attention_strided(dv);
+  return bp;
 }
 
 }  // namespace attention

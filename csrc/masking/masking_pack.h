@@ -10,14 +10,25 @@
 
 namespace pyfast {
 
+// The arguments pyfast/ops/masking.py passes to both backends' binding (CPU mask_tokens_, CUDA mask_tokens, which
+// appends its scratch buffers and stream), in that order: written once here, so the two bindings' lambdas and
+// pack_mask_tokens_params cannot drift apart. A lambda takes PYFAST_MASK_TOKENS_PARAMS and forwards
+// PYFAST_MASK_TOKENS_ARGS; the Python-visible names are the parameter names (bindings.cpp's py::arg list).
+#define PYFAST_MASK_TOKENS_PARAMS                                                                                   \
+  int64_t batch, int64_t seq_len, std::uintptr_t input_ids, int64_t ids_row_stride, std::uintptr_t special_mask,    \
+      int64_t special_row_stride, std::uintptr_t special_id_bits, std::uintptr_t word_starts,                       \
+      int64_t word_starts_row_stride, std::uintptr_t excluded_ids, int64_t num_excluded_ids, int64_t vocab_size,    \
+      int64_t mask_token_id, float mlm_probability, float mask_replace_prob, float mask_or_random_prob,             \
+      int64_t max_predictions, bool span, float span_start_prob, const std::vector<float>& span_length_cdf,         \
+      uint64_t seed, std::uintptr_t out_ids, std::uintptr_t labels
+#define PYFAST_MASK_TOKENS_ARGS                                                                                     \
+  batch, seq_len, input_ids, ids_row_stride, special_mask, special_row_stride, special_id_bits, word_starts,        \
+      word_starts_row_stride, excluded_ids, num_excluded_ids, vocab_size, mask_token_id, mlm_probability,           \
+      mask_replace_prob, mask_or_random_prob, max_predictions, span, span_start_prob, span_length_cdf, seed,        \
+      out_ids, labels
+
 // span_length_cdf is borrowed (it must outlive the kernel call): the cdf table stays in host memory.
-inline MaskTokensParams pack_mask_tokens_params(
-    int64_t batch, int64_t seq_len, std::uintptr_t input_ids, int64_t ids_row_stride, std::uintptr_t special_mask,
-    int64_t special_row_stride, std::uintptr_t special_id_bits, std::uintptr_t word_starts,
-    int64_t word_starts_row_stride, std::uintptr_t excluded_ids, int64_t num_excluded_ids, int64_t vocab_size,
-    int64_t mask_token_id, float mlm_probability, float mask_replace_prob, float mask_or_random_prob,
-    int64_t max_predictions, bool span, float span_start_prob, const std::vector<float>& span_length_cdf,
-    uint64_t seed, std::uintptr_t out_ids, std::uintptr_t labels) {
+inline MaskTokensParams pack_mask_tokens_params(PYFAST_MASK_TOKENS_PARAMS) {
   MaskTokensParams p;
   p.batch = batch;
   p.seq_len = seq_len;

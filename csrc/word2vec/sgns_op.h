@@ -28,11 +28,19 @@ struct SgnsParams {
   DType dtype = DType::kFloat32;       // of both weights, the per-pair loss, coef and grad_loss
 };
 
-// What the CPU and CUDA bindings build from the integers pyfast/ops/sgns.py passes (pointers as ints).
-inline SgnsParams make_sgns_params(std::uintptr_t in_weight, std::uintptr_t out_weight, int64_t in_stride,
-                                   int64_t out_stride, std::uintptr_t centers, std::uintptr_t contexts,
-                                   std::uintptr_t negatives, int64_t num_embeddings, int64_t dim, int64_t num_pairs,
-                                   int64_t num_negatives, int dtype) {
+// The integers pyfast/ops/sgns.py passes first to the forward bindings (CPU and CUDA; pointers as ints), written
+// once: a binding's lambda takes PYFAST_SGNS_PARAMS (then its own extras) and forwards PYFAST_SGNS_ARGS to
+// make_sgns_params.
+#define PYFAST_SGNS_PARAMS                                                                                          \
+  std::uintptr_t in_weight, std::uintptr_t out_weight, int64_t in_stride, int64_t out_stride, std::uintptr_t centers,\
+      std::uintptr_t contexts, std::uintptr_t negatives, int64_t num_embeddings, int64_t dim, int64_t num_pairs,    \
+      int64_t num_negatives, int dtype
+#define PYFAST_SGNS_ARGS                                                                                            \
+  in_weight, out_weight, in_stride, out_stride, centers, contexts, negatives, num_embeddings, dim, num_pairs,       \
+      num_negatives, dtype
+
+// What the CPU and CUDA bindings build from those integers.
+inline SgnsParams make_sgns_params(PYFAST_SGNS_PARAMS) {
   SgnsParams p;
   p.in_weight = reinterpret_cast<const void*>(in_weight);
   p.out_weight = reinterpret_cast<const void*>(out_weight);
