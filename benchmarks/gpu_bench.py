@@ -113,19 +113,20 @@ def bench_attention(budget_s: float, reps: int) -> dict:
     return dict(cases=results, skipped_for_time=skipped)
 
 
-def _time_wall_interleaved(contenders: dict, reps: int) -> dict:
+def _time_wall_interleaved(contenders: dict, reps: int, sync=None) -> dict:
     """Median wall ms per contender, interleaved A B C, A B C, ... (one warm-up each first). The device is
     synchronised before and after every call, so CPU, GPU and mixed contenders are timed alike."""
+    sync = torch.cuda.synchronize if sync is None else sync
     times = {name: [] for name in contenders}
     for fn in contenders.values():
         fn()
-    torch.cuda.synchronize()
+    sync()
     for _ in range(reps):
         for name, fn in contenders.items():
-            torch.cuda.synchronize()
+            sync()
             t0 = time.perf_counter()
             fn()
-            torch.cuda.synchronize()
+            sync()
             times[name].append((time.perf_counter() - t0) * 1e3)
     return {name: statistics.median(t) for name, t in times.items()}
 
@@ -208,49 +209,61 @@ def bench_masking(reps: int) -> dict:
     return dict(cases=cases, timing="wall clock with device syncs, interleaved, median of reps")
 
 
-def bench_sgns(reps: int) -> dict:
-    """pairs/s of a forward + backward (sparse gradients) of pyfast.sgns_loss on GPU tensors vs the plain PyTorch
-    module (two nn.Embedding(sparse=True), bmm, logsigmoid) on the GPU. Checked first: same loss and gradients."""
-    from pyfast.ops import sgns_loss
+def bench_sgns(reps: int, device: str = "cuda") -> dict:
+    """pairs/s of one training step of issue #6 (zero_grad, forward, backward with sparse gradients,
+    torch.optim.SGD) of pyfast.nn.SkipGramNS on GPU tensors vs the plain PyTorch module (two nn.Embedding(sparse=True),
+    bmm, logsigmoid) on the GPU, the same weights and batch. Checked first: same loss and gradients. The first case
+    is the issue's shape (V=50k, D=128, N=4096, K=5); the others are larger. ``device`` exists so the section can be
+    smoke-tested on a CPU."""
+    from pyfast.nn import SkipGramNS
     from pyfast.reference.sgns import TorchSkipGramNS
 
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     cases = []
-    for v, d, n, k in ((100_000, 128, 8192, 5), (100_000, 300, 8192, 5), (1_000_000, 128, 65536, 5),
-                       (50_000, 100, 4096, 20)):
-        case = dict(V=v, D=d, N=n, K=k, dtype="float32", sparse=True)
+    for v, d, n, k in ((50_000, 128, 4096, 5), (100_000, 128, 8192, 5), (100_000, 300, 8192, 5),
+                       (1_000_000, 128, 65536, 5), (50_000, 100, 4096, 20)):
+        case = dict(V=v, D=d, N=n, K=k, dtype="float32", sparse=True, timed="zero_grad + forward + backward + SGD")
         torch.manual_seed(0)
-        with torch.device("cuda"):  # initialised on the device: no 0.5 GB host-side init and copy
-            model = TorchSkipGramNS(v, d, sparse=True)
-        w_in, w_out = model.in_embed.weight, model.out_embed.weight
-        centers = torch.randint(0, v, (n,), device="cuda")
-        contexts = torch.randint(0, v, (n,), device="cuda")
-        negatives = torch.randint(0, v, (n, k), device="cuda")
+        with torch.device(device):  # initialised on the device: no host-side init and copy
+            plain_model = TorchSkipGramNS(v, d, sparse=True)
+            ours_model = SkipGramNS(v, d, sparse=True)
+            with torch.no_grad():
+                ours_model.in_embed.weight.copy_(plain_model.in_embed.weight)
+                ours_model.out_embed.weight.normal_(0.0, 0.1)
+                plain_model.out_embed.weight.copy_(ours_model.out_embed.weight)
+            centers = torch.randint(0, v, (n,))
+            contexts = torch.randint(0, v, (n,))
+            negatives = torch.randint(0, v, (n, k))
+        models = {"pyfast_gpu": ours_model, "torch_embedding_sparse_gpu": plain_model}
+        opts = {name: torch.optim.SGD(m.parameters(), lr=0.025) for name, m in models.items()}
 
-        def ours():
-            w_in.grad = w_out.grad = None
-            sgns_loss(w_in, w_out, centers, contexts, negatives, sparse=True).backward()
+        def stepper(name):
+            model, opt = models[name], opts[name]
 
-        def plain():
-            w_in.grad = w_out.grad = None
-            model(centers, contexts, negatives).backward()
+            def step():
+                opt.zero_grad(set_to_none=True)
+                model(centers, contexts, negatives).backward()
+                opt.step()
+            return step
 
         try:
-            w_in.grad = w_out.grad = None
-            mine = sgns_loss(w_in, w_out, centers, contexts, negatives, sparse=True)
-            mine.backward()
-            ga, gb = w_in.grad.to_dense(), w_out.grad.to_dense()
-            w_in.grad = w_out.grad = None
-            theirs = model(centers, contexts, negatives)
-            theirs.backward()
-            ta, tb = w_in.grad.to_dense(), w_out.grad.to_dense()
-            case["loss_abs_diff"] = abs(mine.item() - theirs.item())
-            case["grad_in_max_abs_diff"] = (ga - ta).abs().max().item()
-            case["grad_out_max_abs_diff"] = (gb - tb).abs().max().item()
-            del ga, gb, ta, tb
+            losses, grads = {}, {}
+            for name, model in models.items():
+                model.zero_grad(set_to_none=True)
+                loss = model(centers, contexts, negatives)
+                loss.backward()
+                losses[name] = loss.item()
+                grads[name] = [p.grad.to_dense() for p in (model.in_embed.weight, model.out_embed.weight)]
+            mine, theirs = grads["pyfast_gpu"], grads["torch_embedding_sparse_gpu"]
+            case["loss_abs_diff"] = abs(losses["pyfast_gpu"] - losses["torch_embedding_sparse_gpu"])
+            case["grad_in_max_abs_diff"] = (mine[0] - theirs[0]).abs().max().item()
+            case["grad_out_max_abs_diff"] = (mine[1] - theirs[1]).abs().max().item()
+            case["grad_max_abs"] = max(g.abs().max().item() for g in theirs)
+            del grads, mine, theirs
         except Exception as exc:
             case["check_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         try:
-            ms = _time_wall_interleaved({"pyfast_gpu": ours, "torch_embedding_sparse_gpu": plain}, reps)
+            ms = _time_wall_interleaved({name: stepper(name) for name in models}, reps, sync)
             for name, t in ms.items():
                 case[name] = dict(ms=t, pairs_per_s=n / t * 1e3)
             case["speedup_pyfast_vs_torch"] = ms["torch_embedding_sparse_gpu"] / ms["pyfast_gpu"]
@@ -258,9 +271,10 @@ def bench_sgns(reps: int) -> dict:
             case["timing_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         cases.append(case)
         print(json.dumps(case), flush=True)
-        del model, w_in, w_out
-        torch.cuda.empty_cache()
-    return dict(cases=cases, timing="forward + backward (sparse grads), wall clock with syncs, interleaved, median")
+        del models, opts, plain_model, ours_model
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return dict(cases=cases, timing="one SGD step (sparse grads), wall clock with syncs, interleaved, median")
 
 
 def main() -> int:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# One-shot GPU verification for issue #8, for a lent GPU machine (see /work/.library/device/*.md): build the CUDA
+# One-shot GPU verification for issues #8 and #6 (and #5's masking kernel), for a lent GPU machine (see /work/.library/device/*.md): build the CUDA
 # module for the GPU at hand, run the CUDA tests, benchmark, and leave everything under $OUT:
 #   $OUT/gpu-<date>.json   benchmark record (masking tokens/s, SGNS pairs/s, attention TFLOP/s vs torch SDPA)
-#   $OUT/build.log, $OUT/tests.log, $OUT/tests.xml (junit), $OUT/bench-<section>.log
+#   $OUT/env.txt, $OUT/build.log, $OUT/tests.log, $OUT/tests.xml (junit), $OUT/bench.log
 # Sized for ~8 minutes on an H200 (16 cores): in-place build for the local arch only (~1-3 min of nvcc), tests
 # (<= 120 s), then one process per benchmark section (masking <= 45 s, SGNS <= 60 s, attention <= 150 s) so a
 # crash or a sticky CUDA fault in one section loses nothing of the others (each merges into the same JSON).
@@ -14,7 +14,9 @@ OUT="${OUT:-$PWD/gpu-out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1
-date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$OUT/nvidia-smi.txt"
+export PATH="$PATH:/usr/local/cuda/bin"   # nvcc, where the image keeps it off the PATH
+# At most 8 files come back from a lent machine: env.txt, build.log, tests.log, tests.xml, bench.log, the JSON.
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; command -v nvcc && nvcc --version | tail -n 2; "$PY" -c 'import sys, sysconfig, os, torch; inc = sysconfig.get_paths()["include"]; print(sys.version.split()[0], torch.__version__, inc, "headers:", os.path.exists(os.path.join(inc, "Python.h")))'; } 2>&1 | tee "$OUT/env.txt"
 
 # Arch of GPU 0 (90 on Hopper, 80 on Ampere); fall back to both.
 ARCH="$("$PY" -c 'import torch; c=torch.cuda.get_device_capability(0); print(f"{c[0]}{c[1]}")' 2>/dev/null || echo "80;90")"
@@ -27,7 +29,7 @@ if [ "$build_rc" -ne 0 ]; then
   # Fallback: the pip route the README documents.
   PYFAST_CUDA=ON "$PY" -m pip install --no-build-isolation --no-deps -q . >> "$OUT/build.log" 2>&1 || exit 2
 fi
-PYTHONPATH=. "$PY" -c 'import pyfast, json; print(json.dumps(pyfast.info()))' | tee "$OUT/info.json"
+PYTHONPATH=. "$PY" -c 'import pyfast, json; print(json.dumps(pyfast.info()))' 2>&1 | tee -a "$OUT/env.txt"
 
 t0=$(date +%s)
 PYTHONPATH=. timeout 120 "$PY" -m pytest -q -p no:cacheprovider --junitxml="$OUT/tests.xml" tests/test_cuda.py \
@@ -42,6 +44,7 @@ for section in masking:45:0 sgns:60:0 attention:150:90; do
   PYTHONPATH=. timeout "$limit" "$PY" benchmarks/gpu_bench.py --out "$JSON" --only "$name" --reps 5 \
     --budget-s "$budget" > "$OUT/bench-$name.log" 2>&1
   echo "bench $name rc=$? in $(( $(date +%s) - t0 )) s"; tail -n 5 "$OUT/bench-$name.log"
+  { echo "=== $name"; cat "$OUT/bench-$name.log"; } >> "$OUT/bench.log"; rm -f "$OUT/bench-$name.log"
 done
 date -u
 exit "$test_rc"
