@@ -110,21 +110,6 @@ void bind_sgns(py::module_& m) {
                                   as_ptr<void>(in_grad_dir), as_ptr<int64_t>(error), stream);
       },
       "SGNS forward on CUDA (device pointers; see csrc/word2vec/sgns_op_cuda.h).");
-  m.def(
-      "sgns_backward",
-      [](int64_t num_pairs, int64_t num_negatives, int64_t dim, int dtype, std::uintptr_t coef,
-         std::uintptr_t grad_loss, std::uintptr_t center_rows, std::uintptr_t in_grad_dir, std::uintptr_t center_slot,
-         int64_t num_unique_centers, std::uintptr_t target_slot, int64_t num_unique_targets,
-         std::uintptr_t grad_in_rows, std::uintptr_t grad_out_rows, std::uintptr_t error, std::uintptr_t stream) {
-        py::gil_scoped_release nogil;
-        pyfast::sgns_backward_cuda(num_pairs, num_negatives, dim, static_cast<pyfast::DType>(dtype),
-                                   as_ptr<const void>(coef), as_ptr<const void>(grad_loss),
-                                   as_ptr<const void>(center_rows), as_ptr<const void>(in_grad_dir),
-                                   as_ptr<const int64_t>(center_slot), num_unique_centers,
-                                   as_ptr<const int64_t>(target_slot), num_unique_targets, as_ptr<void>(grad_in_rows),
-                                   as_ptr<void>(grad_out_rows), as_ptr<int64_t>(error), stream);
-      },
-      "SGNS backward on CUDA into ZEROED per-unique-id rows (atomicAdd accumulation).");
 }
 
 }  // namespace

@@ -58,14 +58,13 @@ def test_cuda_tensors_without_the_cuda_module_raise_the_rebuild_error(monkeypatc
                 mask_tokens(ids, mask_token_id=4, vocab_size=97, seed=1, **kw)
         with pytest.raises(RuntimeError, match=rebuild):
             sgns_loss(w, w, c, c, ng)
-    # The ops' registered CUDA kernels raise it too, before they touch a tensor.
+    # The op's registered CUDA forward raises it too, before it touches a tensor (the CUDA backward is plain torch
+    # ops on the forward's buffers, so without a forward it is never reached).
     w = torch.zeros(10, 4)
     c = torch.zeros(3, dtype=torch.int64)
     ng = torch.zeros(3, 2, dtype=torch.int64)
     with pytest.raises(RuntimeError, match=rebuild):
         sgns_cuda._sgns_fwd_cuda(w, w, c, c, ng, True, False, False)
-    with pytest.raises(RuntimeError, match=rebuild):
-        sgns_cuda._sgns_bwd_cuda(torch.zeros(3, 3), torch.zeros(3), torch.zeros(3, 4), torch.zeros(3, 4), c, c, ng, 10)
 
 
 def test_set_num_threads_roundtrip_and_validation():

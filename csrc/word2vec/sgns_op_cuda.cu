@@ -2,11 +2,9 @@
 // warp per pair (lanes stride over D, so any D works: lane l handles d = l, l + 32, ...; a row of 128 fp32 is
 // one 512 B coalesced load per pass), K+1 warp-reduced dot products, the loss and sigmoid coefficients in
 // double like the CPU, and, for training, the gathered center row and d loss / d u while the rows are hot in
-// L1/L2. The backward adds each pair's contributions into per-unique-id gradient rows with atomicAdd (duplicate
-// ids accumulate in hardware; the CPU's fixed-order CSR pass would leave one warp serialising the frequent ids).
-// Cost of the atomics: the summation order varies between runs, so float32 gradients are not bitwise
-// reproducible (tests compare with a float64 reference instead). Status: compiled for sm_80 / sm_90,
-// unverified on a GPU.
+// L1/L2. The backward needs no kernel of its own: pyfast/ops/sgns_cuda.py forms the per-occurrence gradient rows
+// with two broadcast multiplies, as nn.Embedding(sparse=True) does. Verified on an H200 (tests/test_cuda.py,
+// 2026-11-28).
 #include "word2vec/sgns_op_cuda.h"
 
 #include <algorithm>
@@ -107,41 +105,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// grad_in_rows[center_slot[n]] += grad_loss[n] * in_grad_dir[n];
-// grad_out_rows[target_slot[n, j]] += grad_loss[n] * coef[n, j] * center_rows[n]. One warp per pair.
-template <typename T>
-__global__ void __launch_bounds__(kThreads)
-    sgns_backward_kernel(int64_t num_pairs, int64_t kp1, int64_t d, const T* coef, const T* grad_loss,
-                         const T* center_rows, const T* in_grad_dir, const int64_t* center_slot, int64_t u_in,
-                         const int64_t* target_slot, int64_t u_out, T* grad_in_rows, T* grad_out_rows,
-                         int64_t* error) {
-  const int lane = threadIdx.x & 31;
-  const int64_t warps_total = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
-  for (int64_t n = (static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x) / 32; n < num_pairs;
-       n += warps_total) {
-    const T g = grad_loss[n];
-    const int64_t cs = center_slot[n];
-    if (id_ok(cs, u_in)) {
-      T* dst = grad_in_rows + cs * d;
-      const T* src = in_grad_dir + n * d;
-      for (int64_t i = lane; i < d; i += 32) atomicAdd(dst + i, g * src[i]);
-    } else if (lane == 0) {
-      report(error, n);
-    }
-    const T* src = center_rows + n * d;
-    for (int64_t j = 0; j < kp1; ++j) {
-      const int64_t ts = target_slot[n * kp1 + j];
-      if (!id_ok(ts, u_out)) {
-        if (lane == 0) report(error, num_pairs + n * kp1 + j);
-        continue;
-      }
-      const T a = g * coef[n * kp1 + j];
-      T* dst = grad_out_rows + ts * d;
-      for (int64_t i = lane; i < d; i += 32) atomicAdd(dst + i, a * src[i]);
-    }
-  }
-}
-
 // Enough warps to fill the GPU several times over; the grid-stride loops take the rest.
 unsigned blocks_for(int64_t pairs) {
   const int64_t blocks = (pairs + kWarpsPerBlock - 1) / kWarpsPerBlock;
@@ -170,34 +133,6 @@ void sgns_forward_cuda(const SgnsParams& p, void* loss, void* coef, void* center
     sgns_forward_kernel<double><<<blocks_for(p.num_pairs), kThreads, 0, st>>>(
         p, static_cast<double*>(loss), static_cast<double*>(coef), static_cast<double*>(center_rows),
         static_cast<double*>(in_grad_dir), error);
-  cuda::check_launch(op);
-}
-
-void sgns_backward_cuda(int64_t num_pairs, int64_t num_negatives, int64_t dim, DType dtype, const void* coef,
-                        const void* grad_loss, const void* center_rows, const void* in_grad_dir,
-                        const int64_t* center_slot, int64_t num_unique_centers, const int64_t* target_slot,
-                        int64_t num_unique_targets, void* grad_in_rows, void* grad_out_rows, int64_t* error,
-                        std::uintptr_t stream) {
-  const char* op = "sgns_loss_backward";
-  PYFAST_CHECK_ARG(num_pairs >= 0 && num_negatives >= 0 && dim >= 1, op, "bad sizes N=", num_pairs,
-                   " K=", num_negatives, " D=", dim);
-  PYFAST_CHECK_ARG(dtype == DType::kFloat32 || dtype == DType::kFloat64, op, "expected float32 or float64");
-  PYFAST_CHECK_ARG(error != nullptr, op, "the CUDA kernel needs the error buffer");
-  if (num_pairs == 0) return;
-  const cudaStream_t st = cuda::as_stream(stream);
-  const int64_t kp1 = num_negatives + 1;
-  if (dtype == DType::kFloat32)
-    sgns_backward_kernel<float><<<blocks_for(num_pairs), kThreads, 0, st>>>(
-        num_pairs, kp1, dim, static_cast<const float*>(coef), static_cast<const float*>(grad_loss),
-        static_cast<const float*>(center_rows), static_cast<const float*>(in_grad_dir), center_slot,
-        num_unique_centers, target_slot, num_unique_targets, static_cast<float*>(grad_in_rows),
-        static_cast<float*>(grad_out_rows), error);
-  else
-    sgns_backward_kernel<double><<<blocks_for(num_pairs), kThreads, 0, st>>>(
-        num_pairs, kp1, dim, static_cast<const double*>(coef), static_cast<const double*>(grad_loss),
-        static_cast<const double*>(center_rows), static_cast<const double*>(in_grad_dir), center_slot,
-        num_unique_centers, target_slot, num_unique_targets, static_cast<double*>(grad_in_rows),
-        static_cast<double*>(grad_out_rows), error);
   cuda::check_launch(op);
 }
 

@@ -12,13 +12,13 @@ Two paths, the same loss and gradients:
   sigmoid(score) - label, (N, K+1), and (when a gradient can be asked for) the gathered center rows and
   d loss_n / d u_n, 2 x (N, D); the backward accumulates from these compact buffers (see sgns_op.h).
 
-Gradients: one row per *unique* id (duplicates accumulated in native code, in a fixed order, so the result does not
-depend on the thread count), as a coalesced sparse COO tensor (like nn.Embedding(sparse=True): SGD, SparseAdam,
-DDP work unchanged) or a dense (V, D) tensor.
+Gradients: sparse COO tensors (like nn.Embedding(sparse=True): SGD, SparseAdam, DDP work unchanged) or dense (V, D)
+tensors. On the CPU, one row per *unique* id (duplicates accumulated in native code, in a fixed order, so the result
+does not depend on the thread count; coalesced). On CUDA, one row per occurrence, as nn.Embedding gives them
+(duplicates summed by the gradient's reader).
 Devices: CPU tensors run csrc/word2vec/sgns_op_cpu.cpp (both paths); CUDA tensors take the custom-op path, whose
-``register_kernel("cuda")`` in pyfast/ops/sgns_cuda.py runs csrc/word2vec/sgns_op_cuda.cu (compiled, unverified on
-a GPU; duplicate ids accumulate there with atomicAdd). A build without CUDA raises a RuntimeError that says how to
-rebuild.
+``register_kernel("cuda")`` in pyfast/ops/sgns_cuda.py runs csrc/word2vec/sgns_op_cuda.cu (run on an H200,
+2026-11-28). A build without CUDA raises a RuntimeError that says how to rebuild.
 Limits: float32 / float64 weights; ids are int64.
 """
 from __future__ import annotations
@@ -166,17 +166,21 @@ def _sgns_bwd(coef: torch.Tensor, grad_loss: torch.Tensor, center_rows: torch.Te
 
 @_sgns_bwd.register_fake
 def _sgns_bwd_fake(coef, grad_loss, center_rows, in_grad_dir, centers, contexts, negatives, num_embeddings):
-    # How many distinct ids a batch touches is known only from the data.
+    d = center_rows.shape[1]
+    if coef.device.type == "cuda":  # one row per occurrence (pyfast/ops/sgns_cuda.py)
+        n, kp1 = coef.shape
+        return (centers.new_empty(n), coef.new_empty(n, d), centers.new_empty(n * kp1), coef.new_empty(n * kp1, d))
+    # On the CPU, one row per distinct id: how many a batch touches is known only from the data.
     ctx = torch.library.get_ctx()
     u_in, u_out = ctx.new_dynamic_size(), ctx.new_dynamic_size()
-    d = center_rows.shape[1]
     return (centers.new_empty(u_in), coef.new_empty(u_in, d), centers.new_empty(u_out), coef.new_empty(u_out, d))
 
 
 def _rows_to_grad(ids: torch.Tensor, rows: torch.Tensor, shape: tuple, sparse: bool) -> torch.Tensor:
     if sparse:
-        # ids are sorted and unique (sgns_unique), so the tensor is coalesced by construction.
-        return torch.sparse_coo_tensor(ids.unsqueeze(0), rows, shape, is_coalesced=True,
+        # CPU: ids sorted and unique (sgns_unique), coalesced by construction. CUDA: one row per occurrence, like
+        # nn.Embedding(sparse=True), so not coalesced.
+        return torch.sparse_coo_tensor(ids.unsqueeze(0), rows, shape, is_coalesced=rows.device.type == "cpu",
                                        check_invariants=False)
     return torch.zeros(shape, dtype=rows.dtype, device=rows.device).index_add_(0, ids, rows)
 
@@ -319,7 +323,8 @@ def sgns_loss(in_weight: torch.Tensor, out_weight: torch.Tensor, centers: torch.
         in_weight, out_weight: (V, D) float32 or float64, CPU or CUDA (all tensors on one device). Usually
             ``nn.Embedding.weight``.
         centers, contexts: (N,) int64 ids in [0, V).  negatives: (N, K) int64 ids in [0, V).
-        sparse: gradients as coalesced sparse COO tensors (like nn.Embedding(sparse=True)) instead of dense.
+        sparse: gradients as sparse COO tensors (like nn.Embedding(sparse=True)) instead of dense: on the CPU one
+            row per distinct id, on CUDA one row per occurrence.
 
     Ids outside [0, V) raise ValueError (checked in native code before anything is read; on the GPU the kernel
     flags them and the op raises after one sync). An empty batch gives
