@@ -185,10 +185,9 @@ def bench_masking(reps: int) -> dict:
             try:
                 from transformers import DataCollatorForLanguageModeling as HFCollator
 
-                from pyfast.bench.masking import _tokenizer
+                from pyfast.bench.masking import _tokenizer, seeded_hf_collator
 
-                hf = HFCollator(_tokenizer(vocab), seed=0)
-                hf.create_rng("pt")
+                hf = seeded_hf_collator(HFCollator, _tokenizer(vocab))
                 stm = special_cpu.long()  # HF draws on the CPU: its probability matrix is a CPU tensor
                 hf.torch_mask_tokens(ids.clone(), special_tokens_mask=stm)
                 contenders["hf_torch_mask_tokens_gpu_ids"] = lambda: hf.torch_mask_tokens(ids.clone(),

@@ -4,7 +4,7 @@ gradients (awkward shapes, causal, masks, GQA, varlen, dropout keyed like the CP
 its bad-id error; the SGNS op's loss and gradients against the float64 reference on the GPU (dense and sparse,
 duplicate ids, D not a multiple of 32) and its bad-id errors. Every test is ``cuda_only``: it
 skips cleanly on a machine without a GPU (conftest) -- which is every machine these were written on, so the
-CUDA kernels are compiled but unverified until this file runs on a GPU (benchmarks/gpu_check.sh does that).
+benchmarks/gpu_check.sh runs this file on a lent GPU (first run: an H200, 2026-11-28).
 """
 from __future__ import annotations
 

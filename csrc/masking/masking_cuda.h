@@ -1,7 +1,7 @@
 // The CUDA launcher of masked-token sampling (issue #8; kernels in masking_cuda.cu). Same MaskTokensParams as the
 // CPU kernel, with every array a DEVICE pointer except span_length_cdf (host memory: it is folded into the launch
 // parameters), plus device scratch the caller allocates. No CUDA headers here: the stream is an integer.
-// Status: compiled for sm_80 / sm_90, unverified on a GPU.
+// Status: compiled for sm_80 / sm_90; ran on an H200 (2026-11-28).
 #pragma once
 #include <cstdint>
 

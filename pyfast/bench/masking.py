@@ -18,6 +18,17 @@ from .harness import Case, Contender
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
+
+def seeded_hf_collator(collator_cls, tokenizer, seed: int = 0):
+    """HF's collator with its seeded generator made: transformers 5.2x takes create_rng(return_tensors), earlier 5.x
+    releases (5.17 on the GPU machine, 2026-11-28) create_rng() with no argument."""
+    hf = collator_cls(tokenizer, seed=seed)
+    try:
+        hf.create_rng("pt")
+    except TypeError:
+        hf.create_rng()
+    return hf
+
 def _tokenizer(vocab_size: int):
     """A real HF fast BERT tokenizer with a synthetic vocabulary, built offline (no hub)."""
     from tokenizers import BertWordPieceTokenizer
@@ -81,8 +92,7 @@ def cases(quick: bool) -> list[Case]:
     try:
         from transformers import DataCollatorForLanguageModeling as HFCollator
 
-        hf = HFCollator(tok, seed=0)
-        hf.create_rng("pt")
+        hf = seeded_hf_collator(HFCollator, tok)
         contenders.append(Contender("hf.torch_mask_tokens", lambda: hf.torch_mask_tokens(
             ids.clone(), special_tokens_mask=special.long())))
         contenders.append(Contender("hf.torch_mask_tokens(no stm)", lambda: hf.torch_mask_tokens(ids.clone())))

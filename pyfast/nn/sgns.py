@@ -2,7 +2,7 @@
 
 The two tables are ordinary nn.Embedding modules (``in_embed``, ``out_embed``), so code that reads or saves them
 keeps working; the loss and its gradients come from pyfast.ops.sgns_loss. CPU or CUDA tensors (the CUDA kernel:
-compiled, unverified on a GPU), float32/float64.
+run on an H200; its per-occurrence backward is unverified on a GPU), float32/float64.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ and follows masking.h's keying, so the same seed gives bit-identical ``(masked_i
 kernel in every mode (per piece, whole words, exact count, spans). Ids are bounds-checked on the device: a bad id
 never indexes anything; the kernel records the first bad position in an error flag, read back here (one
 device-to-host sync per call, the price of raising the CPU's ValueError) before the outputs are returned.
-Status: compiled for sm_80 / sm_90, UNVERIFIED ON A GPU (tests/test_cuda.py checks it where one is present).
+Status: compiled for sm_80 / sm_90; tests/test_cuda.py passed on an H200 (2026-11-28), outputs bit-identical to the CPU.
 """
 from __future__ import annotations
 
