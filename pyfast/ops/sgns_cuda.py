@@ -8,7 +8,9 @@ warp per pair, any D). The backward gives one gradient row per occurrence of an 
 atomics, so the rows are bitwise reproducible. The CPU op instead sums duplicates itself (one row per unique id).
 Ids are bounds-checked by the forward kernel, which flags a bad id instead of reading with it; the flag is read
 back here (one sync) and raised as the CPU op's ValueError.
-Status: run on an NVIDIA H200 (tests/test_cuda.py and benchmarks/gpu_bench.py, 2026-11-28).
+Status: the forward ran on an NVIDIA H200 (tests/test_cuda.py, benchmarks/gpu_bench.py, 2026-11-28); this
+per-occurrence backward replaced a unique + atomicAdd one after that run and is checked on CPU tensors
+(tests/test_cuda_emu.py), unverified on a GPU.
 """
 from __future__ import annotations
 
