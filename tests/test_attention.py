@@ -24,6 +24,16 @@ def _inputs(b, hq, hkv, l, s, e, ev, dtype=torch.float32):
     return q, k, v
 
 
+def _assert_out_and_grads(out, expected, inputs):
+    """A float32 output and its q/k/v gradients (one random upstream gradient) against a float64 reference."""
+    assert_close(out, expected, name="out", **F32_OUT)
+    grad = torch.randn(out.shape, dtype=torch.float64)
+    got = torch.autograd.grad(out, inputs, grad.float())
+    want = torch.autograd.grad(expected, inputs, grad)
+    for name, g, w in zip(("dq", "dk", "dv"), got, want):
+        assert_close(g, w, name=name, **F32_GRAD)
+
+
 def _make_mask(kind, b, h, l, s):
     if kind is None:
         return None
@@ -272,12 +282,7 @@ def test_dropout_matches_reference_with_the_same_keep_mask():
     seed = ops._dropout_seed(p)  # the seed the call above drew from torch's generator
     keep = ops.dropout_keep_mask(b, h, l, s, p, seed)
     expected = ref.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_keep=keep, dropout_p=p)
-    assert_close(out, expected, name="out", **F32_OUT)
-    grad = torch.randn(out.shape, dtype=torch.float64)
-    got = torch.autograd.grad(out, (q, k, v), grad.float())
-    want = torch.autograd.grad(expected, (q, k, v), grad)
-    for name, g, w in zip(("dq", "dk", "dv"), got, want):
-        assert_close(g, w, name=name, **F32_GRAD)
+    _assert_out_and_grads(out, expected, (q, k, v))
 
 
 def test_dropout_rate_and_reproducibility():
@@ -309,12 +314,7 @@ def test_varlen_matches_reference(is_causal):
     v = torch.randn(total, hkv, ev, requires_grad=True)
     out = ops.attention_varlen(q, k, v, cu, cu, max(lengths), max(lengths), is_causal=is_causal)
     expected = ref.attention_varlen(q, k, v, cu, cu, is_causal=is_causal)
-    assert_close(out, expected, name="out", **F32_OUT)
-    grad = torch.randn(out.shape, dtype=torch.float64)
-    got = torch.autograd.grad(out, (q, k, v), grad.float())
-    want = torch.autograd.grad(expected, (q, k, v), grad)
-    for name, g, w in zip(("dq", "dk", "dv"), got, want):
-        assert_close(g, w, name=name, **F32_GRAD)
+    _assert_out_and_grads(out, expected, (q, k, v))
 
 
 def test_varlen_equals_padded_with_key_padding_mask():

@@ -158,6 +158,13 @@ def _mean_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return F.cross_entropy(logits.float(), labels.long(), ignore_index=-100)
 
 
+def _classifier_head(config: BertConfig) -> tuple[nn.Dropout, nn.Linear]:
+    """The dropout and Linear(hidden, num_labels) of HF's classification heads (classifier_dropout, else the hidden
+    dropout)."""
+    dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+    return nn.Dropout(dropout), nn.Linear(config.hidden_size, config.num_labels)
+
+
 class BertForSequenceClassification(PreTrainedModel):
     """pooler (tanh(Linear(CLS))) -> dropout -> Linear. Loss as HF: MSE for num_labels == 1, cross-entropy for
     integer labels (-100 ignored), BCE-with-logits for float multi-label targets. With config.classifier_pooling
@@ -169,9 +176,7 @@ class BertForSequenceClassification(PreTrainedModel):
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.bert = BertModel(config, add_pooling_layer=True)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.dropout, self.classifier = _classifier_head(config)
         self.post_init()
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
@@ -211,9 +216,7 @@ class BertForTokenClassification(PreTrainedModel):
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.bert = BertModel(config, add_pooling_layer=False)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.dropout, self.classifier = _classifier_head(config)
         self.post_init()
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
