@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One-shot GPU verification for issues #8 and #6 (and #5's masking kernel), for a lent GPU machine (see /work/.library/device/*.md): build the CUDA
-# module for the GPU at hand, run the CUDA tests, benchmark, and leave everything under $OUT:
+# One-shot GPU verification for issues #8 and #6 (and #5's masking kernel), for a lent GPU machine (see
+# /work/.library/device/*.md): build the CUDA module for the GPU at hand, run the CUDA tests, benchmark, and
+# leave everything under $OUT:
 #   $OUT/gpu-<date>.json   benchmark record (masking tokens/s, SGNS pairs/s, attention TFLOP/s vs torch SDPA)
 #   $OUT/env.txt, $OUT/build.log, $OUT/tests.log, $OUT/tests.xml (junit), $OUT/bench.log
 # Caps: tests <= 180 s, then one process per benchmark section (masking <= 45 s, SGNS <= 60 s, attention <= 150 s)
@@ -17,7 +18,17 @@ PY="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1
 export PATH="$PATH:/usr/local/cuda/bin"   # nvcc, where the image keeps it off the PATH
 # At most 8 files come back from a lent machine: env.txt, build.log, tests.log, tests.xml, bench.log, the JSON.
-{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; command -v nvcc && nvcc --version | tail -n 2; "$PY" -c 'import sys, sysconfig, os, torch; inc = sysconfig.get_paths()["include"]; print(sys.version.split()[0], torch.__version__, inc, "headers:", os.path.exists(os.path.join(inc, "Python.h")))'; } 2>&1 | tee "$OUT/env.txt"
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  command -v nvcc && nvcc --version | tail -n 2
+  "$PY" - <<'PYEOF'
+import os, sys, sysconfig
+import torch
+inc = sysconfig.get_paths()["include"]
+print(sys.version.split()[0], torch.__version__, inc, "headers:", os.path.exists(os.path.join(inc, "Python.h")))
+PYEOF
+} 2>&1 | tee "$OUT/env.txt"
 
 # Arch of GPU 0 (90 on Hopper, 80 on Ampere); fall back to both.
 ARCH="$("$PY" -c 'import torch; c=torch.cuda.get_device_capability(0); print(f"{c[0]}{c[1]}")' 2>/dev/null || echo "80;90")"

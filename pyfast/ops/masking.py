@@ -5,9 +5,8 @@ replaces 80% with [MASK], 10% with a random non-special id, keeps 10%; labels ho
 -100 elsewhere. Draws are keyed by (seed, row, column) (see csrc/masking/masking.h), so the result does not depend
 on the thread count or on how much padding a row carries. Routed by the tensor's device: CPU tensors run
 csrc/masking/masking_cpu.cpp, CUDA tensors csrc/masking/masking_cuda.cu (pyfast/ops/masking_cuda.py; the same
-Philox stream, so the same seed gives bit-identical outputs on both; status: ran on an H200 (2026-11-28), bit-identical to the CPU; a
-build without CUDA raises a RuntimeError that says how to rebuild), any other device is masked on the CPU and
-moved back.
+Philox stream, so the same seed gives bit-identical outputs on both, as checked on an H200 on 2026-11-28; a build
+without CUDA raises a RuntimeError that says how to rebuild), any other device is masked on the CPU and moved back.
 """
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ does not depend on the thread count; coalesced). On CUDA, one row per occurrence
 (duplicates summed by the gradient's reader).
 Devices: CPU tensors run csrc/word2vec/sgns_op_cpu.cpp (both paths); CUDA tensors take the custom-op path, whose
 ``register_kernel("cuda")`` in pyfast/ops/sgns_cuda.py runs csrc/word2vec/sgns_op_cuda.cu (forward run on an
-H200, 2026-11-28; the per-occurrence backward unverified on a GPU). A build without CUDA raises a RuntimeError that says how to rebuild.
+H200, 2026-11-28; the per-occurrence backward unverified on a GPU). A build without CUDA raises a RuntimeError
+that says how to rebuild.
 Limits: float32 / float64 weights; ids are int64.
 """
 from __future__ import annotations
