@@ -236,9 +236,7 @@ def bench_sgns(reps: int, device: str = "cuda") -> dict:
         models = {"pyfast_gpu": ours_model, "torch_embedding_sparse_gpu": plain_model}
         opts = {name: torch.optim.SGD(m.parameters(), lr=0.025) for name, m in models.items()}
 
-        def stepper(name):
-            model, opt = models[name], opts[name]
-
+        def stepper(model, opt):
             def step():
                 opt.zero_grad(set_to_none=True)
                 model(centers, contexts, negatives).backward()
@@ -262,7 +260,7 @@ def bench_sgns(reps: int, device: str = "cuda") -> dict:
         except Exception as exc:
             case["check_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         try:
-            ms = _time_wall_interleaved({name: stepper(name) for name in models}, reps, sync)
+            ms = _time_wall_interleaved({name: stepper(m, opts[name]) for name, m in models.items()}, reps, sync)
             for name, t in ms.items():
                 case[name] = dict(ms=t, pairs_per_s=n / t * 1e3)
             case["speedup_pyfast_vs_torch"] = ms["torch_embedding_sparse_gpu"] / ms["pyfast_gpu"]
