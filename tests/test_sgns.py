@@ -1,5 +1,7 @@
 """SGNS op (issue #6): loss and gradients against the float64 PyTorch reference, sparse/dense gradients with SGD and
 SparseAdam, duplicates, bad input, the noise sampler, the pair generator, opcheck, torch.compile and DDP."""
+import copy
+import functools
 import os
 
 import pytest
@@ -8,6 +10,7 @@ import torch
 import pyfast
 from pyfast.nn import SkipGramNS
 from pyfast.ops import NoiseSampler, sample_negatives, sgns_loss, skipgram_pairs
+from pyfast.ops import sgns as sgns_module
 from pyfast.reference.sgns import sgns_loss_reference
 from helpers import assert_close, spawn_target
 
@@ -107,10 +110,52 @@ def test_sparse_gradient_is_coalesced_and_touches_only_used_rows():
     loss = sgns_loss(a, b, c, x, ng, sparse=True)
     ga, gb = torch.autograd.grad(loss, (a, b), retain_graph=True)
     assert ga.is_sparse and ga.is_coalesced() and gb.is_sparse and gb.is_coalesced()
-    loss.backward()  # AccumulateGrad re-wraps sparse grads (dropping the coalesced flag); the contents stay sorted
-    assert a.grad.is_sparse and b.grad.is_sparse
+    loss.backward()  # AccumulateGrad drops the flag when it takes the grad over; a hook on the weights restores it
+    assert a.grad.is_sparse and a.grad.is_coalesced() and b.grad.is_sparse and b.grad.is_coalesced()
     assert torch.equal(a.grad._indices()[0], torch.unique(c))
     assert torch.equal(b.grad._indices()[0], torch.unique(torch.cat([x, ng.reshape(-1)])))
+
+
+def _assert_flag_is_true(grad):
+    # is_coalesced() may only be True when the indices really are sorted and unique (readers skip their own sort)
+    if grad.is_coalesced():
+        idx = grad._indices()[0]
+        assert bool((idx[1:] > idx[:-1]).all()), "a gradient flagged coalesced has unsorted or repeated rows"
+
+
+def test_coalesced_flag_is_restored_only_for_the_gradient_the_op_handed_over(monkeypatch):
+    w_in, w_out, c, x, ng = _problem(300, 8, 50, 5, torch.float64)
+    table_ids = torch.tensor([7, 3, 7, 250, 3])
+    ref_a, ref_b = w_in.clone().requires_grad_(), w_out.clone().requires_grad_()
+    a, b = w_in.clone().requires_grad_(), w_out.clone().requires_grad_()
+    # 1) .grad already holds an uncoalesced sparse gradient (an nn.Embedding lookup's): the sum is not ours to flag.
+    ours = functools.partial(sgns_loss, sparse=True)
+    for wa, wb, loss_fn in ((ref_a, ref_b, sgns_loss_reference), (a, b, ours)):
+        torch.nn.functional.embedding(table_ids, wa, sparse=True).pow(2).sum().backward()
+        loss_fn(wa, wb, c, x, ng).backward()
+    # 2) the same weight used by the op and by a sparse lookup in one graph: autograd sums the two before accumulating.
+    for wa, wb, loss_fn in ((ref_a, ref_b, sgns_loss_reference), (a, b, ours)):
+        (loss_fn(wa, wb, c, x, ng) + torch.nn.functional.embedding(table_ids, wa, sparse=True).sum()).backward()
+    for got, want in ((a.grad, ref_a.grad), (b.grad, ref_b.grad)):
+        assert got.is_sparse
+        _assert_flag_is_true(got)
+        assert_close(got.to_dense(), want.to_dense() if want.is_sparse else want, atol=1e-12, rtol=1e-10)
+    # 3) torch.autograd.grad (no accumulation) and a later plain step on a copy of the module keep working.
+    model = SkipGramNS(300, 8)
+    torch.autograd.grad(model(c, x, ng), list(model.parameters()))
+    clone = copy.deepcopy(model)
+    for m in (model, clone):
+        m(c, x, ng).backward()
+        assert m.in_embed.weight.grad.is_coalesced() and m.out_embed.weight.grad.is_coalesced()
+        assert len(m.in_embed.weight._post_accumulate_grad_hooks) == 1  # registered once, whatever the calls
+    # 4) the record must not make AccumulateGrad copy the gradient: .grad keeps the storage the backward filled.
+    handed = []
+    real_hand_over = sgns_module._hand_over
+    monkeypatch.setattr(sgns_module, "_hand_over", lambda wid, g: (handed.append(g._values().data_ptr()),
+                                                                    real_hand_over(wid, g)))
+    model.zero_grad()
+    model(c, x, ng).backward()
+    assert handed == [model.in_embed.weight.grad._values().data_ptr(), model.out_embed.weight.grad._values().data_ptr()]
 
 
 def test_training_path_upstream_scale_second_backward_and_frozen_table():
@@ -246,7 +291,8 @@ def test_module_trains_like_plain_pytorch(opt_name):
     with torch.no_grad():  # out_embed starts at zero (word2vec); give it values so both gradients are non-trivial
         ours.out_embed.weight.normal_()
         theirs.out_embed.weight.copy_(ours.out_embed.weight)
-    make = (lambda p: torch.optim.SGD(p, lr=0.5)) if opt_name == "SGD" else (lambda p: torch.optim.SparseAdam(p, lr=0.05))
+    make = ((lambda p: torch.optim.SGD(p, lr=0.5)) if opt_name == "SGD"
+            else (lambda p: torch.optim.SparseAdam(p, lr=0.05)))
     oa, ob = make(list(ours.parameters())), make(list(theirs.parameters()))
     for step in range(4):
         _, _, *ids = _problem(v, d, 50, 5, torch.float64, dup=step % 2 == 1, seed=step)

@@ -212,6 +212,43 @@ def _backward(ctx, grad_loss, _grad_coef, _grad_center_rows, _grad_in_grad_dir):
 _sgns_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
+# ---- the coalesced flag through AccumulateGrad --------------------------------------------------------------------
+# The fused path's sparse gradients are coalesced (sorted unique ids), but torch's AccumulateGrad re-wraps a sparse
+# gradient it takes over as .grad without that flag (torch 2.13, accumulate_grad.h, case 1.2). Its readers then
+# redo work: SparseAdam and DDP sort the rows again (2-4 ms a step at N=4096, K=5), SGD's add_ takes the path for
+# unsorted rows. A hook after accumulation puts the flag back only while .grad is exactly what the backward handed
+# over (the same indices and values storage, the same nnz); an accumulated, replaced or cloned .grad is left alone.
+_handed_over: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(weight) -> aliases of the indices and values
+
+
+def _restore_coalesced(weight: torch.Tensor) -> None:
+    handed = _handed_over.pop(id(weight), None)
+    grad = weight.grad
+    if handed is None or grad is None or not grad.is_sparse or grad.is_coalesced():
+        return
+    indices, values = handed  # held, so their storage cannot be reused by another tensor while recorded
+    if (grad._nnz() == values.shape[0] and grad._values().data_ptr() == values.data_ptr()
+            and grad._indices().data_ptr() == indices.data_ptr()):
+        grad._coalesced_(True)
+
+
+def _track_coalesced(weight: torch.Tensor) -> bool:
+    """Registers _restore_coalesced on a leaf weight (once); True when its sparse gradients can be tracked."""
+    if not (weight.is_leaf and weight.requires_grad):
+        return False
+    hooks = weight._post_accumulate_grad_hooks
+    if hooks is None or _restore_coalesced not in hooks.values():
+        weight.register_post_accumulate_grad_hook(_restore_coalesced)
+    _handed_over.pop(id(weight), None)  # a record no accumulation consumed (torch.autograd.grad) ends here
+    return True
+
+
+def _hand_over(weight_id: int, grad: torch.Tensor) -> None:
+    # Aliases (new tensor objects on the same storage), not the tensors inside grad: holding those would raise
+    # their use count and make AccumulateGrad copy the gradient instead of taking it.
+    _handed_over[weight_id] = (grad._indices(), grad._values())
+
+
 # ---- fused training path (eager, mean / sum) ----------------------------------------------------------------------
 def _fused_forward(in_weight, out_weight, centers, contexts, negatives, scale: float, need_in: bool, need_out: bool):
     """Reduced loss and, in the same native pass, the gradient rows of that loss for an upstream gradient of 1:
@@ -257,6 +294,9 @@ class _FusedSgnsLoss(torch.autograd.Function):
         ctx.save_for_backward(in_weight, out_weight, centers, contexts, negatives)
         ctx.scale, ctx.sparse_in, ctx.sparse_out = scale, sparse_in, sparse_out
         ctx.need, ctx.shape = (need_in, need_out), tuple(in_weight.shape)
+        # Weights whose .grad gets the coalesced flag back after accumulation (see _restore_coalesced).
+        ctx.tracked = (id(in_weight) if sparse_in and _track_coalesced(in_weight) else None,
+                       id(out_weight) if sparse_out and _track_coalesced(out_weight) else None)
         return loss
 
     @staticmethod
@@ -273,6 +313,9 @@ class _FusedSgnsLoss(torch.autograd.Function):
         shape = ctx.shape  # (not ctx.saved_tensors: that would version-check weights the first pass never reads)
         grad_in = _rows_to_grad(in_ids, in_rows, shape, ctx.sparse_in) if ctx.needs_input_grad[0] else None
         grad_out = _rows_to_grad(out_ids, out_rows, shape, ctx.sparse_out) if ctx.needs_input_grad[1] else None
+        for weight_id, grad in zip(ctx.tracked, (grad_in, grad_out)):
+            if weight_id is not None and grad is not None:
+                _hand_over(weight_id, grad)
         return grad_in, grad_out, None, None, None, None, None, None
 
 
@@ -412,7 +455,8 @@ def skipgram_pairs(tokens, window: int, counts=None, sample: float = 1e-3, seed:
         if s.dim() != 1 or (s.numel() and (s.is_floating_point() or s.is_complex() or s.dtype == torch.bool)):
             raise ValueError("skipgram_pairs: tokens must be a 1-D integer tensor or a sequence of them")
     lengths = torch.tensor([s.numel() for s in sentences], dtype=torch.int64)
-    tok = torch.cat([s.reshape(-1).to("cpu", torch.int64) for s in sentences]) if sentences else torch.empty(0, dtype=torch.int64)
+    tok = (torch.cat([s.reshape(-1).to("cpu", torch.int64) for s in sentences]) if sentences
+           else torch.empty(0, dtype=torch.int64))
     seg = torch.repeat_interleave(torch.arange(len(sentences)), lengths)
     if tok.numel() and int(tok.min()) < 0:
         raise ValueError(f"skipgram_pairs: token ids must be >= 0, got {int(tok.min())}")
