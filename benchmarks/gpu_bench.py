@@ -52,11 +52,28 @@ def _sdpa_backends():
     return {name: getattr(SDPBackend, attr) for name, attr in names.items() if hasattr(SDPBackend, attr)}
 
 
-def bench_attention(budget_s: float, reps: int) -> dict:
+def _attention_contender(backend, q, k, v, grad, causal: bool, scale: float):
+    """(forward, forward + backward) closures for one case: pyfast's CUDA kernels when backend is None, else torch
+    SDPA restricted to that backend."""
     from torch.nn.attention import sdpa_kernel
 
     from pyfast.ops import attention as ops
 
+    n = q.shape[-2]
+
+    def fwd():
+        if backend is None:
+            return ops.attention_fwd(q, k, v, None, None, None, n, n, causal, scale, 0.0, 0)[0]
+        with sdpa_kernel(backend):
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+    def fwdbwd():
+        torch.autograd.backward(fwd(), grad)
+
+    return fwd, fwdbwd
+
+
+def bench_attention(budget_s: float, reps: int) -> dict:
     results, skipped = [], []
     t_begin = time.perf_counter()
     tokens = 16384  # B * N fixed so every case moves the same activations
@@ -75,29 +92,21 @@ def bench_attention(budget_s: float, reps: int) -> dict:
                 flops_fwd = 4.0 * b * h * n * n * d * (0.5 if causal else 1.0)
                 flops_fwdbwd = flops_fwd * 3.5  # backward = 2.5x forward (5 GEMMs vs 2)
 
-                def ours_fwd():
-                    return ops.attention_fwd(q, k, v, None, None, None, n, n, causal, scale, 0.0, 0)[0]
-
-                def ours_fwdbwd():
-                    torch.autograd.backward(ours_fwd(), grad)
-
-                contenders = {"pyfast": (ours_fwd, ours_fwdbwd)}
+                # The contenders hold the case's tensors; `del` below frees them before the next, larger case.
+                contenders = {"pyfast": _attention_contender(None, q, k, v, grad, causal, scale)}
                 with torch.no_grad():
                     ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
-                    case["max_abs_diff_vs_sdpa"] = (ours_fwd().float() - ref.float()).abs().max().item()
+                    ours = contenders["pyfast"][0]()
+                    case["max_abs_diff_vs_sdpa"] = (ours.float() - ref.float()).abs().max().item()
+                    del ref, ours
                 for name, backend in _sdpa_backends().items():
-                    def sdpa_fwd(backend=backend):
-                        with sdpa_kernel(backend):
-                            return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
-
-                    def sdpa_fwdbwd(fwd=sdpa_fwd):
-                        torch.autograd.backward(fwd(), grad)
-
+                    pair = _attention_contender(backend, q, k, v, grad, causal, scale)
                     try:
-                        sdpa_fwd()
-                        contenders["sdpa_" + name] = (sdpa_fwd, sdpa_fwdbwd)
+                        pair[0]()
+                        contenders["sdpa_" + name] = pair
                     except RuntimeError as exc:  # backend not available for this case
                         case["sdpa_" + name] = f"unavailable: {str(exc).splitlines()[0][:120]}"
+                    del pair
                 for name, (fwd, fwdbwd) in contenders.items():  # interleaved per case
                     try:
                         ms_f = _time_ms(fwd, reps)
@@ -108,7 +117,7 @@ def bench_attention(budget_s: float, reps: int) -> dict:
                         case[name] = f"failed: {str(exc).splitlines()[0][:200]}"
                 results.append(case)
                 print(json.dumps(case), flush=True)
-                del q, k, v, grad
+                del q, k, v, grad, contenders, fwd, fwdbwd
                 torch.cuda.empty_cache()
     return dict(cases=results, skipped_for_time=skipped)
 
