@@ -2,6 +2,7 @@
 SparseAdam, duplicates, bad input, the noise sampler, the pair generator, opcheck, torch.compile and DDP."""
 import copy
 import functools
+import io
 import os
 
 import pytest
@@ -454,3 +455,44 @@ def test_ddp_two_ranks_stay_identical(tmp_path, sparse):
     a, b = torch.load(path)
     assert torch.equal(a, b)
     assert not torch.equal(a, torch.zeros_like(a))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_gradient_rows_in_huge_page_mappings_behave_like_any_tensor(monkeypatch, reduction):
+    # Large batches get their gradient rows from a private mapping (pyfast.ops.sgns._new_rows); force that path for
+    # every size here: values, accumulation over two backwards, SGD / SparseAdam / clipping and saving must not care.
+    monkeypatch.setattr(sgns_module, "_HUGE_ROWS_BYTES", 1)
+    mapped = []
+    real_mmap = sgns_module.mmap.mmap
+    monkeypatch.setattr(sgns_module.mmap, "mmap", lambda *a, **kw: mapped.append(a[1]) or real_mmap(*a, **kw))
+    w_in, w_out, c, x, ng = _problem(60, 9, 33, 4, torch.float64, dup=True)
+    want = _grads(sgns_loss_reference, w_in, w_out, c, x, ng, reduction=reduction)
+    got = _grads(functools.partial(sgns_loss, sparse=True), w_in, w_out, c, x, ng, reduction=reduction)
+    for name, g, w in zip(("loss", "grad in", "grad out"), got, want):
+        assert_close(g, w, atol=1e-12, rtol=1e-10, name=name)
+    empty = sgns_loss(w_in.clone().requires_grad_(), w_out.clone().requires_grad_(), c[:0], x[:0], ng[:0],
+                      reduction=reduction)
+    empty.sum().backward()  # zero rows: no mapping of size 0
+    for make_opt in (lambda p: torch.optim.SGD(p, lr=0.1), lambda p: torch.optim.SparseAdam(p, lr=0.01)):
+        model = SkipGramNS(60, 9, reduction=reduction, dtype=torch.float64)
+        ref = copy.deepcopy(model)
+        opts = make_opt(list(model.parameters())), make_opt(list(ref.parameters()))
+        for m, opt in zip((model, ref), opts):
+            for _ in range(2):  # two backwards accumulate into .grad, then one step
+                loss = m(c, x, ng) if m is model else sgns_loss_reference(
+                    m.in_embed.weight, m.out_embed.weight, c, x, ng, reduction=reduction)
+                loss.sum().backward()
+            if m is model:
+                for p in m.parameters():  # in-place scaling, as gradient clipping does (a no-op factor)
+                    p.grad.mul_(1.0)
+            else:
+                for p in m.parameters():  # the reference's dense grads, as sparse ones for SparseAdam
+                    p.grad = p.grad.to_sparse()
+            opt.step()
+        for a, b in zip(model.parameters(), ref.parameters()):
+            assert_close(a.detach(), b.detach(), atol=1e-12, rtol=1e-10, name="weights after a step")
+        buf = io.BytesIO()
+        torch.save(model.in_embed.weight.grad, buf)
+        buf.seek(0)
+        assert torch.equal(torch.load(buf).to_dense(), model.in_embed.weight.grad.to_dense())
+    assert mapped and all(nbytes > 0 for nbytes in mapped)  # the mapped path ran, never for zero rows

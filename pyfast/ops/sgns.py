@@ -24,6 +24,7 @@ Limits: float32 / float64 weights; ids are int64.
 """
 from __future__ import annotations
 
+import mmap
 from typing import Sequence
 
 import torch
@@ -79,6 +80,29 @@ def _check_inputs(op: str, in_weight, out_weight, centers, contexts, negatives) 
 def _row_major(w: torch.Tensor) -> torch.Tensor:
     """Rows must be contiguous (stride(1) == 1); a row stride is passed to the kernel, so a slice needs no copy."""
     return w if w.stride(1) == 1 else w.contiguous()
+
+
+# glibc serves a block this large by a fresh mmap on every allocation (its dynamic threshold stops at 32 MiB on 64-bit),
+# so each step's gradient rows page-fault 4 KiB at a time and are unmapped again by zero_grad: at N=65536, K=5, D=128
+# (~160 MB of rows) that was ~40k faults and ~60 ms to fault + zero, and ~19 ms to free (RESULTS.md, session 7).
+_HUGE_ROWS_BYTES = 32 << 20
+
+
+def _new_rows(like: torch.Tensor, rows: int, d: int) -> torch.Tensor:
+    """An uninitialised (rows, d) CPU tensor of like's dtype for gradient rows the kernel fully writes. Blocks of
+    at least _HUGE_ROWS_BYTES get their own private mapping advised for transparent huge pages (2 MiB faults,
+    freed by one munmap when the tensor dies); smaller ones come from torch's allocator (glibc reuses its heap)."""
+    nbytes = rows * d * like.element_size()
+    if nbytes == 0 or nbytes < _HUGE_ROWS_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return like.new_empty(rows, d)
+    buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        buf.madvise(mmap.MADV_HUGEPAGE)
+    except OSError:  # THP off in this kernel: plain pages, still one mapping
+        pass
+    # The storage keeps the mapping alive; set_ gives a tensor of its own (not a view) on it.
+    storage = torch.frombuffer(buf, dtype=like.dtype).untyped_storage()
+    return torch.empty(0, dtype=like.dtype).set_(storage, 0, (rows, d))
 
 
 def _forward_buffers(in_weight, out_weight, centers, contexts, negatives, need_backward: bool):
@@ -156,8 +180,8 @@ def _sgns_bwd(coef: torch.Tensor, grad_loss: torch.Tensor, center_rows: torch.Te
         coef, grad_loss, center_rows, in_grad_dir, centers, contexts, negatives)
     in_ids, center_slot = _unique(centers, num_embeddings)
     out_ids, target_slot = _unique(targets, num_embeddings)
-    in_rows = coef.new_empty(in_ids.numel(), d)
-    out_rows = coef.new_empty(out_ids.numel(), d)
+    in_rows = _new_rows(coef, in_ids.numel(), d)
+    out_rows = _new_rows(coef, out_ids.numel(), d)
     _native.cpu().sgns_backward(
         n, k, d, _native.dtype_code(coef.dtype, "sgns_loss"), _native.ptr(coef), _native.ptr(grad_loss),
         _native.ptr(center_rows), _native.ptr(in_grad_dir), _native.ptr(center_slot), in_ids.numel(),
@@ -266,8 +290,8 @@ def _fused_forward(in_weight, out_weight, centers, contexts, negatives, scale: f
     args = (ptr(in_w), ptr(out_w), in_w.stride(0), out_w.stride(0), ptr(centers), ptr(contexts), ptr(negatives),
             v, d, n, k, _native.dtype_code(in_w.dtype, "sgns_loss"))
     u_in, u_out = cpu.sgns_fused_prepare(*args, ptr(in_ids), ptr(center_slot), ptr(out_ids), ptr(target_slot))
-    in_rows = in_w.new_empty(u_in if need_in else 0, d)
-    out_rows = in_w.new_empty(u_out if need_out else 0, d)
+    in_rows = _new_rows(in_w, u_in if need_in else 0, d)
+    out_rows = _new_rows(in_w, u_out if need_out else 0, d)
     loss = in_w.new_empty(())
     cpu.sgns_forward_fused(*args, scale, ptr(center_slot), u_in, ptr(target_slot), u_out, ptr(loss),
                            ptr(in_rows) if need_in else 0, ptr(out_rows) if need_out else 0)
