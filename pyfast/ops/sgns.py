@@ -14,8 +14,8 @@ Two paths, the same loss and gradients:
 
 Gradients: sparse COO tensors (like nn.Embedding(sparse=True): SGD, SparseAdam, DDP work unchanged) or dense (V, D)
 tensors. On the CPU, one row per *unique* id (duplicates accumulated in native code, in a fixed order, so the result
-does not depend on the thread count; coalesced). On CUDA, one row per occurrence, as nn.Embedding gives them
-(duplicates summed by the gradient's reader).
+does not depend on the thread count; coalesced, a flag a hook keeps through AccumulateGrad: _restore_coalesced).
+On CUDA, one row per occurrence, as nn.Embedding gives them (duplicates summed by the gradient's reader).
 Devices: CPU tensors run csrc/word2vec/sgns_op_cpu.cpp (both paths); CUDA tensors take the custom-op path, whose
 ``register_kernel("cuda")`` in pyfast/ops/sgns_cuda.py runs csrc/word2vec/sgns_op_cuda.cu (forward run on an
 H200, 2026-11-28; the per-occurrence backward unverified on a GPU). A build without CUDA raises a RuntimeError
