@@ -496,3 +496,18 @@ def test_gradient_rows_in_huge_page_mappings_behave_like_any_tensor(monkeypatch,
         buf.seek(0)
         assert torch.equal(torch.load(buf).to_dense(), model.in_embed.weight.grad.to_dense())
     assert mapped and all(nbytes > 0 for nbytes in mapped)  # the mapped path ran, never for zero rows
+
+
+@pytest.mark.parametrize("ids", ["zipf", "pipeline", "uniform"])
+def test_bench_cases_check_and_run_at_a_small_shape(ids):
+    # The benchmark's batches (the pipeline one goes through skipgram_pairs and NoiseSampler) and its pre-timing check
+    # of loss and gradients against the plain module, at a shape small enough for the test suite.
+    from pyfast.bench import run_case
+    from pyfast.bench.sgns import _batch, _step_case
+
+    centers, contexts, negatives = _batch(3000, 256, 3, ids, seed=2)
+    assert centers.shape == contexts.shape == (256,) and negatives.shape == (256, 3)
+    for t in (centers, contexts, negatives):
+        assert t.dtype == torch.int64 and int(t.min()) >= 0 and int(t.max()) < 3000
+    res = run_case(_step_case(3000, 8, 256, 3, ids, repeat=1), warmup=0)
+    assert set(res.median_s) == {"torch nn.Embedding(sparse)", "pyfast SkipGramNS"}
