@@ -345,6 +345,36 @@ def test_torch_compile_dense_step_matches_eager():
     assert_close(b2.grad, b1.grad, atol=1e-6, rtol=1e-6, name="grad out")
 
 
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_torch_compile_default_mode_sparse_module_compiles_without_graph_breaks(backend):
+    # torch.compile's default (not fullgraph) mode gives data-dependent output sizes a graph break and falls back to
+    # eager, recompiling for every batch. The compiled backward therefore uses per-occurrence rows (static sizes).
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = SkipGramNS(60, 9, dtype=torch.float64)
+    with torch.no_grad():
+        model.out_embed.weight.normal_()
+    eager = copy.deepcopy(model)
+    compiled = torch.compile(model, backend=backend)
+    for seed in range(3):  # same shapes, new data: no recompilation
+        _, _, c, x, ng = _problem(60, 9, 41, 4, torch.float64, dup=seed == 1, seed=seed)
+        for m in (model, eager):
+            m.zero_grad(set_to_none=True)
+        loss = compiled(c, x, ng)
+        loss.backward()
+        want = eager(c, x, ng)
+        want.backward()
+        assert_close(loss.detach(), want.detach(), atol=1e-12, rtol=1e-10, name="loss")
+        for name in ("in_embed", "out_embed"):
+            got, ref = getattr(model, name).weight.grad, getattr(eager, name).weight.grad
+            assert got.is_sparse and got._nnz() == (41 if name == "in_embed" else 41 * 5)  # one row per occurrence
+            assert_close(got.to_dense(), ref.to_dense(), atol=1e-12, rtol=1e-10, name=name)
+    assert dict(counters["graph_break"]) == {}
+    assert counters["stats"]["unique_graphs"] == 1
+
+
 # ---- noise sampler ----------------------------------------------------------------------------------------------
 def test_sample_negatives_distribution_and_determinism():
     counts = torch.tensor([0.0, 1.0, 10.0, 100.0, 1000.0])

@@ -168,6 +168,21 @@ def _backward_operands(coef, grad_loss, center_rows, in_grad_dir, centers, conte
             in_grad_dir.contiguous(), centers.contiguous(), targets)
 
 
+def _rows_per_occurrence(coef, grad_loss, center_rows, in_grad_dir, centers, contexts, negatives):
+    """Gradient rows per occurrence of an id, as nn.Embedding(sparse=True) gives them: (centers (N,), in rows
+    (N, D), targets (N (K+1),), out rows (N (K+1), D)), pair n's targets in the kernel's order (context, then
+    negatives). Two broadcast multiplies of the forward's buffers: no sort, no atomics, and sizes known from the
+    shapes alone. Used on CUDA tensors (sgns_cuda.py) and inside a compiled graph on any device. Duplicates are
+    summed by whatever reads the gradient (SGD's add_, coalesce(), to_dense(), index_add_ into a dense one)."""
+    coef, grad_loss, center_rows, in_grad_dir, centers, targets = _backward_operands(
+        coef, grad_loss, center_rows, in_grad_dir, centers, contexts, negatives)
+    g = grad_loss.unsqueeze(1)                                                    # (N, 1)
+    in_rows = in_grad_dir * g                                                     # (N, D)
+    out_rows = ((coef * g).unsqueeze(2) * center_rows.unsqueeze(1)).reshape(-1, center_rows.shape[1])
+    # clone: the gradient's indices must not share storage with the caller's id tensors (reused batch buffers)
+    return centers.clone(), in_rows, targets.reshape(-1), out_rows
+
+
 @torch.library.custom_op("pyfast::sgns_bwd", mutates_args=(), device_types="cpu")
 def _sgns_bwd(coef: torch.Tensor, grad_loss: torch.Tensor, center_rows: torch.Tensor, in_grad_dir: torch.Tensor,
               centers: torch.Tensor, contexts: torch.Tensor, negatives: torch.Tensor, num_embeddings: int
@@ -201,12 +216,10 @@ def _sgns_bwd_fake(coef, grad_loss, center_rows, in_grad_dir, centers, contexts,
     return (centers.new_empty(u_in), coef.new_empty(u_in, d), centers.new_empty(u_out), coef.new_empty(u_out, d))
 
 
-def _rows_to_grad(ids: torch.Tensor, rows: torch.Tensor, shape: tuple, sparse: bool) -> torch.Tensor:
+def _rows_to_grad(ids: torch.Tensor, rows: torch.Tensor, shape: tuple, sparse: bool, coalesced: bool) -> torch.Tensor:
+    """A sparse COO gradient from rows (coalesced: the ids are sorted and unique), or a dense one."""
     if sparse:
-        # CPU: ids sorted and unique (sgns_unique), coalesced by construction. CUDA: one row per occurrence, like
-        # nn.Embedding(sparse=True), so not coalesced.
-        return torch.sparse_coo_tensor(ids.unsqueeze(0), rows, shape, is_coalesced=rows.device.type == "cpu",
-                                       check_invariants=False)
+        return torch.sparse_coo_tensor(ids.unsqueeze(0), rows, shape, is_coalesced=coalesced, check_invariants=False)
     return torch.zeros(shape, dtype=rows.dtype, device=rows.device).index_add_(0, ids, rows)
 
 
@@ -224,12 +237,21 @@ def _backward(ctx, grad_loss, _grad_coef, _grad_center_rows, _grad_in_grad_dir):
     centers, contexts, negatives, coef, center_rows, in_grad_dir = ctx.saved_tensors
     grad_in = grad_out = None
     if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-        in_ids, in_rows, out_ids, out_rows = torch.ops.pyfast.sgns_bwd(
-            coef, grad_loss, center_rows, in_grad_dir, centers, contexts, negatives, ctx.weight_shape[0])
+        if torch.compiler.is_compiling():
+            # A compiled graph cannot hold the CPU op's one row per distinct id without a data-dependent size
+            # (a graph break and eager fallback under torch.compile's default, non-fullgraph mode): one row per
+            # occurrence instead, from traceable torch ops.
+            in_ids, in_rows, out_ids, out_rows = _rows_per_occurrence(
+                coef, grad_loss, center_rows, in_grad_dir, centers, contexts, negatives)
+            coalesced = False
+        else:  # CPU: one row per distinct id, sorted; CUDA (sgns_cuda.py): one row per occurrence
+            in_ids, in_rows, out_ids, out_rows = torch.ops.pyfast.sgns_bwd(
+                coef, grad_loss, center_rows, in_grad_dir, centers, contexts, negatives, ctx.weight_shape[0])
+            coalesced = coef.device.type == "cpu"
         if ctx.needs_input_grad[0]:
-            grad_in = _rows_to_grad(in_ids, in_rows, ctx.weight_shape, ctx.sparse_in)
+            grad_in = _rows_to_grad(in_ids, in_rows, ctx.weight_shape, ctx.sparse_in, coalesced)
         if ctx.needs_input_grad[1]:
-            grad_out = _rows_to_grad(out_ids, out_rows, ctx.weight_shape, ctx.sparse_out)
+            grad_out = _rows_to_grad(out_ids, out_rows, ctx.weight_shape, ctx.sparse_out, coalesced)
     return grad_in, grad_out, None, None, None, None, None, None
 
 
@@ -335,8 +357,8 @@ class _FusedSgnsLoss(torch.autograd.Function):
             in_rows.mul_(g)
             out_rows.mul_(g)
         shape = ctx.shape  # (not ctx.saved_tensors: that would version-check weights the first pass never reads)
-        grad_in = _rows_to_grad(in_ids, in_rows, shape, ctx.sparse_in) if ctx.needs_input_grad[0] else None
-        grad_out = _rows_to_grad(out_ids, out_rows, shape, ctx.sparse_out) if ctx.needs_input_grad[1] else None
+        grad_in = _rows_to_grad(in_ids, in_rows, shape, ctx.sparse_in, True) if ctx.needs_input_grad[0] else None
+        grad_out = _rows_to_grad(out_ids, out_rows, shape, ctx.sparse_out, True) if ctx.needs_input_grad[1] else None
         for weight_id, grad in zip(ctx.tracked, (grad_in, grad_out)):
             if weight_id is not None and grad is not None:
                 _hand_over(weight_id, grad)
