@@ -10,12 +10,15 @@ Two paths, the same loss and gradients:
 - Everything else (``reduction="none"``, torch.compile, no grad): ``pyfast::sgns_fwd`` / ``pyfast::sgns_bwd``,
   torch custom ops (fake implementations, autograd registered). The forward saves the per-pair coefficients
   sigmoid(score) - label, (N, K+1), and (when a gradient can be asked for) the gathered center rows and
-  d loss_n / d u_n, 2 x (N, D); the backward accumulates from these compact buffers (see sgns_op.h).
+  d loss_n / d u_n, 2 x (N, D); the backward accumulates from these compact buffers (see sgns_op.h). Inside a
+  compiled graph the backward is instead two broadcast multiplies of those buffers (_rows_per_occurrence): a row
+  count known only from the data would cost a graph break in torch.compile's default mode.
 
 Gradients: sparse COO tensors (like nn.Embedding(sparse=True): SGD, SparseAdam, DDP work unchanged) or dense (V, D)
 tensors. On the CPU, one row per *unique* id (duplicates accumulated in native code, in a fixed order, so the result
 does not depend on the thread count; coalesced, a flag a hook keeps through AccumulateGrad: _restore_coalesced).
-On CUDA, one row per occurrence, as nn.Embedding gives them (duplicates summed by the gradient's reader).
+On CUDA, and inside a compiled graph, one row per occurrence, as nn.Embedding gives them (duplicates summed by the
+gradient's reader).
 Devices: CPU tensors run csrc/word2vec/sgns_op_cpu.cpp (both paths); CUDA tensors take the custom-op path, whose
 ``register_kernel("cuda")`` in pyfast/ops/sgns_cuda.py runs csrc/word2vec/sgns_op_cuda.cu (forward run on an
 H200, 2026-11-28; the per-occurrence backward unverified on a GPU). A build without CUDA raises a RuntimeError
