@@ -17,6 +17,7 @@
 #include "attention/attention.h"
 #include "attention/attention_pack.h"
 #include "common/checks.h"
+#include "common/dispatch.h"
 #include "common/host_pool.h"
 #include "common/parallel.h"
 #include "common/philox.h"
@@ -62,6 +63,19 @@ struct DLManagedTensor {
   void (*deleter)(DLManagedTensor* self);
 };
 
+// DLPack's (type code, bits) of a DType: kDLInt 0, kDLUInt 1, kDLFloat 2, kDLBfloat 4, kDLBool 6.
+DLDataType dlpack_type(pyfast::DType d) {
+  using pyfast::DType;
+  const uint8_t bits = static_cast<uint8_t>(8 * pyfast::dtype_size(d));
+  switch (d) {
+    case DType::kFloat32: case DType::kFloat64: case DType::kFloat16: return {2, bits, 1};
+    case DType::kBFloat16: return {4, bits, 1};
+    case DType::kUInt8: return {1, bits, 1};
+    case DType::kBool: return {6, bits, 1};
+    default: return {0, bits, 1};
+  }
+}
+
 struct PooledTensor {
   DLManagedTensor managed;
   std::vector<int64_t> shape;
@@ -82,12 +96,12 @@ void pooled_tensor_capsule_destructor(PyObject* capsule) {
   }
 }
 
-// A contiguous CPU tensor of `shape` with DLPack type (code, bits), e.g. (0, 64) = int64, (2, 32) = float32.
-py::capsule pooled_tensor(std::vector<int64_t> shape, int dl_code, int bits) {
+// A contiguous CPU tensor of `shape` and pyfast DType code `dtype` (common/dispatch.h).
+py::capsule pooled_tensor(std::vector<int64_t> shape, int dtype) {
   constexpr const char* kName = "empty_pooled";
-  PYFAST_CHECK_ARG(bits == 8 || bits == 16 || bits == 32 || bits == 64, kName, "bits must be 8, 16, 32 or 64, got ",
-                   bits);
-  PYFAST_CHECK_ARG(dl_code >= 0 && dl_code <= 6, kName, "unknown DLPack type code ", dl_code);
+  PYFAST_CHECK_ARG(dtype >= 0 && dtype <= static_cast<int>(pyfast::DType::kBool), kName, "unknown dtype code ", dtype);
+  const DLDataType dl = dlpack_type(static_cast<pyfast::DType>(dtype));
+  const int bits = dl.bits;
   int64_t numel = 1;
   for (int64_t d : shape) {
     PYFAST_CHECK_ARG(d >= 0 && (d == 0 || numel <= (int64_t{1} << 56) / d), kName, "bad or too large shape");
@@ -105,7 +119,7 @@ py::capsule pooled_tensor(std::vector<int64_t> shape, int dl_code, int bits) {
   t.data = holder->buffer.ptr;
   t.device = {1, 0};
   t.ndim = static_cast<int32_t>(holder->shape.size());
-  t.dtype = {static_cast<uint8_t>(dl_code), static_cast<uint8_t>(bits), 1};
+  t.dtype = dl;
   t.shape = holder->shape.data();
   t.strides = nullptr;
   t.byte_offset = 0;
@@ -127,7 +141,7 @@ void bind_common(py::module_& m) {
   m.def("set_num_threads", &pyfast::set_num_threads, py::arg("n"));
   m.def("default_num_threads", &pyfast::default_num_threads);
 
-  m.def("empty_pooled", &pooled_tensor, py::arg("shape"), py::arg("dl_code"), py::arg("bits"),
+  m.def("empty_pooled", &pooled_tensor, py::arg("shape"), py::arg("dtype"),
         "A DLPack capsule of a contiguous CPU tensor on a buffer from the host pool (see common/host_pool.h).");
   m.def(
       "host_pool_stats",

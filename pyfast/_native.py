@@ -54,19 +54,7 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     fresh mmap (~2 us per 4 KiB page on the VMs measured: ~1 ms for a 256 x 512 int64 pair). Fresh buffers of
     2 MiB and more are advised for transparent huge pages.
     """
-    try:
-        code, bits = _DLPACK_TYPES[dtype]
-    except KeyError:
-        raise TypeError(f"pyfast: no pooled buffers for dtype {dtype}") from None
-    return torch.from_dlpack(_C.empty_pooled(shape, code, bits))
-
-
-# torch dtype -> DLPack (type code, bits): kDLInt 0, kDLUInt 1, kDLFloat 2, kDLBfloat 4, kDLBool 6.
-_DLPACK_TYPES = {
-    torch.int64: (0, 64), torch.int32: (0, 32), torch.int16: (0, 16), torch.int8: (0, 8), torch.uint8: (1, 8),
-    torch.float64: (2, 64), torch.float32: (2, 32), torch.float16: (2, 16), torch.bfloat16: (4, 16),
-    torch.bool: (6, 8),
-}
+    return torch.from_dlpack(_C.empty_pooled(shape, dtype_code(dtype, "pyfast: pooled buffers")))
 
 
 def ptr(t: torch.Tensor) -> int:
@@ -74,18 +62,21 @@ def ptr(t: torch.Tensor) -> int:
     return int(t.data_ptr())
 
 
-DTYPE_CODES = {
-    torch.float32: 0,
-    torch.float64: 1,
-    torch.bfloat16: 2,
-    torch.float16: 3,
-    torch.int32: 4,
-    torch.int64: 5,
+def stream(t: torch.Tensor) -> int:
+    """The current CUDA stream of t's device, as the integer handle the CUDA entry points take."""
+    return int(torch.cuda.current_stream(t.device).cuda_stream)
+
+
+# torch dtype -> pyfast::DType code (csrc/common/dispatch.h): the one dtype table of the native interface.
+DTYPES = {
+    torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3, torch.int32: 4, torch.int64: 5,
+    torch.int16: 6, torch.int8: 7, torch.uint8: 8, torch.bool: 9,
 }
 
 
 def dtype_code(dtype: torch.dtype, op: str) -> int:
+    """The DType code of a torch dtype; a TypeError naming `op` for a dtype the native code has no code for."""
     try:
-        return DTYPE_CODES[dtype]
+        return DTYPES[dtype]
     except KeyError:
         raise TypeError(f"{op}: unsupported dtype {dtype}") from None

@@ -1,6 +1,15 @@
-"""Seeded test session: every test starts from the same torch / numpy / random state."""
+"""Seeded test session (every test starts from the same torch / numpy / random state) and the ``device`` fixture
+that every op test takes: ``cpu``; ``cuda`` (a GPU and a CUDA build, else skipped); ``emu``: CPU tensors
+dispatched to the ops' CUDA kernel bodies, which call the CUDA sources compiled by g++ against the host emulator
+of tests/cuda_emu (``bash tests/cuda_emu/build.sh``; skipped when not built). ``emu`` checks the kernels' logic
+and the Python <-> binding calls without a GPU; it says nothing of the GPU's memory model or speed.
+"""
+import contextlib
+import glob
+import importlib.util
 import os
 import random
+import types
 
 import numpy as np
 import pytest
@@ -15,6 +24,9 @@ try:
     settings.load_profile("ci" if os.environ.get("CI") else "dev")
 except ImportError:  # pragma: no cover
     pass
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_EMU_BUILD = sorted(glob.glob(os.path.join(_ROOT, "build", "cuda-emu", "_C_cuda*.so")))
 
 
 @pytest.fixture(autouse=True)
@@ -32,3 +44,78 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda_only" in item.keywords:
             item.add_marker(skip)
+
+
+def _cuda_ready() -> bool:
+    import pyfast
+
+    return torch.cuda.is_available() and pyfast.info()["cuda_built"]
+
+
+@pytest.fixture(scope="session")
+def _emu_module():
+    spec = importlib.util.spec_from_file_location("_C_cuda", _EMU_BUILD[0])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert "emulator" in mod.device_name()[0]
+    return mod
+
+
+def _op_modules():
+    """Every pyfast.ops module that registers kernels: each lists (custom op, cpu body, cuda body) in KERNELS."""
+    import pyfast.ops as ops
+
+    return [m for m in vars(ops).values() if isinstance(m, types.ModuleType) and hasattr(m, "KERNELS")]
+
+
+@contextlib.contextmanager
+def emulated_cuda(monkeypatch, emu_module):
+    """CPU tensors run every op's CUDA kernel body, whose native calls go to the emulated CUDA module."""
+    from pyfast import _native
+
+    monkeypatch.setattr(_native, "_cuda_module", emu_module)
+    monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda d=None: types.SimpleNamespace(cuda_stream=0))
+    kernels = [k for m in _op_modules() for k in m.KERNELS]
+    try:
+        for op, _cpu_body, cuda_body in kernels:
+            op.register_kernel("cpu")(cuda_body)
+        yield emu_module
+    finally:
+        for op, cpu_body, _cuda_body in kernels:
+            op.register_kernel("cpu")(cpu_body)
+
+
+@pytest.fixture(params=["cpu", "cuda", "emu"])
+def device(request, monkeypatch):
+    """The torch device an op test puts its tensors on ("cpu" for emu, whose kernels are the CUDA bodies).
+    A test limits the set with ``@pytest.mark.parametrize("device", [...], indirect=True)``; it can tell emu from
+    cpu by ``request.node.callspec.params["device"]`` or the ``device_name`` fixture."""
+    name = request.param
+    if name == "cuda":
+        if not _cuda_ready():
+            pytest.skip("needs a CUDA device and a CUDA build")
+        yield torch.device("cuda")
+    elif name == "emu":
+        if not _EMU_BUILD:
+            pytest.skip("host CUDA emulator not built: bash tests/cuda_emu/build.sh")
+        with emulated_cuda(monkeypatch, request.getfixturevalue("_emu_module")):
+            yield torch.device("cpu")
+    else:
+        yield torch.device("cpu")
+
+
+@pytest.fixture
+def device_name(request, device) -> str:
+    """"cpu", "cuda" or "emu": which kernels the ``device`` fixture selected."""
+    return request.node.callspec.params["device"]
+
+
+@pytest.fixture
+def emu(request, monkeypatch):
+    """The emulated CUDA module, for tests that only make sense emulated (e.g. helpers of the CUDA module with no
+    op around them)."""
+    if not _EMU_BUILD:
+        pytest.skip("host CUDA emulator not built: bash tests/cuda_emu/build.sh")
+    with emulated_cuda(monkeypatch, request.getfixturevalue("_emu_module")) as module:
+        yield module

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from helpers import assert_close, spawn_target
 from pyfast.models import (BertConfig, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification,
                            BertModel, GPTConfig, GPTLMHeadModel, GPTModel, WordPieceTokenizer)
-from pyfast.models._kernels import mask_tokens
+from pyfast.ops.masking import mask_tokens
 from pyfast.nn import CLSPooling, MeanPooling, embedding_from_word2vec, mean_pooling
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -336,7 +336,7 @@ def test_embedding_from_word2vec_accepts_keyed_vectors_and_dict_vocab():
 
 
 def test_transfer_with_real_word2vec_into_a_model():
-    from pyfast.models._kernels import Word2Vec
+    from pyfast.word2vec import Word2Vec
 
     sentences = [["the", "lady", "walked", "to", "the", "house"], ["the", "house", "was", "quiet"]] * 20
     try:

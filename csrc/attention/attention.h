@@ -6,14 +6,15 @@
 #include <cstdint>
 
 #include "common/checks.h"
+#include "common/dispatch.h"
 
 namespace pyfast {
 namespace attention {
 
 constexpr int64_t kMaxHeadDim = 256;
 
-// Element types of q, k, v, out and the gradients (16-bit types are widened to fp32 on load) (the mask is always float32, the lse always float32).
-enum class ElemType : int { kFloat32 = 0, kBFloat16 = 2, kFloat16 = 3 };
+// q, k, v, out and the gradients are float32, bfloat16 or float16 (pyfast::DType; 16-bit types are widened to
+// fp32 on load); the mask and the lse are always float32.
 
 // A (batch, head, row, col) tensor whose last dimension is contiguous. In varlen mode (cu_seqlens given) the
 // batch stride is unused: sequence b starts at row cu_seqlens[b] and `row` strides over tokens.
@@ -25,7 +26,7 @@ struct Strided {
 };
 
 struct AttentionParams {
-  ElemType dtype = ElemType::kFloat32;
+  DType dtype = DType::kFloat32;
   int64_t batch = 0;      // B (or the number of sequences in varlen mode)
   int64_t q_heads = 0;    // Hq
   int64_t kv_heads = 0;   // Hkv; Hq % Hkv == 0, q head h reads kv head h / (Hq / Hkv)

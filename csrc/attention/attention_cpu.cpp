@@ -508,7 +508,7 @@ void check_params(const AttentionParams& p, const char* op) {
   PYFAST_CHECK_ARG(p.head_dim >= 1 && p.head_dim <= kMaxHeadDim && p.value_dim >= 1 && p.value_dim <= kMaxHeadDim,
                    op, "head dims must be in [1, ", kMaxHeadDim, "], got ", p.head_dim, " and ", p.value_dim);
   PYFAST_CHECK_ARG(p.dropout_p >= 0.0f && p.dropout_p < 1.0f, op, "dropout_p must be in [0, 1), got ", p.dropout_p);
-  PYFAST_CHECK_ARG(p.dtype == ElemType::kFloat32 || p.dtype == ElemType::kBFloat16 || p.dtype == ElemType::kFloat16,
+  PYFAST_CHECK_ARG(p.dtype == DType::kFloat32 || p.dtype == DType::kBFloat16 || p.dtype == DType::kFloat16,
                    op, "dtype must be float32, bfloat16 or float16");
   if (p.cu_seqlens_q != nullptr) {
     PYFAST_CHECK_ARG(p.cu_seqlens_k != nullptr && p.mask.data == nullptr, op,
@@ -528,8 +528,8 @@ void check_params(const AttentionParams& p, const char* op) {
 void attention_fwd_cpu(const AttentionParams& params) {
   check_params(params, "attention_fwd");
   switch (params.dtype) {
-    case ElemType::kBFloat16: fwd_impl<uint16_t>(params); break;
-    case ElemType::kFloat16: fwd_impl<Half>(params); break;
+    case DType::kBFloat16: fwd_impl<uint16_t>(params); break;
+    case DType::kFloat16: fwd_impl<Half>(params); break;
     default: fwd_impl<float>(params); break;
   }
 }
@@ -537,8 +537,8 @@ void attention_fwd_cpu(const AttentionParams& params) {
 void attention_bwd_cpu(const AttentionBackwardParams& params) {
   check_params(params.fwd, "attention_bwd");
   switch (params.fwd.dtype) {
-    case ElemType::kBFloat16: bwd_impl<uint16_t>(params); break;
-    case ElemType::kFloat16: bwd_impl<Half>(params); break;
+    case DType::kBFloat16: bwd_impl<uint16_t>(params); break;
+    case DType::kFloat16: bwd_impl<Half>(params); break;
     default: bwd_impl<float>(params); break;
   }
 }

@@ -981,7 +981,7 @@ void check_params(const AttentionParams& p, const char* op) {
   PYFAST_CHECK_ARG(p.head_dim >= 1 && p.head_dim <= kMaxHeadDim && p.value_dim >= 1 && p.value_dim <= kMaxHeadDim,
                    op, "head dims must be in [1, ", kMaxHeadDim, "], got ", p.head_dim, " and ", p.value_dim);
   PYFAST_CHECK_ARG(p.dropout_p >= 0.0f && p.dropout_p < 1.0f, op, "dropout_p must be in [0, 1), got ", p.dropout_p);
-  PYFAST_CHECK_ARG(p.dtype == ElemType::kFloat32 || p.dtype == ElemType::kBFloat16 || p.dtype == ElemType::kFloat16,
+  PYFAST_CHECK_ARG(p.dtype == DType::kFloat32 || p.dtype == DType::kBFloat16 || p.dtype == DType::kFloat16,
                    op, "dtype must be float32, bfloat16 or float16");
   PYFAST_CHECK_ARG((p.cu_seqlens_q == nullptr) == (p.cu_seqlens_k == nullptr), op, "give both cu_seqlens or neither");
   PYFAST_CHECK_ARG(p.cu_seqlens_q == nullptr || p.mask.data == nullptr, op, "varlen takes no mask");
@@ -1069,8 +1069,8 @@ void attention_fwd_cuda(const AttentionParams& params, std::uintptr_t stream) {
   check_params(params, "attention_fwd_cuda");
   const cudaStream_t s = cuda::as_stream(stream);
   switch (params.dtype) {
-    case ElemType::kBFloat16: fwd_impl<__nv_bfloat16>(params, s); break;
-    case ElemType::kFloat16: fwd_impl<__half>(params, s); break;
+    case DType::kBFloat16: fwd_impl<__nv_bfloat16>(params, s); break;
+    case DType::kFloat16: fwd_impl<__half>(params, s); break;
     default: fwd_impl<float>(params, s); break;
   }
 }
@@ -1079,8 +1079,8 @@ void attention_bwd_cuda(const AttentionBackwardParams& params, float* delta, std
   check_params(params.fwd, "attention_bwd_cuda");
   const cudaStream_t s = cuda::as_stream(stream);
   switch (params.fwd.dtype) {
-    case ElemType::kBFloat16: bwd_impl<__nv_bfloat16>(params, delta, s); break;
-    case ElemType::kFloat16: bwd_impl<__half>(params, delta, s); break;
+    case DType::kBFloat16: bwd_impl<__nv_bfloat16>(params, delta, s); break;
+    case DType::kFloat16: bwd_impl<__half>(params, delta, s); break;
     default: bwd_impl<float>(params, delta, s); break;
   }
 }

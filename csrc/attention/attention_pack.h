@@ -40,7 +40,7 @@ inline Strided attention_strided(const std::vector<int64_t>& t) {
 inline AttentionParams attention_params(PYFAST_ATTENTION_PARAMS) {
   PYFAST_CHECK_ARG(sizes.size() == 7 && lse.size() == 3 && cu.size() == 2, "attention", "bad argument packing");
   AttentionParams p;
-  p.dtype = static_cast<ElemType>(dtype);
+  p.dtype = static_cast<DType>(dtype);
   p.batch = sizes[0];
   p.q_heads = sizes[1];
   p.kv_heads = sizes[2];

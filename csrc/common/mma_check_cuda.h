@@ -8,7 +8,7 @@ namespace pyfast {
 namespace cuda {
 
 // d[i] = a[i] b[i] + c[i] for i < n: a (n, 16, 16) and b (n, 16, 8) of `dtype` (2 = bfloat16, 3 = float16, the
-// attention ElemType codes), c and d (n, 16, 8) float32; all contiguous device memory.
+// attention DType codes), c and d (n, 16, 8) float32; all contiguous device memory.
 void mma_m16n8k16_check_cuda(int dtype, std::uintptr_t a, std::uintptr_t b, std::uintptr_t c, std::uintptr_t d,
                              int64_t n, std::uintptr_t stream);
 

@@ -36,7 +36,7 @@ def _floor(flops_per_token, what):
 
 def _bert_case(batch, seq, hidden, layers, heads, vocab, repeat):
     from pyfast.models import BertConfig, BertForMaskedLM
-    from pyfast.models._kernels import mask_tokens
+    from pyfast.ops.masking import mask_tokens
 
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(5, vocab, (batch, seq), generator=gen)

@@ -18,7 +18,8 @@ import torch
 
 from pyfast.models import (BertConfig, BertForMaskedLM, BertForSequenceClassification, GPTConfig, GPTLMHeadModel,
                            WordPieceTokenizer)
-from pyfast.models._kernels import DataCollatorForLanguageModeling, Word2Vec
+from pyfast.data import DataCollatorForLanguageModeling
+from pyfast.word2vec import Word2Vec
 from pyfast.models.training import (DistInfo, LossLog, Timer, cosine_lr, max_parameter_difference, pack_blocks,
                                     pad_batch, progress_bar, save_checkpoint, set_seed)
 

@@ -12,30 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.pooling import mean_pooling
-from ._kernels import MultiheadSelfAttention, gather_masked
+from ..nn.attention import MultiheadSelfAttention
+from ..ops.masking import gather_masked
 from .configuration import BertConfig
-from .modeling_utils import BaseModelOutput, MaskedLMOutput, ModelOutput, PreTrainedModel
-
-
-def _key_padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """attention_mask (B, L), 1 = token -> key_padding_mask (B, L), True = padding; None when nothing is padded,
-    so the attention kernel takes its unmasked path."""
-    if attention_mask is None:
-        return None
-    pad = attention_mask == 0
-    return pad if bool(pad.any()) else None
-
-
-def _check_input_ids(input_ids: torch.Tensor, vocab_size: int, max_len: int, who: str) -> None:
-    if input_ids.dim() != 2:
-        raise ValueError(f"{who}: input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
-    if input_ids.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"{who}: input_ids must be int64 or int32, got {input_ids.dtype}")
-    if input_ids.shape[1] > max_len:
-        raise ValueError(f"{who}: sequence length {input_ids.shape[1]} exceeds the {max_len} positions of the model")
-    if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab_size):
-        raise ValueError(f"{who}: input_ids must be in [0, {vocab_size}), got range "
-                         f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+from .modeling_utils import (BaseModelOutput, MaskedLMOutput, ModelOutput, PreTrainedModel, check_input_ids,
+                             key_padding_mask, mean_cross_entropy)
 
 
 class BertEmbeddings(nn.Module):
@@ -96,10 +77,10 @@ class BertModel(PreTrainedModel):
         self.embeddings.word_embeddings = embedding
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
-        _check_input_ids(input_ids, self.get_input_embeddings().num_embeddings,
+        check_input_ids(input_ids, self.get_input_embeddings().num_embeddings,
                          self.config.max_position_embeddings, type(self).__name__)
         x = self.embeddings(input_ids, token_type_ids)
-        key_padding_mask = _key_padding_mask(attention_mask)
+        key_padding_mask = key_padding_mask(attention_mask)
         for layer in self.layers:
             x = layer(x, key_padding_mask)
         pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
@@ -144,18 +125,11 @@ class BertForMaskedLM(PreTrainedModel):
         if self.config.sparse_prediction:
             hidden_at_masked, labels_at_masked = gather_masked(hidden, labels)  # (M, H), (M,)
             logits = self.lm_head(hidden_at_masked)                               # (M, V)
-            loss = _mean_cross_entropy(logits, labels_at_masked)
+            loss = mean_cross_entropy(logits, labels_at_masked)
             return MaskedLMOutput(loss=loss, logits=logits, hidden_states=hidden, masked_labels=labels_at_masked)
         logits = self.lm_head(hidden)                                             # (B, L, V)
-        loss = _mean_cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        loss = mean_cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=hidden)
-
-
-def _mean_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over labels != -100; 0 (still attached to the graph) when none is labelled, not NaN."""
-    if not bool((labels != -100).any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), labels.long(), ignore_index=-100)
 
 
 def _classifier_head(config: BertConfig) -> tuple[nn.Dropout, nn.Linear]:
@@ -202,7 +176,7 @@ class BertForSequenceClassification(PreTrainedModel):
         if problem == "regression":
             return F.mse_loss(logits.squeeze(-1).float(), labels.float().reshape(logits.shape[0]))
         if problem == "single_label_classification":
-            return _mean_cross_entropy(logits, labels.reshape(-1))
+            return mean_cross_entropy(logits, labels.reshape(-1))
         if problem == "multi_label_classification":
             return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
         raise ValueError(f"BertForSequenceClassification: unknown problem_type {problem!r}")
@@ -224,5 +198,5 @@ class BertForTokenClassification(PreTrainedModel):
         logits = self.classifier(self.dropout(hidden))
         loss = None
         if labels is not None:
-            loss = _mean_cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+            loss = mean_cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
         return ModelOutput(loss=loss, logits=logits, hidden_states=hidden)

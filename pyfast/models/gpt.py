@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._kernels import MultiheadSelfAttention
-from .bert import _check_input_ids, _key_padding_mask, _mean_cross_entropy
+from ..nn.attention import MultiheadSelfAttention
 from .configuration import GPTConfig
-from .modeling_utils import BaseModelOutput, ModelOutput, PreTrainedModel
+from .modeling_utils import (BaseModelOutput, ModelOutput, PreTrainedModel, check_input_ids, key_padding_mask,
+                             mean_cross_entropy)
 
 
 class GPTBlock(nn.Module):
@@ -65,10 +65,10 @@ class GPTModel(PreTrainedModel):
         self.wte = embedding
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
-        _check_input_ids(input_ids, self.wte.num_embeddings, self.config.n_positions, type(self).__name__)
+        check_input_ids(input_ids, self.wte.num_embeddings, self.config.n_positions, type(self).__name__)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         x = self.drop(self.wte(input_ids) + self.wpe(positions)[None])
-        key_padding_mask = _key_padding_mask(attention_mask)
+        key_padding_mask = key_padding_mask(attention_mask)
         for block in self.h:
             x = block(x, key_padding_mask)
         x = self.ln_f(x)
@@ -109,7 +109,7 @@ class GPTLMHeadModel(PreTrainedModel):
                                  f"{tuple(input_ids.shape)}")
             # Shift the labels, not the logits: slicing logits[:, :-1] would copy the whole (B, L, V) tensor.
             shifted_labels = F.pad(labels[:, 1:], (0, 1), value=-100)  # position t is scored on token t+1
-            loss = _mean_cross_entropy(logits.view(-1, logits.shape[-1]), shifted_labels.reshape(-1))
+            loss = mean_cross_entropy(logits.view(-1, logits.shape[-1]), shifted_labels.reshape(-1))
         return ModelOutput(loss=loss, logits=logits, hidden_states=hidden)
 
     @torch.no_grad()

@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 try:
@@ -22,6 +23,35 @@ except ImportError:  # optional: torch.save is the fallback format
 CONFIG_NAME = "config.json"
 SAFETENSORS_NAME = "model.safetensors"
 TORCH_NAME = "pytorch_model.bin"
+
+
+def key_padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """attention_mask (B, L), 1 = token -> key_padding_mask (B, L), True = padding; None when nothing is padded,
+    so the attention kernel takes its unmasked path."""
+    if attention_mask is None:
+        return None
+    pad = attention_mask == 0
+    return pad if bool(pad.any()) else None
+
+
+def check_input_ids(input_ids: torch.Tensor, vocab_size: int, max_len: int, who: str) -> None:
+    if input_ids.dim() != 2:
+        raise ValueError(f"{who}: input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
+    if input_ids.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{who}: input_ids must be int64 or int32, got {input_ids.dtype}")
+    if input_ids.shape[1] > max_len:
+        raise ValueError(f"{who}: sequence length {input_ids.shape[1]} exceeds the {max_len} positions of the model")
+    if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab_size):
+        raise ValueError(f"{who}: input_ids must be in [0, {vocab_size}), got range "
+                         f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+
+
+def mean_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over labels != -100; 0 (still attached to the graph) when none is labelled, not NaN."""
+    if not bool((labels != -100).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.float(), labels.long(), ignore_index=-100)
+
 
 
 @dataclass

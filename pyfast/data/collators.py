@@ -13,10 +13,10 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from . import _native, rng
-from .ops.masking import IGNORE_INDEX, _mask_tokens_into, _special_ids_tuple, check_replace_probabilities, \
+from .. import _native, rng
+from ..ops.masking import IGNORE_INDEX, _mask_tokens_into, _special_ids_tuple, check_replace_probabilities, \
     span_length_distribution  # noqa: F401  (re-exported helpers)
-from .ops.masking import _check_probability
+from ..ops.masking import _check_probability
 
 __all__ = ["DataCollatorForLanguageModeling", "word_starts_from_continuation"]
 
