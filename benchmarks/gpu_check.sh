@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# One-shot GPU verification for issues #8 and #6 (and #5's masking kernel), for a lent GPU machine (see
-# /work/.library/device/*.md): build the CUDA module for the GPU at hand, run the CUDA tests, benchmark, and
-# leave everything under $OUT:
-#   $OUT/gpu-<date>.json   benchmark record (masking tokens/s, SGNS pairs/s, attention TFLOP/s vs torch SDPA)
+# One-shot GPU verification of every kernel, for a lent GPU machine (see /work/.library/device/*.md): build the CUDA
+# module for the GPU at hand, run the CUDA cases of the op tests, benchmark every kernel's CUDA path against its GPU
+# peers with the one harness (python -m pyfast bench --device cuda), and leave under $OUT:
+#   $OUT/gpu-<date>.json   benchmark record (machine floors, masking, SGNS, attention), merged from one process per
+#                          benchmark, so a crash or a sticky CUDA fault in one loses nothing of the others
 #   $OUT/env.txt, $OUT/build.log, $OUT/tests.log, $OUT/tests.xml (junit), $OUT/bench.log
-# Caps: tests <= 180 s, then one process per benchmark section (masking <= 45 s, SGNS <= 60 s, attention <= 150 s)
-# so a crash or a sticky CUDA fault in one section loses nothing of the others (each merges into the same JSON).
-# Measured on an H200 (16 cores, 2026-11-28): the whole script took 118 s (build for sm_90 ~50 s, tests 26 s until
-# a crash, benchmarks 11 + 10 + 24 s); the machine started in ~30 s.
+# Caps: tests <= 180 s; benchmarks machine <= 30 s, masking <= 45 s, sgns <= 60 s, attention <= 150 s (its sweep
+# stops starting cases after 90 s). Sized for ~5 minutes with the build (~1 min for one arch on 16 cores).
 # Usage (repo root): OUT=/tmp/out bash benchmarks/gpu_check.sh
 # Exit status: that of the tests (the benchmarks run whatever they say, so a failing kernel still gets timed).
 set -uo pipefail
@@ -44,22 +43,47 @@ fi
 PYTHONPATH=. "$PY" -c 'import pyfast, json; print(json.dumps(pyfast.info()))' 2>&1 | tee -a "$OUT/env.txt"
 
 t0=$(date +%s)
+# The op tests' cuda cases (the `device` fixture's cuda param, and tests marked cuda_only) plus the foundation.
 # pytest-xdist where the image has it: a test that crashes the interpreter then fails alone instead of ending the
-# run (a segfault in one CUDA test hid the rest on 2026-11-28), and 8 workers share the GPU.
+# run, and 8 workers share the GPU.
 XDIST=""; "$PY" -c 'import xdist' 2>/dev/null && XDIST="-n 8"
-PYTHONPATH=. timeout 180 "$PY" -m pytest -q $XDIST -p no:cacheprovider --junitxml="$OUT/tests.xml" tests/test_cuda.py \
-  tests/test_foundation.py 2>&1 | tee "$OUT/tests.log" | tail -n 40
+PYTHONPATH=. timeout 180 "$PY" -m pytest -q $XDIST -p no:cacheprovider --junitxml="$OUT/tests.xml" \
+  tests/test_attention.py tests/test_masking.py tests/test_sgns.py tests/test_foundation.py -k "cuda or gpu" \
+  2>&1 | tee "$OUT/tests.log" | tail -n 40
 test_rc=${PIPESTATUS[0]}
 echo "tests rc=$test_rc in $(( $(date +%s) - t0 )) s"
 
 JSON="$OUT/gpu-$(date +%F).json"
-for section in masking:45:0 sgns:60:0 attention:150:90; do
+PARTS=()
+for section in machine:30:20 masking:45:30 sgns:60:45 attention:150:90; do
   IFS=: read -r name limit budget <<< "$section"
   t0=$(date +%s)
-  PYTHONPATH=. timeout "$limit" "$PY" benchmarks/gpu_bench.py --out "$JSON" --only "$name" --reps 5 \
-    --budget-s "$budget" > "$OUT/bench-$name.log" 2>&1
+  PYTHONPATH=. timeout "$limit" "$PY" -m pyfast bench "$name" --device cuda --repeat 5 --budget-s "$budget" \
+    --json "$OUT/part-$name.json" > "$OUT/bench-$name.log" 2>&1
   echo "bench $name rc=$? in $(( $(date +%s) - t0 )) s"; tail -n 5 "$OUT/bench-$name.log"
   { echo "=== $name"; cat "$OUT/bench-$name.log"; } >> "$OUT/bench.log"; rm -f "$OUT/bench-$name.log"
+  PARTS+=("$OUT/part-$name.json")
 done
+"$PY" - "$JSON" "${PARTS[@]}" <<'PYEOF'
+import json, os, sys
+out, parts = sys.argv[1], sys.argv[2:]
+record = {"sections": {}}
+for p in parts:
+    name = os.path.basename(p)[len("part-"):-len(".json")]
+    try:
+        with open(p) as f:
+            part = json.load(f)
+    except (OSError, ValueError) as exc:
+        record["sections"][name] = {"status": f"no record ({type(exc).__name__})"}
+        continue
+    record.setdefault("machine", part.get("machine"))
+    record["sections"][name] = {"command": part.get("command"), "results": part.get("results"),
+                                "skipped_for_time": part.get("skipped_for_time")}
+    os.remove(p)
+with open(out + ".tmp", "w") as f:
+    json.dump(record, f, indent=1)
+os.replace(out + ".tmp", out)
+print("wrote", out)
+PYEOF
 date -u
 exit "$test_rc"

@@ -1,5 +1,7 @@
 """Attention benchmark: pyfast's fused kernel vs torch SDPA (on the CPU it picks its flash kernel) vs a naive
 matmul-softmax, forward and forward+backward, fp32 and bf16, causal and not, in GFLOP/s beside the GEMM peak.
+With --device cuda: pyfast's CUDA kernels vs each torch SDPA backend that runs the case (flash, efficient, cudnn),
+bf16, head dims 64 and 128, N = 1k..8k with B * N = 16k tokens and 16 heads, checked against SDPA first.
 FLOPs counted as 4 * B * H * L * S * D for the forward (halved when causal) and 2.5x that for the backward.
 Peak memory at long N is measured separately (`peak_memory`), each contender in a fresh subprocess.
 """
@@ -88,7 +90,86 @@ def _case(b, h, n, d, causal, dtype, backward, repeat):
     )
 
 
-def cases(quick: bool = False) -> list[Case]:
+def _sdpa_backends() -> dict:
+    from torch.nn.attention import SDPBackend
+
+    names = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "cudnn": "CUDNN_ATTENTION"}
+    return {name: getattr(SDPBackend, attr) for name, attr in names.items() if hasattr(SDPBackend, attr)}
+
+
+def _cuda_case(b, h, n, d, causal, backward, repeat):
+    """pyfast's CUDA kernels against every SDPA backend that accepts the case (one that raises is left out and
+    named in params["unavailable"]); bf16; pyfast's output checked against SDPA's default choice first."""
+    from torch.nn.attention import sdpa_kernel
+
+    from ..ops.attention import scaled_dot_product_attention as pyfast_sdpa
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=torch.bfloat16, generator=g).requires_grad_(backward)
+               for _ in range(3))
+    grad = torch.randn(b, h, n, d, device="cuda", dtype=torch.bfloat16, generator=g)
+
+    def sdpa_with(backend):
+        def run():
+            with sdpa_kernel(backend):
+                return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        return run
+
+    def timed(fn):
+        if not backward:
+            def run():
+                with torch.no_grad():
+                    fn()
+            return run
+
+        def run():
+            q.grad = k.grad = v.grad = None
+            fn().backward(grad)
+        return run
+
+    params = {"B": b, "H": h, "N": n, "D": d, "causal": causal, "dtype": "bfloat16", "backward": backward}
+
+    def check():
+        with torch.no_grad():
+            err = (pyfast_sdpa(q, k, v, is_causal=causal).float() -
+                   F.scaled_dot_product_attention(q, k, v, is_causal=causal).float()).abs().max().item()
+        params["max_abs_diff_vs_sdpa"] = err
+        if not err < 3e-2:
+            raise AssertionError(f"pyfast CUDA attention differs from torch SDPA by {err}")
+
+    fns = {"pyfast": lambda: pyfast_sdpa(q, k, v, is_causal=causal)}
+    for name, backend in _sdpa_backends().items():
+        try:
+            with torch.no_grad():
+                sdpa_with(backend)()
+            fns["sdpa " + name] = sdpa_with(backend)
+        except RuntimeError as exc:  # this backend does not take the case (arch, dtype, head dim)
+            params.setdefault("unavailable", {})["sdpa " + name] = str(exc).splitlines()[0][:120]
+    contenders = [Contender(name, timed(fn), check=check if name == "pyfast" else None) for name, fn in fns.items()]
+    flops = _fwd_flops(b, h, n, d, causal) * (3.5 if backward else 1.0)
+    kind = "fwd+bwd" if backward else "fwd"
+    baseline = "sdpa flash" if "sdpa flash" in fns else next(iter(fns))
+    return Case(
+        bench="attention", name=f"cuda {kind} B{b} H{h} N{n} D{d} {'causal' if causal else 'full'} bf16",
+        contenders=contenders, work=flops * 1e-12, unit="TFLOP/s", baseline=baseline, repeat=repeat, params=params,
+        device="cuda", floor_note="compare with the bf16 GEMM peak of `python -m pyfast bench machine --device cuda`",
+    )
+
+
+def _cuda_cases(quick: bool):
+    """Built one at a time (a generator): each case's tensors are freed before the next, larger one."""
+    tokens = 16384  # B * N fixed, so every case moves the same activations
+    for d in (64, 128):
+        for n in ((1024, 4096) if quick else (1024, 2048, 4096, 8192)):
+            for causal in (False, True):
+                for backward in (False, True):
+                    yield _cuda_case(max(1, tokens // n), 16, n, d, causal, backward, repeat=3 if quick else 5)
+                    torch.cuda.empty_cache()
+
+
+def cases(quick: bool = False, device: str = "cpu"):
+    if device == "cuda":
+        return _cuda_cases(quick)
     shapes = QUICK_SHAPES if quick else SHAPES
     repeat = 3 if quick else 7
     out = []

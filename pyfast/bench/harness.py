@@ -14,7 +14,7 @@ import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Case:
     repeat: int = 7
     warmup: int = 1
     floor_note: str = ""       # e.g. "GEMM peak 190 GFLOP/s"
+    device: str = "cpu"        # "cuda": the device is synchronised before and after every timed call
 
 
 @dataclass
@@ -54,6 +55,7 @@ class CaseResult:
     extra: dict
     floor_note: str = ""
     gc_policy: str = "auto"    # Python's garbage collector during the timed calls (see run_case)
+    device: str = "cpu"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -79,6 +81,7 @@ def run_case(case: Case, repeat: int | None = None, warmup: int | None = None, g
         raise ValueError(f"run_case: repeat must be >= 1, got {repeat}")
     if gc_policy not in GC_POLICIES:
         raise ValueError(f"run_case: gc_policy must be one of {GC_POLICIES}, got {gc_policy!r}")
+    sync = _synchronizer(case.device)
     for c in case.contenders:
         if c.check is not None:
             c.check()
@@ -87,6 +90,7 @@ def run_case(case: Case, repeat: int | None = None, warmup: int | None = None, g
             if c.setup is not None:
                 c.setup()
             c.fn()
+    sync()
     seconds: dict[str, list[float]] = {c.name: [] for c in case.contenders}
     gc.collect()
     was_enabled = gc.isenabled()
@@ -101,8 +105,10 @@ def run_case(case: Case, repeat: int | None = None, warmup: int | None = None, g
                     c.setup()
                 if gc_policy == "collect":
                     gc.collect()
+                sync()
                 t0 = time.perf_counter()
                 c.fn()
+                sync()
                 seconds[c.name].append(time.perf_counter() - t0)
     finally:
         if was_enabled:
@@ -114,17 +120,38 @@ def run_case(case: Case, repeat: int | None = None, warmup: int | None = None, g
     return CaseResult(
         bench=case.bench, name=case.name, unit=case.unit, baseline=base, params=case.params, seconds=seconds,
         median_s=median, throughput=throughput, ratio=ratio, extra={c.name: c.extra for c in case.contenders if c.extra},
-        floor_note=case.floor_note, gc_policy=gc_policy,
+        floor_note=case.floor_note, gc_policy=gc_policy, device=case.device,
     )
 
 
-def run_cases(cases: list[Case], repeat: int | None = None, warmup: int | None = None, progress=print,
-              gc_policy: str = "auto") -> list[CaseResult]:
+def _synchronizer(device: str) -> Callable[[], None]:
+    """What makes one timed call block until its work is done: a device sync on CUDA (wall clock around a
+    synchronised call, so CPU, GPU and mixed contenders are timed alike), nothing on the CPU."""
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def run_cases(cases: Iterable[Case], repeat: int | None = None, warmup: int | None = None, progress=print,
+              gc_policy: str = "auto", budget_s: float | None = None, skipped: list | None = None,
+              on_result: Callable[[Case, CaseResult], None] | None = None) -> list[CaseResult]:
+    """Runs cases one after another. `cases` may be a generator (GPU benchmarks build each case's tensors only when
+    it runs); once `budget_s` seconds have passed the remaining cases are listed in `skipped` instead of run."""
     results = []
+    t_begin = time.perf_counter()
     for case in cases:
+        if budget_s is not None and time.perf_counter() - t_begin > budget_s:
+            if skipped is not None:
+                skipped.append(f"{case.bench}: {case.name}")
+            continue
         if progress:
             progress(f"  running {case.bench}: {case.name} ...")
-        results.append(run_case(case, repeat=repeat, warmup=warmup, gc_policy=gc_policy))
+        res = run_case(case, repeat=repeat, warmup=warmup, gc_policy=gc_policy)
+        if on_result is not None:
+            on_result(case, res)
+        results.append(res)
     return results
 
 

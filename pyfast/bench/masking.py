@@ -58,7 +58,80 @@ def numpy_mask_tokens(ids: np.ndarray, special: np.ndarray, rng: np.random.Gener
     return out, labels
 
 
-def cases(quick: bool) -> list[Case]:
+def torch_mask_tokens_gpu(ids, special, mask_id, vocab, gen, p=0.15):
+    """HF's torch_mask_tokens algorithm with every tensor and the generator on the GPU (what a user would write to
+    keep the step on the device): three Bernoulli draws and a randint over (B, L)."""
+    labels = ids.clone()
+    prob = torch.full(ids.shape, p, device=ids.device).masked_fill_(special, 0.0)
+    chosen = torch.bernoulli(prob, generator=gen).bool()
+    labels[~chosen] = -100
+    out = ids.clone()
+    replaced = torch.bernoulli(torch.full(ids.shape, 0.8, device=ids.device), generator=gen).bool() & chosen
+    out[replaced] = mask_id
+    rand = torch.bernoulli(torch.full(ids.shape, 0.5, device=ids.device), generator=gen).bool() & chosen & ~replaced
+    words = torch.randint(vocab, ids.shape, device=ids.device, generator=gen)
+    out[rand] = words[rand]
+    return out, labels
+
+
+def _cuda_case(b: int, seq_len: int, mode: str, repeat: int) -> Case:
+    """pyfast.mask_tokens on GPU tensors vs the same call on CPU tensors, the HF algorithm written in torch on the
+    GPU, and HF's torch_mask_tokens given GPU ids (its draws stay on the CPU); checked first: the GPU's outputs
+    equal the CPU's bit for bit (the same Philox keying)."""
+    from ..ops.masking import mask_tokens
+
+    vocab, mask_id, specials = 30522, 4, [0, 1, 2, 3, 4]
+    g = torch.Generator().manual_seed(0)
+    ids_cpu = torch.randint(5, vocab, (b, seq_len), generator=g)
+    ids_cpu[:, 0], ids_cpu[:, -1] = 2, 3
+    special_cpu = torch.isin(ids_cpu, torch.tensor(specials))
+    kw = dict(mask_token_id=mask_id, vocab_size=vocab, special_token_ids=specials, seed=1)
+    if mode == "whole_word":
+        kw["word_starts"] = torch.rand(b, seq_len, generator=g) < 0.7
+    if mode == "exact":
+        kw["max_predictions"] = int(0.15 * seq_len) + 1
+    kw_gpu = {k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    ids, special = ids_cpu.cuda(), special_cpu.cuda()
+    params = {"B": b, "L": seq_len, "V": vocab, "mode": mode}
+
+    def check():
+        go, gl = mask_tokens(ids, **kw_gpu)
+        co, cl = mask_tokens(ids_cpu, **kw)
+        if not (torch.equal(go.cpu(), co) and torch.equal(gl.cpu(), cl)):
+            raise AssertionError(f"mask_tokens on the GPU differs from the CPU ({mode})")
+        params["chosen_rate"] = (gl != -100).double().mean().item()
+
+    contenders = [Contender("pyfast gpu", lambda: mask_tokens(ids, **kw_gpu), check=check),
+                  Contender("pyfast cpu", lambda: mask_tokens(ids_cpu, **kw))]
+    if mode == "piece":
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        contenders.append(Contender("torch bernoulli gpu", lambda: torch_mask_tokens_gpu(ids, special, mask_id,
+                                                                                         vocab, gen)))
+        try:
+            from transformers import DataCollatorForLanguageModeling as HFCollator
+
+            hf = seeded_hf_collator(HFCollator, _tokenizer(vocab))
+            stm = special_cpu.long()  # HF draws on the CPU: its probability matrix is a CPU tensor
+            hf.torch_mask_tokens(ids.clone(), special_tokens_mask=stm)
+            contenders.append(Contender("hf.torch_mask_tokens gpu ids", lambda: hf.torch_mask_tokens(
+                ids.clone(), special_tokens_mask=stm)))
+        except Exception as exc:  # transformers missing, or a version whose collator rejects GPU ids
+            params["hf unavailable"] = f"{type(exc).__name__}: {str(exc)[:160]}"
+    baseline = "hf.torch_mask_tokens gpu ids" if any(c.name.startswith("hf") for c in contenders) else "pyfast cpu"
+    return Case(bench="masking", name=f"cuda mask {mode} {b}x{seq_len} V{vocab}", contenders=contenders,
+                work=b * seq_len * 1e-6, unit="Mtokens/s", baseline=baseline, params=params, repeat=repeat,
+                device="cuda")
+
+
+def _cuda_cases(quick: bool):
+    shapes = ((256, 512, "piece"), (256, 512, "whole_word"), (256, 512, "exact"), (64, 2048, "piece"))
+    for b, seq_len, mode in shapes[:2] if quick else shapes:
+        yield _cuda_case(b, seq_len, mode, repeat=5 if quick else 11)
+
+
+def cases(quick: bool, device: str = "cpu"):
+    if device == "cuda":
+        return _cuda_cases(quick)
     from ..data import DataCollatorForLanguageModeling
     from ..ops import mask_tokens
 

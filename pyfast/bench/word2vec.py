@@ -213,7 +213,10 @@ def _numba_contender(model, corpus, sg, seeds):
     return setup, fn, state
 
 
-def cases(quick: bool = False, corpus_path: str | None = None, copies: int | None = None) -> list[Case]:
+def cases(quick: bool = False, corpus_path: str | None = None, copies: int | None = None,
+          device: str = "cpu") -> list[Case]:
+    if device != "cpu":  # no GPU word2vec trainer yet
+        return []
     try:
         import gensim  # noqa: F401
     except ImportError:

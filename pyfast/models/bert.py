@@ -16,7 +16,7 @@ from ..nn.attention import MultiheadSelfAttention
 from ..ops.masking import gather_masked
 from .configuration import BertConfig
 from .modeling_utils import (BaseModelOutput, MaskedLMOutput, ModelOutput, PreTrainedModel, check_input_ids,
-                             key_padding_mask, mean_cross_entropy)
+                             mean_cross_entropy, to_key_padding_mask)
 
 
 class BertEmbeddings(nn.Module):
@@ -80,7 +80,7 @@ class BertModel(PreTrainedModel):
         check_input_ids(input_ids, self.get_input_embeddings().num_embeddings,
                          self.config.max_position_embeddings, type(self).__name__)
         x = self.embeddings(input_ids, token_type_ids)
-        key_padding_mask = key_padding_mask(attention_mask)
+        key_padding_mask = to_key_padding_mask(attention_mask)
         for layer in self.layers:
             x = layer(x, key_padding_mask)
         pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None

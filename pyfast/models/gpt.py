@@ -14,7 +14,7 @@ from torch import nn
 
 from ..nn.attention import MultiheadSelfAttention
 from .configuration import GPTConfig
-from .modeling_utils import (BaseModelOutput, ModelOutput, PreTrainedModel, check_input_ids, key_padding_mask,
+from .modeling_utils import (BaseModelOutput, ModelOutput, PreTrainedModel, check_input_ids, to_key_padding_mask,
                              mean_cross_entropy)
 
 
@@ -68,7 +68,7 @@ class GPTModel(PreTrainedModel):
         check_input_ids(input_ids, self.wte.num_embeddings, self.config.n_positions, type(self).__name__)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         x = self.drop(self.wte(input_ids) + self.wpe(positions)[None])
-        key_padding_mask = key_padding_mask(attention_mask)
+        key_padding_mask = to_key_padding_mask(attention_mask)
         for block in self.h:
             x = block(x, key_padding_mask)
         x = self.ln_f(x)

@@ -25,7 +25,7 @@ SAFETENSORS_NAME = "model.safetensors"
 TORCH_NAME = "pytorch_model.bin"
 
 
-def key_padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+def to_key_padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     """attention_mask (B, L), 1 = token -> key_padding_mask (B, L), True = padding; None when nothing is padded,
     so the attention kernel takes its unmasked path."""
     if attention_mask is None:
