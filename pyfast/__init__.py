@@ -57,13 +57,13 @@ from . import models, nn, ops  # noqa: E402  (pyfast.models.BertForMaskedLM, pyf
 
 __all__ = [
     "__version__", "info", "set_num_threads", "get_num_threads", "empty_cache",
-    # attention (#4)
+    # attention
     "scaled_dot_product_attention", "attention_varlen", "MultiheadSelfAttention",
-    # word2vec (#3)
+    # word2vec
     "Word2Vec", "KeyedVectors",
-    # masking (#5)
+    # masking
     "mask_tokens", "gather_masked", "MLMHead", "DataCollatorForLanguageModeling",
-    # SGNS op (#6)
+    # SGNS op
     "sgns_loss", "sample_negatives", "NoiseSampler", "skipgram_pairs", "SkipGramNS",
     # subpackages
     "models", "nn", "ops",

@@ -11,8 +11,8 @@
 namespace pyfast {
 
 // Appends one piece of an error message. No iostreams: a std::ostringstream instantiated in nvcc-compiled host
-// code crashed formatting an integer (inside basic_ostream::_M_insert<long>) in the CUDA module built on the H200
-// machine (GCC 13, 2026-11-28), so the message is assembled from std::to_string / snprintf pieces instead.
+// code has crashed formatting an integer (inside basic_ostream::_M_insert<long>, GCC 13 host compiler), so the
+// message is assembled from std::to_string / snprintf pieces instead.
 // Numbers print as an ostream would by default: integers in decimal, bools as 1 / 0, floats as "%g".
 template <typename T>
 void append_message_piece(std::string& out, const T& v) {

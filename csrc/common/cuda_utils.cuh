@@ -1,6 +1,5 @@
-// Small helpers shared by the CUDA kernels (issue #8): error checks that surface as Python RuntimeError,
+// Small helpers shared by the CUDA kernels: error checks that surface as Python RuntimeError,
 // element load/store for float / bf16 / fp16, warp reductions. Included only by .cu files (nvcc).
-// Status: compiled for sm_80 and sm_90, run on an H200 (2026-11-28).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

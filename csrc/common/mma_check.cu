@@ -1,7 +1,6 @@
 // Test kernel for the warp mma helper (csrc/common/mma.cuh): each warp loads one 16x16 A and one 16x8 B into
 // fragments through the documented layout functions, multiplies, and stores D through the C/D layout. A wrong
 // layout (in the loads, in the emulation, or in the PTX on a GPU) shows up as D != A B + C in the tests.
-// Status: compiled for sm_80/sm_90; the fragment-layout test passed on an H200 (2026-11-28).
 #include "common/mma_check_cuda.h"
 
 #include "common/checks.h"

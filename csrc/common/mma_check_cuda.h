@@ -1,4 +1,4 @@
-// A test hook for csrc/common/mma.cuh (issue #8): runs one mma_m16n8k16 per warp on matrices given in plain
+// A test hook for csrc/common/mma.cuh: runs one mma_m16n8k16 per warp on matrices given in plain
 // row-major memory, so tests can check the fragment layouts against a matrix product (on the host emulator, and
 // on a GPU when one is present). No CUDA includes: bindings_cuda.cpp calls it.
 #pragma once

@@ -73,7 +73,7 @@ def run_case(case: Case, repeat: int | None = None, warmup: int | None = None, g
       - "off": disabled, as timeit does;
       - "collect": a full collection before every timed call. A full collection walks the whole heap (~100 ms
         in a process that has imported transformers) and evicts the caches before each call, which no training
-        loop does; it penalises sub-millisecond contenders most. It was the default before 2026-11-28.
+        loop does; it penalises sub-millisecond contenders most.
     """
     repeat = case.repeat if repeat is None else repeat
     warmup = case.warmup if warmup is None else warmup

@@ -21,7 +21,7 @@ SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 def seeded_hf_collator(collator_cls, tokenizer, seed: int = 0):
     """HF's collator with its seeded generator made: transformers 5.2x takes create_rng(return_tensors), earlier 5.x
-    releases (5.17 on the GPU machine, 2026-11-28) create_rng() with no argument."""
+    releases (e.g. 5.17) create_rng() with no argument."""
     hf = collator_cls(tokenizer, seed=seed)
     try:
         hf.create_rng("pt")
