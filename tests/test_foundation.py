@@ -325,6 +325,36 @@ def test_harness_runs_checks_before_timing():
         run_case(case)
 
 
+def test_run_cases_budget_and_lazy_cases():
+    from pyfast.bench import run_cases
+
+    built = []
+
+    def lazy():  # GPU benchmarks yield their cases one at a time
+        for i in range(3):
+            built.append(i)
+            yield Case(bench="t", name=f"c{i}", contenders=[Contender("a", lambda: None)], work=1, unit="u",
+                       repeat=1, warmup=0)
+
+    seen = []
+    res = run_cases(lazy(), progress=None, on_result=lambda case, r: seen.append((case.name, r.name)))
+    assert [r.name for r in res] == ["c0", "c1", "c2"] and seen == [("c0", "c0"), ("c1", "c1"), ("c2", "c2")]
+    skipped = []
+    assert run_cases(lazy(), progress=None, budget_s=-1.0, skipped=skipped) == []
+    assert skipped == ["t: c0", "t: c1", "t: c2"]
+
+
+def test_every_bench_module_takes_a_device():
+    import importlib
+    import inspect
+
+    from pyfast.bench import REGISTRY
+
+    for name, path in REGISTRY.items():
+        params = inspect.signature(importlib.import_module(path).cases).parameters
+        assert "device" in params and params["device"].default == "cpu", name
+
+
 def test_assert_close_reports_worst_element():
     a = torch.zeros(3, 4)
     b = torch.zeros(3, 4)
@@ -373,3 +403,6 @@ def test_cli_bench_machine_quick(tmp_path):
     assert "GEMM" in res.stdout
     res = _run_cli("bench", "nosuch")
     assert res.returncode == 2
+    if not torch.cuda.is_available():
+        res = _run_cli("bench", "attention", "--device", "cuda")
+        assert res.returncode == 2 and "needs a CUDA device" in res.stderr
