@@ -9,7 +9,7 @@ def _cmd_info(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m pyfast info", description="Show how pyfast was built.")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
-    from . import info
+    from ._info import info
 
     data = info()
     if args.json:

@@ -198,9 +198,9 @@ def machine_info() -> dict:
     except ImportError:  # pragma: no cover
         pass
     try:
-        import pyfast
+        from .._info import info as pyfast_info
 
-        info["pyfast"] = pyfast.info()
+        info["pyfast"] = pyfast_info()
     except Exception as exc:  # pragma: no cover - a broken build should still let peers be measured
         info["pyfast_error"] = repr(exc)
     return info

@@ -227,7 +227,7 @@ def cases(quick: bool = False, corpus_path: str | None = None, copies: int | Non
     from gensim.models import KeyedVectors as GKV
     from gensim.models import Word2Vec as GWord2Vec
 
-    import pyfast
+    from ..word2vec import Word2Vec
 
     path = corpus_path or os.environ.get("PYFAST_W2V_CORPUS")
     if not path:
@@ -238,7 +238,7 @@ def cases(quick: bool = False, corpus_path: str | None = None, copies: int | Non
     out = []
     for sg in (1, 0):
         name = "skip-gram" if sg else "CBOW"
-        probe = pyfast.Word2Vec(sg=sg, **SETTINGS)
+        probe = Word2Vec(sg=sg, **SETTINGS)
         probe.build_vocab(corpus_file=path)
         raw_words = probe.corpus_total_words
         contenders = []
@@ -296,7 +296,7 @@ def cases(quick: bool = False, corpus_path: str | None = None, copies: int | Non
             p_seeds = itertools.count(1)
 
             def p_setup(state, sg=sg, shared=shared, schedule=schedule, p_seeds=p_seeds):
-                m = pyfast.Word2Vec(sg=sg, seed=next(p_seeds), shared_negatives=shared, alpha_schedule=schedule,
+                m = Word2Vec(sg=sg, seed=next(p_seeds), shared_negatives=shared, alpha_schedule=schedule,
                                     **SETTINGS)
                 m.build_vocab(corpus_file=path)
                 state["model"] = m
