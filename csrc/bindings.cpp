@@ -357,37 +357,29 @@ void bind_word2vec(py::module_& m) {
 }
 
 // ================================================================================================
-// attention (issue #4)
+// attention
 // ================================================================================================
-// Argument packing: csrc/attention/attention_pack.h (shared with the CUDA bindings).
-using pyfast::attention::attention_backward_params;
-using pyfast::attention::attention_params;
-
+// The params classes: csrc/attention/attention_pack.h (the CUDA module binds the same).
 void bind_attention(py::module_& m) {
+  pyfast::attention::bind_attention_params(m);
   m.def(
-      "attention_fwd",
-      [](PYFAST_ATTENTION_PARAMS) {
-        const auto p = attention_params(PYFAST_ATTENTION_ARGS);
-        py::gil_scoped_release nogil;
-        pyfast::attention::attention_fwd_cpu(p);
-      },
+      "attention_fwd", [](const pyfast::attention::AttentionParams& p) { pyfast::attention::attention_fwd_cpu(p); },
+      py::arg("params"), py::call_guard<py::gil_scoped_release>(),
       "Fused attention forward: fills out and lse (see csrc/attention/attention.h).");
   m.def(
       "attention_bwd",
-      [](PYFAST_ATTENTION_BWD_PARAMS) {
-        const auto bp = attention_backward_params(PYFAST_ATTENTION_BWD_ARGS);
-        py::gil_scoped_release nogil;
-        pyfast::attention::attention_bwd_cpu(bp);
-      },
+      [](const pyfast::attention::AttentionBackwardParams& p) { pyfast::attention::attention_bwd_cpu(p); },
+      py::arg("params"), py::call_guard<py::gil_scoped_release>(),
       "Fused attention backward: fills dq, dk, dv (scores recomputed from lse).");
   m.def(
       "attention_dropout_mask",
       [](std::uintptr_t keep, int64_t batch, int64_t heads, int64_t q_len, int64_t kv_len, double dropout_p,
          uint64_t seed) {
-        py::gil_scoped_release nogil;
         pyfast::attention::attention_dropout_keep_mask(as_ptr<uint8_t>(keep), batch, heads, q_len, kv_len,
                                                        static_cast<float>(dropout_p), seed);
       },
+      py::arg("keep"), py::arg("batch"), py::arg("heads"), py::arg("q_len"), py::arg("kv_len"), py::arg("dropout_p"),
+      py::arg("seed"), py::call_guard<py::gil_scoped_release>(),
       "The uint8 (B, H, L, S) keep mask the attention kernels draw for (dropout_p, seed): tests only.");
 }
 

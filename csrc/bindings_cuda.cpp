@@ -32,36 +32,33 @@ T* as_ptr(std::uintptr_t p) {
 }
 
 // ================================================================================================
-// attention (issue #8; argument packing shared with bindings.cpp via attention/attention_pack.h)
+// attention (the params classes: csrc/attention/attention_pack.h, as in the CPU module)
 // ================================================================================================
-using pyfast::attention::attention_backward_params;
-using pyfast::attention::attention_params;
-
 void bind_attention(py::module_& m) {
+  pyfast::attention::bind_attention_params(m);
   m.def(
       "attention_fwd",
-      [](PYFAST_ATTENTION_PARAMS, std::uintptr_t stream) {
-        const auto p = attention_params(PYFAST_ATTENTION_ARGS);
-        py::gil_scoped_release nogil;
+      [](const pyfast::attention::AttentionParams& p, std::uintptr_t stream) {
         pyfast::attention::attention_fwd_cuda(p, stream);
       },
+      py::arg("params"), py::arg("stream"), py::call_guard<py::gil_scoped_release>(),
       "Fused attention forward on CUDA: fills out and lse (device pointers; see csrc/attention/attention_cuda.h).");
   m.def(
       "attention_bwd",
-      [](PYFAST_ATTENTION_BWD_PARAMS, std::uintptr_t delta, std::uintptr_t stream) {
-        const auto bp = attention_backward_params(PYFAST_ATTENTION_BWD_ARGS);
-        py::gil_scoped_release nogil;
-        pyfast::attention::attention_bwd_cuda(bp, as_ptr<float>(delta), stream);
+      [](const pyfast::attention::AttentionBackwardParams& p, std::uintptr_t delta, std::uintptr_t stream) {
+        pyfast::attention::attention_bwd_cuda(p, as_ptr<float>(delta), stream);
       },
+      py::arg("params"), py::arg("delta"), py::arg("stream"), py::call_guard<py::gil_scoped_release>(),
       "Fused attention backward on CUDA: fills dq, dk, dv; delta is float32 scratch laid out like lse.");
   m.def(
       "attention_dropout_mask",
       [](std::uintptr_t keep, int64_t batch, int64_t heads, int64_t q_len, int64_t kv_len, double dropout_p,
          uint64_t seed, std::uintptr_t stream) {
-        py::gil_scoped_release nogil;
         pyfast::attention::attention_dropout_keep_mask_cuda(as_ptr<uint8_t>(keep), batch, heads, q_len, kv_len,
                                                             static_cast<float>(dropout_p), seed, stream);
       },
+      py::arg("keep"), py::arg("batch"), py::arg("heads"), py::arg("q_len"), py::arg("kv_len"), py::arg("dropout_p"),
+      py::arg("seed"), py::arg("stream"), py::call_guard<py::gil_scoped_release>(),
       "The uint8 (B, H, L, S) dropout keep mask drawn on the GPU (tests compare it with the CPU's).");
   m.def(
       "mma_m16n8k16_check",

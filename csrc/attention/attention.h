@@ -1,17 +1,18 @@
-// Fused scaled-dot-product attention (forward and backward) on the CPU: the params structs the Python layer
-// fills (raw pointers, sizes, strides in elements) and the kernel entry points. No torch or CUDA includes.
-// Limits: head dims up to 256 (kMaxHeadDim), the last dimension of every tensor contiguous (stride 1);
-// Python makes that so. Scores are never stored as an L x S matrix: tiles of kBlockQ x kBlockK only.
+// Fused scaled-dot-product attention, forward and backward: the params structs pyfast/ops/attention.py fills
+// (raw pointers, sizes, strides in elements, scalars) and the CPU entry points. No torch or CUDA includes; the CUDA
+// entry points (attention_cuda.h) take the same structs. Limits: head dims up to 256 (kMaxHeadDim), the last
+// dimension of every tensor contiguous (stride 1); Python makes that so.
 #pragma once
 #include <cstdint>
 
-#include "common/checks.h"
 #include "common/dispatch.h"
 
 namespace pyfast {
 namespace attention {
 
 constexpr int64_t kMaxHeadDim = 256;
+// The Philox stream of the dropout keep mask (see AttentionParams::dropout_p): the same in every kernel.
+constexpr uint32_t kDropoutStream = 0x41D0;
 
 // q, k, v, out and the gradients are float32, bfloat16 or float16 (pyfast::DType; 16-bit types are widened to
 // fp32 on load); the mask and the lse are always float32.
@@ -63,23 +64,6 @@ struct AttentionBackwardParams {
   Strided dout;               // (B, Hq, L, Ev)
   Strided dq, dk, dv;         // written (not accumulated): same layouts as q, k, v
 };
-
-constexpr uint32_t kDropoutStream = 0x41D0;
-
-// The params the dropout keep-mask entry points (CPU and CUDA) draw with: only the sizes, dropout_p and seed matter.
-// `op` names the entry point in the ValueError for a dropout_p outside [0, 1).
-inline AttentionParams dropout_keep_mask_params(int64_t batch, int64_t heads, int64_t q_len, int64_t kv_len,
-                                                float dropout_p, uint64_t seed, const char* op) {
-  PYFAST_CHECK_ARG(dropout_p >= 0.0f && dropout_p < 1.0f, op, "dropout_p must be in [0, 1)");
-  AttentionParams p;
-  p.batch = batch;
-  p.q_heads = heads;
-  p.q_len = q_len;
-  p.kv_len = kv_len;
-  p.dropout_p = dropout_p;
-  p.seed = seed;
-  return p;
-}
 
 // Forward: fills params.out and params.lse.
 void attention_fwd_cpu(const AttentionParams& params);

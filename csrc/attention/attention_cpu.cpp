@@ -20,8 +20,10 @@
 #include <limits>
 #include <vector>
 
+#include "attention/attention_checks.h"
 #include "attention/attention_gemm.h"
 #include "common/checks.h"
+#include "common/dispatch.h"
 #include "common/parallel.h"
 #include "common/philox.h"
 
@@ -114,6 +116,24 @@ struct Elem<Half> {
   static float load(const Half* p, int64_t i) { return half_to_float(p[i].bits); }
   static void store(Half* p, int64_t i, float v) { p[i].bits = float_to_half(v); }
 };
+
+// The CPU storage type of each DType the kernels take (PYFAST_DISPATCH_DTYPE gives the DType as a constant).
+template <DType kDType>
+struct Storage;
+template <>
+struct Storage<DType::kFloat32> {
+  using type = float;
+};
+template <>
+struct Storage<DType::kBFloat16> {
+  using type = uint16_t;
+};
+template <>
+struct Storage<DType::kFloat16> {
+  using type = Half;
+};
+template <DType kDType>
+using StorageOf = typename Storage<kDType>::type;
 
 // dst[0:n_pad] = scale * src[0:n], zero-padded to n_pad.
 template <typename T>
@@ -414,7 +434,8 @@ void bwd_item(const AttentionBackwardParams& bp, int64_t b, int64_t kv_h, int64_
             for (int64_t c = nk; c < width; ++c) drop[r * kBlockK + c] = 0.0f;
           }
           for (int64_t r = 0; r < rows; ++r)
-            for (int64_t c = 0; c < width; ++c) dprobs[r * kBlockK + c] = probs[r * kBlockK + c] * drop[r * kBlockK + c];
+            for (int64_t c = 0; c < width; ++c)
+              dprobs[r * kBlockK + c] = probs[r * kBlockK + c] * drop[r * kBlockK + c];
           p_for_dv = dprobs;
         }
         // dv (nk x Ev_pad) += P^T (nk x rows) dout (rows x Ev_pad)
@@ -501,25 +522,17 @@ void bwd_impl(const AttentionBackwardParams& bp) {
   });
 }
 
+// The shared checks, then the cu_seqlens values (host memory here): every length within its declared maximum, so
+// no sequence reads past a buffer.
 void check_params(const AttentionParams& p, const char* op) {
-  PYFAST_CHECK_ARG(p.batch >= 0 && p.q_len >= 0 && p.kv_len >= 0, op, "negative size");
-  PYFAST_CHECK_ARG(p.q_heads >= 1 && p.kv_heads >= 1 && p.q_heads % p.kv_heads == 0, op,
-                   "q heads (", p.q_heads, ") must be a multiple of kv heads (", p.kv_heads, ")");
-  PYFAST_CHECK_ARG(p.head_dim >= 1 && p.head_dim <= kMaxHeadDim && p.value_dim >= 1 && p.value_dim <= kMaxHeadDim,
-                   op, "head dims must be in [1, ", kMaxHeadDim, "], got ", p.head_dim, " and ", p.value_dim);
-  PYFAST_CHECK_ARG(p.dropout_p >= 0.0f && p.dropout_p < 1.0f, op, "dropout_p must be in [0, 1), got ", p.dropout_p);
-  PYFAST_CHECK_ARG(p.dtype == DType::kFloat32 || p.dtype == DType::kBFloat16 || p.dtype == DType::kFloat16,
-                   op, "dtype must be float32, bfloat16 or float16");
-  if (p.cu_seqlens_q != nullptr) {
-    PYFAST_CHECK_ARG(p.cu_seqlens_k != nullptr && p.mask.data == nullptr, op,
-                     "varlen needs both cu_seqlens and takes no mask");
-    for (int64_t b = 0; b < p.batch; ++b) {  // lengths within the declared maxima: no read past a buffer
-      const int64_t lq = p.cu_seqlens_q[b + 1] - p.cu_seqlens_q[b];
-      const int64_t lk = p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b];
-      PYFAST_CHECK_ARG(lq >= 0 && lq <= p.q_len && lk >= 0 && lk <= p.kv_len && p.cu_seqlens_q[b] >= 0 &&
-                           p.cu_seqlens_k[b] >= 0,
-                       op, "sequence ", b, " has lengths (", lq, ", ", lk, ") outside [0, max_seqlen]");
-    }
+  check_attention_params(p, op);
+  if (p.cu_seqlens_q == nullptr) return;
+  for (int64_t b = 0; b < p.batch; ++b) {
+    const int64_t lq = p.cu_seqlens_q[b + 1] - p.cu_seqlens_q[b];
+    const int64_t lk = p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b];
+    PYFAST_CHECK_ARG(lq >= 0 && lq <= p.q_len && lk >= 0 && lk <= p.kv_len && p.cu_seqlens_q[b] >= 0 &&
+                         p.cu_seqlens_k[b] >= 0,
+                     op, "sequence ", b, " has lengths (", lq, ", ", lk, ") outside [0, max_seqlen]");
   }
 }
 
@@ -527,20 +540,12 @@ void check_params(const AttentionParams& p, const char* op) {
 
 void attention_fwd_cpu(const AttentionParams& params) {
   check_params(params, "attention_fwd");
-  switch (params.dtype) {
-    case DType::kBFloat16: fwd_impl<uint16_t>(params); break;
-    case DType::kFloat16: fwd_impl<Half>(params); break;
-    default: fwd_impl<float>(params); break;
-  }
+  PYFAST_DISPATCH_DTYPE(params.dtype, "attention_fwd", kDType, { fwd_impl<StorageOf<kDType>>(params); });
 }
 
 void attention_bwd_cpu(const AttentionBackwardParams& params) {
   check_params(params.fwd, "attention_bwd");
-  switch (params.fwd.dtype) {
-    case DType::kBFloat16: bwd_impl<uint16_t>(params); break;
-    case DType::kFloat16: bwd_impl<Half>(params); break;
-    default: bwd_impl<float>(params); break;
-  }
+  PYFAST_DISPATCH_DTYPE(params.fwd.dtype, "attention_bwd", kDType, { bwd_impl<StorageOf<kDType>>(params); });
 }
 
 void attention_dropout_keep_mask(uint8_t* keep, int64_t batch, int64_t heads, int64_t q_len, int64_t kv_len,

@@ -1,11 +1,11 @@
-// CUDA entry points of fused attention (issue #8): the same params structs as the CPU kernel (attention.h),
-// pointers to device memory, plus the stream as an integer. No CUDA includes, so bindings_cuda.cpp (a plain
-// C++ file) can call them. Status: compiled (sm_80, sm_90); correct on an H200 (2026-11-28), 3-7x slower than
-// flash-attention there.
+// CUDA entry points of fused attention: the same params structs as the CPU kernel (attention.h), pointers to
+// device memory, plus the stream as an integer. No CUDA includes, so bindings_cuda.cpp (a plain C++ file) can call
+// them. The host code checks its params with attention_checks.h, as the CPU kernel does.
 #pragma once
 #include <cstdint>
 
 #include "attention/attention.h"
+#include "attention/attention_checks.h"
 
 namespace pyfast {
 namespace attention {

@@ -1,15 +1,19 @@
-"""Fused scaled-dot-product attention on the CPU: a drop-in for ``torch.nn.functional.scaled_dot_product_attention``
-and a packed/varlen form, forward and backward native (csrc/attention/), O(L + S) memory per head.
+"""Fused scaled-dot-product attention: a drop-in for ``torch.nn.functional.scaled_dot_product_attention`` and a
+packed/varlen form, forward and backward native (csrc/attention/), O(L + S) memory per head, on CPU and CUDA tensors.
 
 Layers: ``pyfast::attention_fwd`` / ``pyfast::attention_bwd`` are torch custom ops (fake kernels + autograd, so
-``torch.compile(fullgraph=True)`` traces them); the public functions validate, normalise shapes and masks, and call
-them. Semantics follow torch SDPA: layout (..., L, E); a bool mask is True where attention is allowed, a float mask
-is added to the scores; masks broadcast to (..., Hq, L, S); ``is_causal`` is top-left aligned (query i sees keys
-j <= i); GQA (``enable_gqa``) maps q head h to kv head h // (Hq // Hkv); v's head dim may differ from q's.
+``torch.compile(fullgraph=True)`` traces them) with a CPU and a CUDA kernel each, chosen by the tensors' device; the
+public functions validate, normalise shapes and masks, and call them. Semantics follow torch SDPA: layout
+(..., L, E); a bool mask is True where attention is allowed, a float mask is added to the scores; masks broadcast to
+(..., Hq, L, S); ``is_causal`` is top-left aligned (query i sees keys j <= i); GQA (``enable_gqa``) maps q head h to
+kv head h // (Hq // Hkv); v's head dim may differ from q's.
 
 A query row whose mask allows no key returns 0 (and gradients 0) -- as torch's CPU flash kernel does; torch's
-math path returns NaN there. Float64 is not supported (float32, bfloat16 and float16 are; the 16-bit types accumulate in fp32).
-The mask gets no gradient. CUDA tensors run the CUDA kernels registered by ops/attention_cuda.py (issue #8).
+math path returns NaN there. Float64 is not supported (float32, bfloat16 and float16 are; the 16-bit types
+accumulate in fp32). Head dims up to 256. The mask gets no gradient. Dropout is keyed by (seed, b, h, i, j) through
+Philox, identically on both devices, and regenerated in the backward. On CUDA, bf16/fp16 at head dims 64 and 128
+run on tensor cores, everything else on CUDA cores (fp32). Calling a CUDA tensor without a CUDA build raises the
+RuntimeError of ``pyfast._native.cuda()``, which says how to rebuild.
 """
 from __future__ import annotations
 
@@ -23,115 +27,160 @@ from .. import _native
 
 __all__ = ["scaled_dot_product_attention", "attention_varlen"]
 
-_DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 2, torch.float16: 3}
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _MAX_HEAD_DIM = 256
 
 
-def _strided(t: Optional[Tensor], varlen: bool) -> list[int]:
-    """(ptr, batch, head, row strides) of a (B, H, L, D) tensor, or of a (total, H, D) one in varlen mode."""
-    if t is None:
-        return [0, 0, 0, 0]
-    if varlen:
-        return [_native.ptr(t), 0, t.stride(1), t.stride(0)]
-    return [_native.ptr(t), t.stride(0), t.stride(1), t.stride(2)]
+# ---- validation and packing ----------------------------------------------------------------------------------
+def _last_dim_contiguous(*tensors: Tensor) -> tuple[Tensor, ...]:
+    return tuple(t if t.stride(-1) == 1 or t.shape[-1] <= 1 else t.contiguous() for t in tensors)
 
 
-def _last_dim_contiguous(t: Tensor) -> Tensor:
-    return t if t.stride(-1) == 1 or t.shape[-1] <= 1 else t.contiguous()
+def _check_same_device(op: str, q: Tensor, **tensors: Optional[Tensor]) -> None:
+    for name, t in tensors.items():
+        if t is not None and t.device != q.device:
+            raise RuntimeError(f"{op}: {name} is on {t.device} but q is on {q.device}; move them to one device")
 
 
-def _geometry(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], cu_seqlens_q: Optional[Tensor],
-              cu_seqlens_k: Optional[Tensor], max_seqlen_q: int, max_seqlen_k: int):
-    """(sizes list, varlen, out shape, lse shape) for the native call. Also the last line of defence for direct
-    calls of the custom ops: every size the kernel will index by is checked against the tensors here."""
-    op = "pyfast::attention"
+def _layout(op: str, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], cu_seqlens_q: Optional[Tensor],
+            cu_seqlens_k: Optional[Tensor]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(out shape, lse shape) of a custom-op call, after checking every size the kernel will index by against the
+    tensors: the last line of defence for direct calls of the custom ops."""
     if (cu_seqlens_q is None) != (cu_seqlens_k is None):
         raise ValueError(f"{op}: give both cu_seqlens_q and cu_seqlens_k or neither")
     if cu_seqlens_q is not None:
         if q.dim() != 3 or k.dim() != 3 or v.dim() != 3 or mask is not None:
             raise ValueError(f"{op}: varlen takes (total, heads, dim) q, k, v and no mask")
+        if k.shape[0] != v.shape[0] or k.shape[1] != v.shape[1] or k.shape[2] != q.shape[2] or k.shape[1] < 1 \
+                or q.shape[1] % k.shape[1] != 0:
+            raise ValueError(f"{op}: inconsistent shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
         for cu, total in ((cu_seqlens_q, q.shape[0]), (cu_seqlens_k, k.shape[0])):
-            if cu.dtype != torch.int32 or cu.dim() != 1 or cu.numel() != cu_seqlens_q.numel() or \
+            if cu.dtype != torch.int32 or cu.dim() != 1 or cu.numel() != cu_seqlens_q.numel() or cu.numel() < 1 or \
                     int(cu[0]) != 0 or int(cu[-1]) > total or bool((cu[1:] < cu[:-1]).any()):
                 raise ValueError(f"{op}: cu_seqlens must be equal-length int32 prefix sums from 0 to at most {total}")
-        batch = cu_seqlens_q.shape[0] - 1
-        hq, e = q.shape[1], q.shape[2]
-        hkv, ev = k.shape[1], v.shape[2]
-        sizes = [batch, hq, hkv, max_seqlen_q, max_seqlen_k, e, ev]
-        return sizes, True, (q.shape[0], hq, ev), (hq, q.shape[0])
+        return (q.shape[0], q.shape[1], v.shape[2]), (q.shape[1], q.shape[0])
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError(f"{op}: q, k, v must be (B, H, L, D)")
     b, hq, l, e = q.shape
-    hkv, s, ev = k.shape[1], k.shape[2], v.shape[3]
+    hkv, s = k.shape[1], k.shape[2]
     if k.shape[0] != b or v.shape[:3] != k.shape[:3] or k.shape[3] != e or hkv < 1 or hq % hkv != 0:
         raise ValueError(f"{op}: inconsistent shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
     if mask is not None and (tuple(mask.shape) != (b, hq, l, s) or mask.dtype != torch.float32 or
                              (mask.stride(-1) != 1 and s > 1)):
         raise ValueError(f"{op}: mask must be a float32 (B, Hq, L, S) = {(b, hq, l, s)} view with unit last stride")
-    return [b, hq, hkv, l, s, e, ev], False, (b, hq, l, ev), (b, hq, l)
+    return (b, hq, l, v.shape[3]), (b, hq, l)
+
+
+def _forward_tensors(q, k, v, mask, cu_seqlens_q, cu_seqlens_k) -> tuple[Tensor, ...]:
+    """(q, k, v, out, lse) for the forward kernel: the inputs with a unit last stride, and the new outputs."""
+    op = "pyfast::attention_fwd"
+    _check_same_device(op, q, k=k, v=v, mask=mask, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k)
+    q, k, v = _last_dim_contiguous(q, k, v)
+    out_shape, lse_shape = _layout(op, q, k, v, mask, cu_seqlens_q, cu_seqlens_k)
+    out = torch.empty(out_shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device)
+    return q, k, v, out, lse
+
+
+def _backward_tensors(dout, q, k, v, out, lse, mask, cu_seqlens_q, cu_seqlens_k) -> tuple[Tensor, ...]:
+    """(dout, q, k, v, out, lse, dq, dk, dv) for the backward kernel: the inputs with a unit last stride (lse
+    contiguous), checked against each other, and the new gradients."""
+    op = "pyfast::attention_bwd"
+    _check_same_device(op, q, dout=dout, k=k, v=v, out=out, lse=lse, mask=mask, cu_seqlens_q=cu_seqlens_q,
+                       cu_seqlens_k=cu_seqlens_k)
+    dout, q, k, v, out = _last_dim_contiguous(dout, q, k, v, out)
+    lse = lse.contiguous()
+    out_shape, lse_shape = _layout(op, q, k, v, mask, cu_seqlens_q, cu_seqlens_k)
+    if tuple(dout.shape) != out_shape or tuple(out.shape) != out_shape or tuple(lse.shape) != lse_shape or \
+            lse.dtype != torch.float32:
+        raise ValueError(f"{op}: dout/out/lse shapes do not match the forward's")
+    dq, dk, dv = (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
+    return dout, q, k, v, out, lse, dq, dk, dv
+
+
+def _strided(native, t: Optional[Tensor], varlen: bool):
+    """native.Strided of a (B, H, L, D) tensor, of a (total, H, D) one in varlen mode, or of nothing."""
+    if t is None:
+        return native.Strided()
+    if varlen:
+        return native.Strided(_native.ptr(t), 0, t.stride(1), t.stride(0))
+    return native.Strided(_native.ptr(t), t.stride(0), t.stride(1), t.stride(2))
+
+
+def _pack_attention(native, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, mask: Optional[Tensor],
+                    cu_seqlens_q: Optional[Tensor], cu_seqlens_k: Optional[Tensor], max_seqlen_q: int,
+                    max_seqlen_k: int, is_causal: bool, scale: float, dropout_p: float, seed: int):
+    """native.AttentionParams of tensors checked by _forward_tensors / _backward_tensors (the caller keeps them
+    alive across the native call)."""
+    varlen = cu_seqlens_q is not None
+    p = native.AttentionParams()
+    p.dtype = _native.dtype_code(q.dtype, "pyfast::attention")
+    p.q_heads, p.kv_heads = q.shape[1], k.shape[1]  # (B, H, L, D), varlen (total, H, D)
+    p.head_dim, p.value_dim = q.shape[-1], v.shape[-1]
+    if varlen:
+        p.batch, p.q_len, p.kv_len = cu_seqlens_q.shape[0] - 1, max_seqlen_q, max_seqlen_k
+        p.cu_seqlens_q, p.cu_seqlens_k = _native.ptr(cu_seqlens_q), _native.ptr(cu_seqlens_k)
+        p.lse_batch_stride, p.lse_head_stride = 0, lse.stride(0)
+    else:
+        p.batch, p.q_len, p.kv_len = q.shape[0], q.shape[2], k.shape[2]
+        p.lse_batch_stride, p.lse_head_stride = lse.stride(0), lse.stride(1)
+    p.scale = scale
+    p.is_causal = is_causal
+    p.q, p.k, p.v, p.out = (_strided(native, t, varlen) for t in (q, k, v, out))
+    p.mask = _strided(native, mask, False)
+    p.lse = _native.ptr(lse)
+    p.dropout_p = dropout_p
+    p.seed = seed
+    return p
+
+
+def _pack_attention_bwd(native, dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
+                        dq: Tensor, dk: Tensor, dv: Tensor, mask: Optional[Tensor], cu_seqlens_q: Optional[Tensor],
+                        cu_seqlens_k: Optional[Tensor], max_seqlen_q: int, max_seqlen_k: int, is_causal: bool,
+                        scale: float, dropout_p: float, seed: int):
+    """native.AttentionBackwardParams: the forward's params (_pack_attention) and dout, dq, dk, dv."""
+    varlen = cu_seqlens_q is not None
+    p = native.AttentionBackwardParams()
+    p.fwd = _pack_attention(native, q, k, v, out, lse, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                            is_causal, scale, dropout_p, seed)
+    p.dout, p.dq, p.dk, p.dv = (_strided(native, t, varlen) for t in (dout, dq, dk, dv))
+    return p
 
 
 # ---- custom ops ----------------------------------------------------------------------------------------------
 # Padded layout: q (B, Hq, L, E), k (B, Hkv, S, E), v (B, Hkv, S, Ev), mask float32 broadcastable view of
 # (B, Hq, L, S) or None. Varlen layout (cu_seqlens given): q (total_q, Hq, E), k/v (total_k, Hkv, E/Ev).
 # Returns out (like q with Ev) and lse float32 ((B, Hq, L), varlen (Hq, total_q)).
-@torch.library.custom_op("pyfast::attention_fwd", mutates_args=(), device_types="cpu")
+@torch.library.custom_op("pyfast::attention_fwd", mutates_args=())
 def attention_fwd(
     q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], cu_seqlens_q: Optional[Tensor],
     cu_seqlens_k: Optional[Tensor], max_seqlen_q: int, max_seqlen_k: int, is_causal: bool, scale: float,
     dropout_p: float, seed: int,
 ) -> tuple[Tensor, Tensor]:
-    q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
-    sizes, varlen, out_shape, lse_shape = _geometry(q, k, v, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
-                                                    max_seqlen_k)
-    out = torch.empty(out_shape, dtype=q.dtype)
-    lse = torch.empty(lse_shape, dtype=torch.float32)
-    lse_strides = [_native.ptr(lse), 0, lse.stride(0)] if varlen else [_native.ptr(lse), lse.stride(0), lse.stride(1)]
-    cu = [0, 0] if not varlen else [_native.ptr(cu_seqlens_q), _native.ptr(cu_seqlens_k)]
-    _native.cpu().attention_fwd(
-        _DTYPE_CODES[q.dtype], sizes, scale, is_causal, _strided(q, varlen), _strided(k, varlen),
-        _strided(v, varlen), _strided(out, varlen), _strided(mask, False), lse_strides, cu, dropout_p, seed,
-    )
-    return out, lse
+    raise NotImplementedError(f"pyfast::attention_fwd: no kernel for device {q.device.type}")
 
 
 @attention_fwd.register_fake
 def _(q, k, v, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, scale, dropout_p, seed):
     if cu_seqlens_q is not None:
-        return q.new_empty((q.shape[0], q.shape[1], v.shape[2])), q.new_empty((q.shape[1], q.shape[0]), dtype=torch.float32)
+        return (q.new_empty((q.shape[0], q.shape[1], v.shape[2])),
+                q.new_empty((q.shape[1], q.shape[0]), dtype=torch.float32))
     return q.new_empty((*q.shape[:3], v.shape[3])), q.new_empty(q.shape[:3], dtype=torch.float32)
 
 
-@torch.library.custom_op("pyfast::attention_bwd", mutates_args=(), device_types="cpu")
+@torch.library.custom_op("pyfast::attention_bwd", mutates_args=())
 def attention_bwd(
     dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, mask: Optional[Tensor],
     cu_seqlens_q: Optional[Tensor], cu_seqlens_k: Optional[Tensor], max_seqlen_q: int, max_seqlen_k: int,
     is_causal: bool, scale: float, dropout_p: float, seed: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    dout, q, k, v, out = (_last_dim_contiguous(t) for t in (dout, q, k, v, out))
-    lse = lse.contiguous()
-    sizes, varlen, _, _ = _geometry(q, k, v, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
-    if dout.shape != out.shape or lse.shape != ((q.shape[1], q.shape[0]) if varlen else q.shape[:3]):
-        raise ValueError("pyfast::attention_bwd: dout/out/lse shapes do not match the forward's")
-    dq = torch.empty(q.shape, dtype=q.dtype)
-    dk = torch.empty(k.shape, dtype=k.dtype)
-    dv = torch.empty(v.shape, dtype=v.dtype)
-    lse_strides = [_native.ptr(lse), 0, lse.stride(0)] if varlen else [_native.ptr(lse), lse.stride(0), lse.stride(1)]
-    cu = [0, 0] if not varlen else [_native.ptr(cu_seqlens_q), _native.ptr(cu_seqlens_k)]
-    _native.cpu().attention_bwd(
-        _DTYPE_CODES[q.dtype], sizes, scale, is_causal, _strided(q, varlen), _strided(k, varlen),
-        _strided(v, varlen), _strided(out, varlen), _strided(mask, False), lse_strides, cu, dropout_p, seed,
-        _strided(dout, varlen), _strided(dq, varlen), _strided(dk, varlen), _strided(dv, varlen),
-    )
-    return dq, dk, dv
+    raise NotImplementedError(f"pyfast::attention_bwd: no kernel for device {q.device.type}")
 
 
 @attention_bwd.register_fake
 def _(dout, q, k, v, out, lse, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, scale,
       dropout_p, seed):
-    return torch.empty_like(q, memory_format=torch.contiguous_format), \
-        torch.empty_like(k, memory_format=torch.contiguous_format), \
-        torch.empty_like(v, memory_format=torch.contiguous_format)
+    return tuple(torch.empty_like(t, memory_format=torch.contiguous_format) for t in (q, k, v))
 
 
 def _setup_context(ctx, inputs, output):
@@ -154,13 +203,68 @@ def _backward(ctx, dout, dlse):
 attention_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
-# ---- validation helpers ----------------------------------------------------------------------------------------
+# ---- kernels ---------------------------------------------------------------------------------------------------
+@attention_fwd.register_kernel("cpu")
+def _attention_fwd_cpu(q, k, v, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, scale,
+                       dropout_p, seed):
+    native = _native.cpu()
+    q, k, v, out, lse = _forward_tensors(q, k, v, mask, cu_seqlens_q, cu_seqlens_k)
+    native.attention_fwd(_pack_attention(native, q, k, v, out, lse, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                                         max_seqlen_k, is_causal, scale, dropout_p, seed))
+    return out, lse
+
+
+@attention_fwd.register_kernel("cuda")
+def _attention_fwd_cuda(q, k, v, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, scale,
+                        dropout_p, seed):
+    native = _native.cuda()
+    q, k, v, out, lse = _forward_tensors(q, k, v, mask, cu_seqlens_q, cu_seqlens_k)
+    params = _pack_attention(native, q, k, v, out, lse, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                             max_seqlen_k, is_causal, scale, dropout_p, seed)
+    with torch.cuda.device(q.device):
+        native.attention_fwd(params, _native.stream(q))
+    return out, lse
+
+
+@attention_bwd.register_kernel("cpu")
+def _attention_bwd_cpu(dout, q, k, v, out, lse, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                       is_causal, scale, dropout_p, seed):
+    native = _native.cpu()
+    dout, q, k, v, out, lse, dq, dk, dv = _backward_tensors(dout, q, k, v, out, lse, mask, cu_seqlens_q,
+                                                            cu_seqlens_k)
+    native.attention_bwd(_pack_attention_bwd(native, dout, q, k, v, out, lse, dq, dk, dv, mask, cu_seqlens_q,
+                                             cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, scale, dropout_p,
+                                             seed))
+    return dq, dk, dv
+
+
+@attention_bwd.register_kernel("cuda")
+def _attention_bwd_cuda(dout, q, k, v, out, lse, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                        is_causal, scale, dropout_p, seed):
+    native = _native.cuda()
+    dout, q, k, v, out, lse, dq, dk, dv = _backward_tensors(dout, q, k, v, out, lse, mask, cu_seqlens_q,
+                                                            cu_seqlens_k)
+    params = _pack_attention_bwd(native, dout, q, k, v, out, lse, dq, dk, dv, mask, cu_seqlens_q, cu_seqlens_k,
+                                 max_seqlen_q, max_seqlen_k, is_causal, scale, dropout_p, seed)
+    delta = torch.empty_like(lse)  # rowsum(dout * out), written by the dQ kernel, read by the dK/dV kernel
+    with torch.cuda.device(q.device):
+        native.attention_bwd(params, _native.ptr(delta), _native.stream(q))
+    return dq, dk, dv
+
+
+KERNELS = (
+    (attention_fwd, _attention_fwd_cpu, _attention_fwd_cuda),
+    (attention_bwd, _attention_bwd_cpu, _attention_bwd_cuda),
+)
+
+
+# ---- validation helpers of the public functions ----------------------------------------------------------------
 def _check_tensors(op: str, **tensors: Tensor) -> None:
     first_name, first = next(iter(tensors.items()))
     for name, t in tensors.items():
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dtype not in _DTYPE_CODES:
+        if t.dtype not in _DTYPES:
             raise TypeError(f"{op}: {name} has dtype {t.dtype}; supported dtypes are float32, bfloat16 and float16")
         if t.device.type not in ("cpu", "cuda"):
             raise RuntimeError(f"{op}: {name} is on {t.device}; pyfast attention runs on CPU and CUDA tensors")
@@ -203,7 +307,7 @@ def scaled_dot_product_attention(
     query: Tensor, key: Tensor, value: Tensor, attn_mask: Optional[Tensor] = None, dropout_p: float = 0.0,
     is_causal: bool = False, scale: Optional[float] = None, enable_gqa: bool = False,
 ) -> Tensor:
-    """torch.nn.functional.scaled_dot_product_attention, fused on the CPU.
+    """torch.nn.functional.scaled_dot_product_attention, fused, on CPU or CUDA tensors.
 
     query (..., Hq, L, E), key (..., Hkv, S, E), value (..., Hkv, S, Ev) -> (..., Hq, L, Ev). The leading batch
     dims of the three must be equal (no broadcasting between them); Hkv == Hq unless ``enable_gqa``. A row whose
@@ -314,8 +418,22 @@ def attention_varlen(
     return out
 
 
-def dropout_keep_mask(batch: int, heads: int, q_len: int, kv_len: int, dropout_p: float, seed: int) -> Tensor:
-    """The bool (B, H, L, S) keep mask the kernels draw for (dropout_p, seed): for tests and references."""
-    keep = torch.empty((batch, heads, q_len, kv_len), dtype=torch.uint8)
-    _native.cpu().attention_dropout_mask(_native.ptr(keep), batch, heads, q_len, kv_len, float(dropout_p), int(seed))
+def dropout_keep_mask(batch: int, heads: int, q_len: int, kv_len: int, dropout_p: float, seed: int,
+                      device: torch.device | str = "cpu") -> Tensor:
+    """The bool (B, H, L, S) keep mask the kernels draw for (dropout_p, seed), drawn on ``device`` (CPU or CUDA: the
+    same mask bit for bit): for tests and references."""
+    device = torch.device(device)
+    shape = (batch, heads, q_len, kv_len)
+    if device.type == "cuda":
+        native = _native.cuda()
+        keep = torch.empty(shape, dtype=torch.uint8, device=device)
+        with torch.cuda.device(keep.device):
+            native.attention_dropout_mask(_native.ptr(keep), batch, heads, q_len, kv_len, float(dropout_p), int(seed),
+                                          _native.stream(keep))
+    elif device.type == "cpu":
+        keep = torch.empty(shape, dtype=torch.uint8)
+        _native.cpu().attention_dropout_mask(_native.ptr(keep), batch, heads, q_len, kv_len, float(dropout_p),
+                                             int(seed))
+    else:
+        raise RuntimeError(f"dropout_keep_mask: no kernel for device {device.type}")
     return keep.bool()
