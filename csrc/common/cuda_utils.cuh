@@ -1,5 +1,6 @@
-// Small helpers shared by the CUDA kernels: error checks that surface as Python RuntimeError,
-// element load/store for float / bf16 / fp16, warp reductions. Included only by .cu files (nvcc).
+// Small helpers shared by the CUDA kernels: error checks that surface as Python RuntimeError, the storage type of a
+// DType, element load/store for float / bf16 / fp16, warp reductions. Included only by CUDA sources (nvcc, or g++
+// with tests/cuda_emu).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -8,6 +9,7 @@
 #include <cstdint>
 
 #include "common/checks.h"
+#include "common/dispatch.h"
 
 namespace pyfast {
 namespace cuda {
@@ -24,6 +26,18 @@ inline void check_call(cudaError_t st, const char* op, const char* what) {
 }
 
 inline cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+
+// The CUDA storage type of a floating DType (PYFAST_DISPATCH_DTYPE's constant): float, __nv_bfloat16, __half.
+template <DType kDType>
+struct StorageOf;
+template <>
+struct StorageOf<DType::kFloat32> { using type = float; };
+template <>
+struct StorageOf<DType::kBFloat16> { using type = __nv_bfloat16; };
+template <>
+struct StorageOf<DType::kFloat16> { using type = __half; };
+template <DType kDType>
+using ElemOf = typename StorageOf<kDType>::type;
 
 // fp32 in registers whatever the storage type: bf16/fp16 are widened on load and rounded to nearest on store.
 __device__ __forceinline__ float load_elem(const float* p) { return *p; }

@@ -1,10 +1,9 @@
-// Warp-level tensor-core multiply-accumulate for the CUDA kernels (issue #8): mma.sync m16n8k16 with bf16 or
-// fp16 inputs and fp32 accumulators (sm_80+), plus the fragment layout every caller must follow. Included only
-// by .cu files. Status: compiled for sm_80/sm_90, verified on the host emulator (tests/cuda_emu, which runs the
-// C++ stand-in below, not the PTX), and the PTX path matched the same layouts on an H200
-// (tests/test_cuda.py::test_mma_m16n8k16_fragment_layouts, 2026-11-28).
+// Warp-level tensor-core multiply-accumulate for the CUDA kernels: mma.sync m16n8k16 with bf16 or fp16 inputs and
+// fp32 accumulators (sm_80+), plus the fragment layout every caller must follow, and the host emulator's C++
+// stand-in for it (tests/cuda_emu runs that, not the PTX). Included only by CUDA sources.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 #include "common/cuda_utils.cuh"
 
@@ -107,36 +106,26 @@ inline void mma_m16n8k16(float (&acc)[4], const uint32_t (&a)[4], const uint32_t
   }
 }
 #else
+// The PTX of one mma.sync with 16-bit inputs of type `ty` ("bf16" or "f16"); the two types differ only there.
+#define PYFAST_MMA_M16N8K16_ASM(ty)                                                                   \
+  asm("mma.sync.aligned.m16n8k16.row.col.f32." ty "." ty ".f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, " \
+      "{%8, %9}, {%0, %1, %2, %3};\n"                                                                 \
+      : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])                                        \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
+
 template <typename T>
-__device__ __forceinline__ void mma_m16n8k16(float (&acc)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
-
-template <>
-__device__ __forceinline__ void mma_m16n8k16<__nv_bfloat16>(float (&acc)[4], const uint32_t (&a)[4],
-                                                            const uint32_t (&b)[2]) {
+__device__ __forceinline__ void mma_m16n8k16(float (&acc)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>, "mma.sync takes bf16 or fp16");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    PYFAST_MMA_M16N8K16_ASM("bf16");
+  else
+    PYFAST_MMA_M16N8K16_ASM("f16");
 #elif defined(__CUDA_ARCH__)
-  __trap();  // bf16 mma.sync needs sm_80; the build targets sm_80 and sm_90 only
+  __trap();  // mma.sync with 16-bit inputs needs sm_80; the build targets sm_80 and sm_90 only
 #endif
 }
-
-template <>
-__device__ __forceinline__ void mma_m16n8k16<__half>(float (&acc)[4], const uint32_t (&a)[4],
-                                                     const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#elif defined(__CUDA_ARCH__)
-  __trap();
-#endif
-}
+#undef PYFAST_MMA_M16N8K16_ASM
 #endif
 
 }  // namespace cuda

@@ -1,5 +1,5 @@
-"""Rewrites a pyfast .cu file into C++ for the host emulator (tests/cuda_emu/include/emu_cuda.h): kernel launches
-`k<<<grid, block, smem, stream>>>(args)` become `::emu::launch(k, grid, block, smem, stream, args)` and
+"""Rewrites a pyfast .cu or .cuh file into C++ for the host emulator (tests/cuda_emu/include/emu_cuda.h): kernel
+launches `k<<<grid, block, smem, stream>>>(args)` become `::emu::launch(k, grid, block, smem, stream, args)` and
 `extern __shared__ T name[];` becomes a pointer to the launch's dynamic shared memory. Usage: preprocess.py IN OUT"""
 import re
 import sys
