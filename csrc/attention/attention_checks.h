@@ -1,5 +1,5 @@
-// The argument checks both attention backends run before touching memory (attention_cpu.cpp, and the CUDA host
-// code through attention_cuda.h), and the params the dropout keep-mask entry points draw with. Each failure is a
+// The argument checks both attention backends run before touching memory (attention_cpu.cpp and the CUDA host
+// code, attention_cuda.cu), and the params the dropout keep-mask entry points draw with. Each failure is a
 // std::invalid_argument (ValueError in Python) naming the entry point `op`.
 #pragma once
 #include <cstdint>

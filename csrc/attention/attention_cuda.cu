@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "attention/attention_bwd_mma.cuh"
+#include "attention/attention_checks.h"
 #include "attention/attention_bwd_simt.cuh"
 #include "attention/attention_fwd_mma.cuh"
 #include "attention/attention_fwd_simt.cuh"
@@ -34,16 +35,9 @@ __global__ void dropout_keep_mask_kernel(uint8_t* keep, AttentionParams p) {
 }
 
 // ---- host side --------------------------------------------------------------------------------------------------
-// The dtype is checked by PYFAST_DISPATCH_DTYPE (float32, bfloat16 or float16).
+// The checks both backends share (attention_checks.h), then the CUDA grid's limits (batch and heads index grid y/z).
 void check_params(const AttentionParams& p, const char* op) {
-  PYFAST_CHECK_ARG(p.batch >= 0 && p.q_len >= 0 && p.kv_len >= 0, op, "negative size");
-  PYFAST_CHECK_ARG(p.q_heads >= 1 && p.kv_heads >= 1 && p.q_heads % p.kv_heads == 0, op, "q heads (", p.q_heads,
-                   ") must be a multiple of kv heads (", p.kv_heads, ")");
-  PYFAST_CHECK_ARG(p.head_dim >= 1 && p.head_dim <= kMaxHeadDim && p.value_dim >= 1 && p.value_dim <= kMaxHeadDim,
-                   op, "head dims must be in [1, ", kMaxHeadDim, "], got ", p.head_dim, " and ", p.value_dim);
-  PYFAST_CHECK_ARG(p.dropout_p >= 0.0f && p.dropout_p < 1.0f, op, "dropout_p must be in [0, 1), got ", p.dropout_p);
-  PYFAST_CHECK_ARG((p.cu_seqlens_q == nullptr) == (p.cu_seqlens_k == nullptr), op, "give both cu_seqlens or neither");
-  PYFAST_CHECK_ARG(p.cu_seqlens_q == nullptr || p.mask.data == nullptr, op, "varlen takes no mask");
+  check_attention_params(p, op);
   PYFAST_CHECK_ARG(p.batch <= 65535 && p.q_heads <= 65535, op, "batch and heads must be <= 65535 on CUDA");
 }
 

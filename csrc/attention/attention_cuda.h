@@ -5,7 +5,6 @@
 #include <cstdint>
 
 #include "attention/attention.h"
-#include "attention/attention_checks.h"
 
 namespace pyfast {
 namespace attention {
