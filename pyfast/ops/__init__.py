@@ -1,7 +1,8 @@
 """pyfast.ops: functional ops on tensors."""
 from .attention import attention_varlen, scaled_dot_product_attention
 from .masking import gather_masked, mask_tokens
-from .sgns import NoiseSampler, advise_hugepages, sample_negatives, sgns_loss, skipgram_pairs
+from ..data.samplers import NoiseSampler, sample_negatives, skipgram_pairs  # re-exported: they feed sgns_loss
+from .sgns import advise_hugepages, sgns_loss
 
 __all__ = [
     "scaled_dot_product_attention", "attention_varlen", "mask_tokens", "gather_masked", "sgns_loss",
@@ -12,9 +13,5 @@ __all__ = [
 # importing pyfast never fails because of the CUDA side (the kernels raise at call time when not built).
 try:
     from . import attention_cuda as _attention_cuda  # noqa: F401
-except Exception:  # pragma: no cover
-    pass
-try:
-    from . import sgns_cuda as _sgns_cuda  # noqa: F401
 except Exception:  # pragma: no cover
     pass
