@@ -244,8 +244,14 @@ void bind_common(py::module_& m) {
 }
 
 // ================================================================================================
-// word2vec (issue #3)
+// word2vec trainer
 // ================================================================================================
+// The includes sit inside the sections (closing and reopening the anonymous namespace) so that the sections,
+// edited in parallel, never touch the same lines.
+}  // namespace
+#include "word2vec/word2vec_pack.h"
+namespace {
+
 // A vector's bytes as Python bytes (numpy.frombuffer on the Python side; keeps numpy headers out of the build).
 template <typename T>
 py::bytes raw_bytes(const std::vector<T>& v) {
@@ -282,57 +288,12 @@ void bind_word2vec(py::module_& m) {
       },
       py::arg("path"), py::arg("vocab"), py::arg("workers"));
 
-  // One epoch; arrays arrive as data pointers (validated and kept alive by pyfast/word2vec.py).
-  // noise_weights: float64 (vocab_size,) = count^ns_exponent. Returns (loss, trained_words, pairs).
+  // One epoch (see word2vec/word2vec.h); TrainParams filled by name in pyfast/word2vec.py, which keeps its arrays
+  // alive. Returns an EpochResult.
+  pyfast::bind_word2vec_params(m);
   m.def(
-      "w2v_train_epoch",
-      [](std::uintptr_t syn0, std::uintptr_t syn1neg, int64_t vocab_size, int dim, std::uintptr_t ids, int64_t n_ids,
-         std::uintptr_t offsets, int64_t n_sentences, std::uintptr_t keep_prob, std::uintptr_t noise_weights, int sg,
-         int cbow_mean, int negative, int window, int shrink_windows, int shared_negatives, int workers,
-         int compute_loss, double alpha0, double min_alpha, int64_t total_words, std::uintptr_t words_done,
-         uint64_t seed, uint64_t epoch, int alpha_per_worker) {
-        PYFAST_CHECK_ARG(vocab_size > 0, "word2vec", "vocab_size must be > 0");
-        const double* weights = as_ptr<const double>(noise_weights);
-        pyfast::AliasTable noise(std::vector<double>(weights, weights + vocab_size));
-        w2v::TrainParams p;
-        p.syn0 = as_ptr<float>(syn0);
-        p.syn1neg = as_ptr<float>(syn1neg);
-        p.vocab_size = vocab_size;
-        p.dim = dim;
-        p.ids = as_ptr<const int32_t>(ids);
-        p.n_ids = n_ids;
-        p.sentence_offsets = as_ptr<const int64_t>(offsets);
-        p.n_sentences = n_sentences;
-        p.keep_prob = as_ptr<const float>(keep_prob);
-        p.noise = &noise;
-        p.sg = sg;
-        p.cbow_mean = cbow_mean;
-        p.negative = negative;
-        p.window = window;
-        p.shrink_windows = shrink_windows;
-        p.shared_negatives = shared_negatives;
-        p.workers = workers;
-        p.compute_loss = compute_loss;
-        p.alpha0 = static_cast<float>(alpha0);
-        p.min_alpha = static_cast<float>(min_alpha);
-        p.total_words = total_words;
-        p.words_done = as_ptr<int64_t>(words_done);
-        p.seed = seed;
-        p.epoch = epoch;
-        p.alpha_per_worker = alpha_per_worker;
-        w2v::EpochResult r;
-        {
-          py::gil_scoped_release nogil;
-          r = w2v::train_epoch(p);
-        }
-        return py::make_tuple(r.loss, r.trained_words, r.pairs, r.end_alpha);
-      },
-      py::arg("syn0"), py::arg("syn1neg"), py::arg("vocab_size"), py::arg("dim"), py::arg("ids"), py::arg("n_ids"),
-      py::arg("offsets"), py::arg("n_sentences"), py::arg("keep_prob"), py::arg("noise_weights"), py::arg("sg"),
-      py::arg("cbow_mean"), py::arg("negative"), py::arg("window"), py::arg("shrink_windows"),
-      py::arg("shared_negatives"), py::arg("workers"), py::arg("compute_loss"), py::arg("alpha0"),
-      py::arg("min_alpha"), py::arg("total_words"), py::arg("words_done"), py::arg("seed"), py::arg("epoch"),
-      py::arg("alpha_per_worker") = 0);
+      "w2v_train_epoch", [](const w2v::TrainParams& p) { return w2v::train_epoch(p); }, py::arg("params"),
+      py::call_guard<py::gil_scoped_release>());
 
   // One block update on given rows (tests compare it with pyfast/reference/word2vec.py). Returns the loss.
   m.def(
@@ -405,119 +366,48 @@ void bind_masking(py::module_& m) {
 }
 
 // ================================================================================================
-// sgns op (issue #6)
+// sgns op
 // ================================================================================================
-// The include sits inside this section (closing and reopening the anonymous namespace) so that the sections,
-// edited in parallel, never touch the same lines.
 }  // namespace
+#include "word2vec/noise_sampler.h"
 #include "word2vec/sgns_op.h"
+#include "word2vec/sgns_op_pack.h"
 namespace {
 
+// Params structs bound by word2vec/sgns_op_pack.h (shared with bindings_cuda.cpp).
 void bind_sgns(py::module_& m) {
-  // loss: (N,), coef: (N, K+1); center_rows, in_grad_dir: (N, D) or 0 (no backward to follow). Weights' dtype.
+  pyfast::bind_sgns_params(m);
   m.def(
-      "sgns_forward",
-      [](PYFAST_SGNS_PARAMS, std::uintptr_t loss, std::uintptr_t coef, std::uintptr_t center_rows,
-         std::uintptr_t in_grad_dir) {
-        const auto p = pyfast::make_sgns_params(PYFAST_SGNS_ARGS);
-        py::gil_scoped_release nogil;
-        pyfast::sgns_forward_cpu(p, as_ptr<void>(loss), as_ptr<void>(coef), as_ptr<void>(center_rows),
-                                 as_ptr<void>(in_grad_dir));
-      },
-      py::arg("in_weight"), py::arg("out_weight"), py::arg("in_stride"), py::arg("out_stride"), py::arg("centers"),
-      py::arg("contexts"), py::arg("negatives"), py::arg("num_embeddings"), py::arg("dim"), py::arg("num_pairs"),
-      py::arg("num_negatives"), py::arg("dtype"), py::arg("loss"), py::arg("coef"), py::arg("center_rows"),
-      py::arg("in_grad_dir"));
-
-  // unique: room for n int64, inverse: (n,) int64; returns the number of unique ids.
+      "sgns_forward", [](const pyfast::SgnsForwardParams& p) { pyfast::sgns_forward_cpu(p); }, py::arg("params"),
+      py::call_guard<py::gil_scoped_release>());
   m.def(
-      "sgns_unique",
-      [](std::uintptr_t ids, int64_t n, int64_t num_embeddings, std::uintptr_t unique, std::uintptr_t inverse) {
-        py::gil_scoped_release nogil;
-        return pyfast::sgns_unique_cpu(as_ptr<const int64_t>(ids), n, num_embeddings, as_ptr<int64_t>(unique),
-                                       as_ptr<int64_t>(inverse), "sgns_unique");
-      },
-      py::arg("ids"), py::arg("n"), py::arg("num_embeddings"), py::arg("unique"), py::arg("inverse"));
-
-  // Fused training forward of a reduced loss (see sgns_op.h): prepare writes the unique ids and slots and returns
-  // (U_in, U_out); forward_fused then writes the scalar loss and the gradient rows (0 for a row buffer not wanted).
+      "sgns_unique", [](const pyfast::SgnsUniqueParams& p) { pyfast::sgns_unique_cpu(p); }, py::arg("params"),
+      py::call_guard<py::gil_scoped_release>());
   m.def(
-      "sgns_fused_prepare",
-      [](PYFAST_SGNS_PARAMS, std::uintptr_t unique_centers, std::uintptr_t center_slot, std::uintptr_t unique_targets,
-         std::uintptr_t target_slot) {
-        const auto p = pyfast::make_sgns_params(PYFAST_SGNS_ARGS);
-        int64_t counts[2] = {0, 0};
-        {
-          py::gil_scoped_release nogil;
-          pyfast::sgns_fused_prepare_cpu(p, as_ptr<int64_t>(unique_centers), as_ptr<int64_t>(center_slot),
-                                         as_ptr<int64_t>(unique_targets), as_ptr<int64_t>(target_slot), counts);
-        }
-        return py::make_tuple(counts[0], counts[1]);
-      },
-      py::arg("in_weight"), py::arg("out_weight"), py::arg("in_stride"), py::arg("out_stride"), py::arg("centers"),
-      py::arg("contexts"), py::arg("negatives"), py::arg("num_embeddings"), py::arg("dim"), py::arg("num_pairs"),
-      py::arg("num_negatives"), py::arg("dtype"), py::arg("unique_centers"), py::arg("center_slot"),
-      py::arg("unique_targets"), py::arg("target_slot"));
+      "sgns_forward_fused", [](const pyfast::SgnsFusedParams& p) { pyfast::sgns_forward_fused_cpu(p); },
+      py::arg("params"), py::call_guard<py::gil_scoped_release>());
   m.def(
-      "sgns_forward_fused",
-      [](PYFAST_SGNS_PARAMS, double scale, std::uintptr_t center_slot, int64_t num_unique_centers,
-         std::uintptr_t target_slot, int64_t num_unique_targets, std::uintptr_t loss, std::uintptr_t grad_in_rows,
-         std::uintptr_t grad_out_rows) {
-        const auto p = pyfast::make_sgns_params(PYFAST_SGNS_ARGS);
-        py::gil_scoped_release nogil;
-        pyfast::sgns_forward_fused_cpu(p, scale, as_ptr<const int64_t>(center_slot), num_unique_centers,
-                                       as_ptr<const int64_t>(target_slot), num_unique_targets, as_ptr<void>(loss),
-                                       as_ptr<void>(grad_in_rows), as_ptr<void>(grad_out_rows));
-      },
-      py::arg("in_weight"), py::arg("out_weight"), py::arg("in_stride"), py::arg("out_stride"), py::arg("centers"),
-      py::arg("contexts"), py::arg("negatives"), py::arg("num_embeddings"), py::arg("dim"), py::arg("num_pairs"),
-      py::arg("num_negatives"), py::arg("dtype"), py::arg("scale"), py::arg("center_slot"),
-      py::arg("num_unique_centers"), py::arg("target_slot"), py::arg("num_unique_targets"), py::arg("loss"),
-      py::arg("grad_in_rows"), py::arg("grad_out_rows"));
-
-  // Gradient rows per unique id from the forward's buffers (see sgns_op.h); all of one dtype.
-  m.def(
-      "sgns_backward",
-      [](int64_t num_pairs, int64_t num_negatives, int64_t dim, int dtype, std::uintptr_t coef,
-         std::uintptr_t grad_loss, std::uintptr_t center_rows, std::uintptr_t in_grad_dir, std::uintptr_t center_slot,
-         int64_t num_unique_centers, std::uintptr_t target_slot, int64_t num_unique_targets,
-         std::uintptr_t grad_in_rows, std::uintptr_t grad_out_rows) {
-        py::gil_scoped_release nogil;
-        pyfast::sgns_backward_cpu(num_pairs, num_negatives, dim, static_cast<pyfast::DType>(dtype),
-                                  as_ptr<const void>(coef), as_ptr<const void>(grad_loss),
-                                  as_ptr<const void>(center_rows), as_ptr<const void>(in_grad_dir),
-                                  as_ptr<const int64_t>(center_slot), num_unique_centers,
-                                  as_ptr<const int64_t>(target_slot), num_unique_targets, as_ptr<void>(grad_in_rows),
-                                  as_ptr<void>(grad_out_rows));
-      },
-      py::arg("num_pairs"), py::arg("num_negatives"), py::arg("dim"), py::arg("dtype"), py::arg("coef"),
-      py::arg("grad_loss"), py::arg("center_rows"), py::arg("in_grad_dir"), py::arg("center_slot"),
-      py::arg("num_unique_centers"), py::arg("target_slot"), py::arg("num_unique_targets"), py::arg("grad_in_rows"),
-      py::arg("grad_out_rows"));
-
+      "sgns_backward", [](const pyfast::SgnsBackwardParams& p) { pyfast::sgns_backward_cpu(p); }, py::arg("params"),
+      py::call_guard<py::gil_scoped_release>());
   m.def(
       "sgns_advise_hugepages",
-      [](std::uintptr_t data, int64_t bytes) {
-        py::gil_scoped_release nogil;
-        return pyfast::sgns_advise_hugepages(as_ptr<void>(data), bytes);
-      },
-      py::arg("data"), py::arg("bytes"));
+      [](std::uintptr_t data, int64_t bytes) { return pyfast::sgns_advise_hugepages(as_ptr<void>(data), bytes); },
+      py::arg("data"), py::arg("bytes"), py::call_guard<py::gil_scoped_release>());
 
-  // counts: float64 (V,); sample(out int64 (num_rows, k), num_rows, k, seed).
-  py::class_<pyfast::SgnsNoiseSampler>(m, "SgnsNoiseSampler")
+  // counts: float64 (V,); sample(out int64 (num_rows, k), num_rows, k, seed). See word2vec/noise_sampler.h.
+  py::class_<pyfast::NoiseSampler>(m, "NoiseSampler")
       .def(py::init([](std::uintptr_t counts, int64_t num_embeddings, double exponent) {
              py::gil_scoped_release nogil;
-             return new pyfast::SgnsNoiseSampler(as_ptr<const double>(counts), num_embeddings, exponent);
+             return new pyfast::NoiseSampler(as_ptr<const double>(counts), num_embeddings, exponent);
            }),
            py::arg("counts"), py::arg("num_embeddings"), py::arg("exponent"))
-      .def("size", &pyfast::SgnsNoiseSampler::size)
+      .def("size", &pyfast::NoiseSampler::size)
       .def(
           "sample",
-          [](const pyfast::SgnsNoiseSampler& self, std::uintptr_t out, int64_t num_rows, int64_t k, uint64_t seed) {
-            py::gil_scoped_release nogil;
+          [](const pyfast::NoiseSampler& self, std::uintptr_t out, int64_t num_rows, int64_t k, uint64_t seed) {
             self.sample(as_ptr<int64_t>(out), num_rows, k, seed);
           },
-          py::arg("out"), py::arg("num_rows"), py::arg("k"), py::arg("seed"));
+          py::arg("out"), py::arg("num_rows"), py::arg("k"), py::arg("seed"), py::call_guard<py::gil_scoped_release>());
 }
 
 }  // namespace

@@ -16,7 +16,8 @@
 #include "common/mma_check_cuda.h"
 #include "masking/masking_cuda.h"
 #include "masking/masking_pack.h"
-#include "word2vec/sgns_op_cuda.h"
+#include "word2vec/sgns_op.h"
+#include "word2vec/sgns_op_pack.h"
 
 namespace py = pybind11;
 
@@ -95,19 +96,16 @@ void bind_masking(py::module_& m) {
 }
 
 // ================================================================================================
-// sgns op (issue #8)
+// sgns op
 // ================================================================================================
+// Params structs bound by word2vec/sgns_op_pack.h (shared with bindings.cpp); device pointers.
 void bind_sgns(py::module_& m) {
+  pyfast::bind_sgns_params(m);
   m.def(
       "sgns_forward",
-      [](PYFAST_SGNS_PARAMS, std::uintptr_t loss, std::uintptr_t coef, std::uintptr_t center_rows,
-         std::uintptr_t in_grad_dir, std::uintptr_t error, std::uintptr_t stream) {
-        const pyfast::SgnsParams p = pyfast::make_sgns_params(PYFAST_SGNS_ARGS);
-        py::gil_scoped_release nogil;
-        pyfast::sgns_forward_cuda(p, as_ptr<void>(loss), as_ptr<void>(coef), as_ptr<void>(center_rows),
-                                  as_ptr<void>(in_grad_dir), as_ptr<int64_t>(error), stream);
-      },
-      "SGNS forward on CUDA (device pointers; see csrc/word2vec/sgns_op_cuda.h).");
+      [](const pyfast::SgnsForwardParams& p, std::uintptr_t stream) { pyfast::sgns_forward_cuda(p, stream); },
+      py::arg("params"), py::arg("stream"), py::call_guard<py::gil_scoped_release>(),
+      "SGNS forward on CUDA (see csrc/word2vec/sgns_op.h).");
 }
 
 }  // namespace

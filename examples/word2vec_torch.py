@@ -17,8 +17,8 @@ from collections import Counter
 import torch
 
 import pyfast
+from pyfast.data import NoiseSampler, skipgram_pairs
 from pyfast.nn import SkipGramNS
-from pyfast.ops import NoiseSampler, skipgram_pairs
 
 
 def default_corpus() -> str:

@@ -99,9 +99,9 @@ def _cmd_word2vec(argv: list[str]) -> int:
             def write_vocab(fh):
                 for key, count in zip(model.wv.index_to_key, model.wv.counts):
                     fh.write(key.encode("utf-8", "surrogateescape") + f" {int(count)}\n".encode())
-            from .word2vec import _atomic_write
+            from .keyedvectors import atomic_write
 
-            _atomic_write(args.save_vocab, write_vocab)
+            atomic_write(args.save_vocab, write_vocab)
         if args.output:
             model.train(corpus_file=args.train)
             model.wv.save_word2vec_format(args.output, binary=bool(args.binary))

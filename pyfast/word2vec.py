@@ -1,4 +1,5 @@
-"""word2vec (skip-gram and CBOW with negative sampling) with gensim's API: ``Word2Vec`` and ``KeyedVectors``.
+"""word2vec (skip-gram and CBOW with negative sampling) with gensim's API: ``Word2Vec`` (the word vectors it trains
+are a ``KeyedVectors``, pyfast/keyedvectors.py, re-exported here as gensim does).
 
 Training runs in native Hogwild threads (csrc/word2vec/) with the GIL released for each whole epoch. The corpus is
 held as one int32 array of in-vocabulary token ids plus sentence offsets, built once per ``train()`` call: by the
@@ -18,7 +19,6 @@ over all epochs). Differences, on purpose:
 """
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import logging
@@ -27,497 +27,19 @@ import os
 import sys
 import threading
 import time
-import zipfile
 from collections import Counter
-from typing import Iterable
 
 import numpy as np
 
 from . import _native
 from . import rng as _rng
+from .keyedvectors import SAVE_FORMAT, KeyedVectors, atomic_write, decode_key, encode_key, json_array, load_npz
 
 logger = logging.getLogger(__name__)
 
 _INIT_STREAM = 0x5717  # Philox stream for the initial vectors
-_SAVE_FORMAT = "pyfast.word2vec/1"
 
 
-def _decode_key(raw: bytes) -> str:
-    # Corpus bytes are opaque to the native reader; surrogateescape keeps invalid UTF-8 lossless and unique.
-    return raw.decode("utf-8", "surrogateescape")
-
-
-def _encode_key(key: str) -> bytes:
-    return key.encode("utf-8", "surrogateescape")
-
-
-def _atomic_write(path: str, write) -> None:
-    """Write through ``write(fileobj)`` into a temp file beside ``path``, then rename over it."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
-
-
-# ================================================================================================================
-# KeyedVectors
-# ================================================================================================================
-class KeyedVectors:
-    """Word vectors with gensim's KeyedVectors interface (the part people use)."""
-
-    def __init__(self, vector_size: int, count: int = 0, dtype=np.float32):
-        if isinstance(vector_size, bool) or not isinstance(vector_size, (int, np.integer)) or vector_size < 1:
-            raise ValueError(f"KeyedVectors: vector_size must be an int >= 1, got {vector_size!r}")
-        self.vector_size = int(vector_size)
-        self.index_to_key: list[str] = []
-        self.key_to_index: dict[str, int] = {}
-        self.vectors = np.zeros((count, self.vector_size), dtype=dtype)
-        self.counts = np.zeros(count, dtype=np.int64)
-        self._norms = None
-
-    # ---- container protocol ------------------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self.index_to_key)
-
-    def __contains__(self, key) -> bool:
-        return key in self.key_to_index
-
-    def has_index_for(self, key) -> bool:
-        return key in self.key_to_index
-
-    def __getitem__(self, key_or_keys):
-        if isinstance(key_or_keys, (str, int, np.integer)):
-            return self.get_vector(key_or_keys)
-        return np.vstack([self.get_vector(k) for k in key_or_keys])
-
-    def get_index(self, key, default=None) -> int:
-        index = self.key_to_index.get(key)
-        if index is not None:
-            return index
-        if isinstance(key, (int, np.integer)) and 0 <= key < len(self.index_to_key):
-            return int(key)
-        if default is not None:
-            return default
-        raise KeyError(f"Key '{key}' not present")
-
-    def get_vector(self, key, norm: bool = False) -> np.ndarray:
-        index = self.get_index(key)
-        if norm:
-            return self.vectors[index] / self._get_norms()[index]
-        return self.vectors[index]
-
-    word_vec = get_vector
-
-    def get_vecattr(self, key, attr: str):
-        if attr != "count":
-            raise KeyError(f"KeyedVectors: unknown attribute {attr!r} (only 'count' is stored)")
-        return int(self.counts[self.get_index(key)])
-
-    def _set_vocab(self, keys: list[str], counts) -> None:
-        self.index_to_key = list(keys)
-        self.key_to_index = {k: i for i, k in enumerate(self.index_to_key)}
-        if len(self.key_to_index) != len(self.index_to_key):
-            raise ValueError("KeyedVectors: duplicate keys")
-        self.counts = np.asarray(counts, dtype=np.int64).copy() if counts is not None else np.zeros(len(keys), np.int64)
-        self._norms = None
-
-    # ---- similarity ----------------------------------------------------------------------------------------------
-    def _get_norms(self) -> np.ndarray:
-        if self._norms is None or self._norms.shape[0] != self.vectors.shape[0]:
-            norms = np.linalg.norm(self.vectors, axis=1)
-            norms[norms == 0] = 1.0  # an all-zero vector stays zero instead of becoming NaN
-            self._norms = norms.astype(np.float32)
-        return self._norms
-
-    def fill_norms(self, force: bool = False) -> None:
-        if force:
-            self._norms = None
-        self._get_norms()
-
-    def get_normed_vectors(self) -> np.ndarray:
-        return self.vectors / self._get_norms()[:, None]
-
-    def similarity(self, w1, w2) -> float:
-        return float(np.dot(self.get_vector(w1, norm=True), self.get_vector(w2, norm=True)))
-
-    def n_similarity(self, ws1, ws2) -> float:
-        if not len(ws1) or not len(ws2):
-            raise ZeroDivisionError("At least one of the passed lists is empty.")
-        a = np.mean([self.get_vector(k, norm=True) for k in ws1], axis=0)
-        b = np.mean([self.get_vector(k, norm=True) for k in ws2], axis=0)
-        return float(np.dot(a / np.linalg.norm(a), b / np.linalg.norm(b)))
-
-    def most_similar(self, positive=None, negative=None, topn=10, clip_start=0, clip_end=None, restrict_vocab=None,
-                     indexer=None):
-        """Top-N keys by cosine similarity to the mean of the unit vectors of ``positive`` minus ``negative``
-        (gensim's 3CosAdd); the query keys themselves are left out. Keys may be strings, indices, vectors or
-        ``(key, weight)`` pairs. ``topn=None`` returns the similarity to every key."""
-        if isinstance(topn, int) and topn < 1:
-            return []
-        positive = _as_list(positive)
-        negative = _as_list(negative)
-        parts, query_indices = [], set()
-        for items, sign in ((positive, 1.0), (negative, -1.0)):
-            for item in items:
-                weight = sign
-                if isinstance(item, tuple) and len(item) == 2 and not isinstance(item[0], (float, np.floating)):
-                    item, weight = item[0], sign * float(item[1])
-                if isinstance(item, np.ndarray):
-                    parts.append(weight * item.astype(np.float32))
-                else:
-                    index = self.get_index(item)
-                    query_indices.add(index)
-                    parts.append(weight * self.get_vector(index, norm=True))
-        if not parts:
-            raise ValueError("cannot compute similarity with no input")
-        mean = np.mean(np.asarray(parts, dtype=np.float32), axis=0)
-        norm = np.linalg.norm(mean)
-        if norm > 0:
-            mean = mean / norm
-        if clip_end is None:
-            clip_end = len(self.vectors) if restrict_vocab is None else min(int(restrict_vocab), len(self.vectors))
-        normed = self.vectors[clip_start:clip_end] / self._get_norms()[clip_start:clip_end, None]
-        dists = normed @ mean
-        if topn is None:
-            return dists
-        order = np.argsort(-dists, kind="stable")[: topn + len(query_indices)]
-        out = []
-        for i in order:
-            index = int(i) + clip_start
-            if index in query_indices:
-                continue
-            out.append((self.index_to_key[index], float(dists[i])))
-            if len(out) == topn:
-                break
-        return out
-
-    def similar_by_word(self, word, topn=10, restrict_vocab=None):
-        return self.most_similar(positive=[word], topn=topn, restrict_vocab=restrict_vocab)
-
-    def similar_by_vector(self, vector, topn=10, restrict_vocab=None):
-        return self.most_similar(positive=[np.asarray(vector)], topn=topn, restrict_vocab=restrict_vocab)
-
-    def doesnt_match(self, words):
-        words = [w for w in words if w in self.key_to_index]
-        if not words:
-            raise ValueError("cannot select a word from an empty list")
-        vecs = np.vstack([self.get_vector(w, norm=True) for w in words])
-        mean = vecs.mean(axis=0)
-        mean /= np.linalg.norm(mean)
-        return words[int(np.argmin(vecs @ mean))]
-
-    # ---- evaluation (gensim's semantics) ---------------------------------------------------------------------------
-    def _ok_vocab(self, restrict_vocab: int, case_insensitive: bool) -> dict:
-        ok_keys = self.index_to_key[:restrict_vocab]
-        if case_insensitive:
-            # reversed: on a case clash the most frequent spelling wins (its index is written last)
-            return {k.upper(): self.key_to_index[k] for k in reversed(ok_keys)}
-        return {k: self.key_to_index[k] for k in reversed(ok_keys)}
-
-    def evaluate_word_analogies(self, analogies, restrict_vocab=300000, case_insensitive=True, dummy4unknown=False,
-                                similarity_function="most_similar"):
-        """Accuracy on an analogy file in word2vec's questions-words.txt format (``: section`` headers, then
-        ``a b c expected`` lines), the same way gensim scores it: 3CosAdd over the ``restrict_vocab`` most frequent
-        keys, the first of the top 5 predictions that is not a question word. Returns ``(score, sections)``."""
-        if similarity_function != "most_similar":
-            raise ValueError("evaluate_word_analogies: only similarity_function='most_similar' is supported")
-        ok_vocab = self._ok_vocab(restrict_vocab, case_insensitive)
-        limit = min(int(restrict_vocab), len(self.vectors))
-        normed = self.vectors[:limit] / self._get_norms()[:limit, None]
-        sections, section = [], None
-        questions = []  # (section, a, b, c, expected, ia, ib, ic)
-        oov = total = 0
-        with open(analogies, encoding="utf-8") as fin:
-            for line_no, line in enumerate(fin):
-                if line.startswith(": "):
-                    if section:
-                        sections.append(section)
-                    section = {"section": line.lstrip(": ").strip(), "correct": [], "incorrect": []}
-                    continue
-                if not section:
-                    raise ValueError(f"Missing section header before line #{line_no} in {analogies}")
-                words = [w.upper() for w in line.split()] if case_insensitive else line.split()
-                if len(words) != 4:
-                    continue  # gensim skips invalid lines too
-                total += 1
-                a, b, c, expected = words
-                if a not in ok_vocab or b not in ok_vocab or c not in ok_vocab or expected not in ok_vocab:
-                    oov += 1
-                    if dummy4unknown:
-                        section["incorrect"].append((a, b, c, expected))
-                    continue
-                questions.append((section, a, b, c, expected, ok_vocab[a], ok_vocab[b], ok_vocab[c]))
-        if section:
-            sections.append(section)
-        # All questions at once: (Q, d) queries against the (limit, d) unit vectors, in blocks.
-        for start in range(0, len(questions), 2048):
-            block = questions[start:start + 2048]
-            ia = np.array([q[5] for q in block])
-            ib = np.array([q[6] for q in block])
-            ic = np.array([q[7] for q in block])
-            query = (normed[ib] + normed[ic] - normed[ia]) / 3.0
-            query /= np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-30)
-            sims = query @ normed.T
-            rows = np.arange(len(block))
-            for cols in (ia, ib, ic):  # most_similar leaves the query keys out
-                sims[rows, cols] = -np.inf
-            top = np.argsort(-sims, axis=1, kind="stable")[:, :5]
-            for q, cand in zip(block, top):
-                sec, a, b, c, expected = q[:5]
-                ignore = {a, b, c}
-                predicted = None
-                for index in cand:
-                    key = self.index_to_key[int(index)]
-                    predicted = key.upper() if case_insensitive else key
-                    if predicted in ok_vocab and predicted not in ignore:
-                        break
-                (sec["correct"] if predicted == expected else sec["incorrect"]).append((a, b, c, expected))
-        correct = list(itertools.chain.from_iterable(s["correct"] for s in sections))
-        incorrect = list(itertools.chain.from_iterable(s["incorrect"] for s in sections))
-        sections.append({"section": "Total accuracy", "correct": correct, "incorrect": incorrect})
-        n = len(correct) + len(incorrect)
-        score = len(correct) / n if n else 0.0
-        logger.info("analogies: %.1f%% of %d (oov %d of %d)", 100 * score, n, oov, total)
-        return score, sections
-
-    def evaluate_word_pairs(self, pairs, delimiter="\t", encoding="utf8", restrict_vocab=300000,
-                            case_insensitive=True, dummy4unknown=False):
-        """Pearson and Spearman correlation of model cosine similarities with human ratings (WordSim353 format:
-        ``a<TAB>b<TAB>score``, ``#`` comments), gensim's semantics. Returns ``(pearson, spearman, oov_ratio)``;
-        pearson and spearman are scipy results when scipy is installed, else ``(statistic, nan)`` tuples."""
-        ok_vocab = self._ok_vocab(restrict_vocab, case_insensitive)
-        gold, model = [], []
-        oov = 0
-        with open(pairs, encoding=encoding) as fin:
-            for line in fin:
-                if not line or line.startswith("#"):
-                    continue
-                try:
-                    parts = line.split(delimiter)
-                    if case_insensitive:
-                        parts = [p.upper() for p in parts]
-                    a, b, sim = parts
-                    sim = float(sim)
-                except (ValueError, TypeError):
-                    continue
-                if a not in ok_vocab or b not in ok_vocab:
-                    oov += 1
-                    if dummy4unknown:
-                        model.append(0.0)
-                        gold.append(sim)
-                    continue
-                gold.append(sim)
-                va = self.vectors[ok_vocab[a]] / self._get_norms()[ok_vocab[a]]
-                vb = self.vectors[ok_vocab[b]] / self._get_norms()[ok_vocab[b]]
-                model.append(float(np.dot(va, vb)))
-        if not gold:
-            raise ValueError(f"No valid similarity judgements found in {pairs}: either invalid format or all are out-of-vocabulary")
-        oov_ratio = float(oov) / len(gold) * 100 if dummy4unknown else float(oov) / (len(gold) + oov) * 100
-        try:
-            from scipy import stats
-
-            return stats.pearsonr(gold, model), stats.spearmanr(gold, model), oov_ratio
-        except ImportError:  # pragma: no cover - scipy comes with gensim; a fallback without p-values
-            g, m = np.asarray(gold), np.asarray(model)
-            pearson = float(np.corrcoef(g, m)[0, 1])
-            rank = lambda x: np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(float)  # noqa: E731
-            spearman = float(np.corrcoef(rank(g), rank(m))[0, 1])
-            return (pearson, float("nan")), (spearman, float("nan")), oov_ratio
-
-    # ---- word2vec text / binary formats ----------------------------------------------------------------------------
-    def save_word2vec_format(self, fname, fvocab=None, binary=False, total_vec=None, write_header=True,
-                             prefix="", append=False, sort_attr="count"):
-        """Write word2vec.c's format: header ``"<count> <dim>"``, then per key either ``key v1 v2 ...`` (text,
-        9 significant digits: float32 round-trips exactly) or ``key`` + space + dim little-endian float32 + newline
-        (binary, as word2vec.c writes it). Written atomically. ``fvocab`` also writes ``key count`` lines."""
-        if append:
-            raise NotImplementedError("save_word2vec_format: append=True is not supported")
-        n = len(self.index_to_key) if total_vec is None else int(total_vec)
-        keys = self.index_to_key[:n]
-        vectors = np.ascontiguousarray(self.vectors[:n], dtype="<f4")
-        d = self.vector_size
-
-        def write(fh):
-            if write_header:
-                fh.write(f"{len(keys)} {d}\n".encode())
-            if binary:
-                for key, row in zip(keys, vectors):
-                    fh.write(_encode_key(prefix + key) + b" " + row.tobytes() + b"\n")
-            else:
-                fmt = " ".join(["%.9g"] * d)
-                buf = io.StringIO()
-                for key, row in zip(keys, vectors):
-                    buf.write(prefix + key + " " + fmt % tuple(row.tolist()) + "\n")
-                fh.write(buf.getvalue().encode("utf-8", "surrogateescape"))
-
-        _atomic_write(fname, write)
-        if fvocab is not None:
-            def write_vocab(fh):
-                for key, count in zip(keys, self.counts[:n]):
-                    fh.write(_encode_key(prefix + key) + f" {int(count)}\n".encode())
-            _atomic_write(fvocab, write_vocab)
-
-    @classmethod
-    def load_word2vec_format(cls, fname, fvocab=None, binary=False, encoding="utf8", unicode_errors="strict",
-                             limit=None, datatype=np.float32, no_header=False):
-        """Read word2vec.c's text or binary format (with or without a newline after each binary vector).
-        A truncated or malformed file raises EOFError or ValueError; nothing is returned half-loaded."""
-        with open(fname, "rb") as fh:
-            data = fh.read()
-        counts_from_vocab = None
-        if fvocab is not None:
-            counts_from_vocab = {}
-            with open(fvocab, "rb") as fh:
-                for line in fh:
-                    parts = line.decode(encoding, unicode_errors).split()
-                    if len(parts) == 2:
-                        counts_from_vocab[parts[0]] = int(parts[1])
-        if no_header:
-            if binary:
-                raise NotImplementedError("load_word2vec_format: no_header=True needs binary=False")
-            lines = data.decode(encoding, unicode_errors).splitlines()
-            first = lines[0].split() if lines else []
-            header = f"{len(lines)} {max(len(first) - 1, 0)}"
-            data = (header + "\n").encode() + b"\n".join(ln.encode(encoding, unicode_errors) for ln in lines)
-        nl = data.find(b"\n")
-        if nl < 0:
-            raise EOFError(f"{fname}: no header line")
-        try:
-            count, dim = (int(x) for x in data[:nl].split())
-        except ValueError:
-            raise ValueError(f"{fname}: the header must be '<count> <dim>', got {data[:nl][:80]!r}") from None
-        if count < 0 or dim < 1:
-            raise ValueError(f"{fname}: bad header counts {count} {dim}")
-        if limit is not None:
-            count = min(count, int(limit))
-        keys: list[str] = []
-        vectors = np.empty((count, dim), dtype=np.float32)
-        pos = nl + 1
-        if binary:
-            row_bytes = 4 * dim
-            for i in range(count):
-                while pos < len(data) and data[pos:pos + 1] in (b"\n", b"\r"):
-                    pos += 1
-                space = data.find(b" ", pos)
-                if space < 0:
-                    raise EOFError(f"{fname}: unexpected end of file after {i} of {count} vectors")
-                keys.append(data[pos:space].decode(encoding, unicode_errors))
-                start = space + 1
-                if start + row_bytes > len(data):
-                    raise EOFError(f"{fname}: unexpected end of file in vector {i} of {count}")
-                vectors[i] = np.frombuffer(data, dtype="<f4", count=dim, offset=start)
-                pos = start + row_bytes
-        else:
-            text = data[pos:].decode(encoding, unicode_errors)
-            lines = text.split("\n")
-            i = 0
-            last_vector_line = -1
-            for line_no, line in enumerate(lines):
-                if i == count:
-                    break
-                parts = line.rstrip().split(" ")
-                if len(parts) == 1 and not parts[0]:
-                    continue
-                if len(parts) != dim + 1:
-                    raise ValueError(f"{fname}: line {line_no + 2} has {len(parts) - 1} values, expected {dim}")
-                keys.append(parts[0])
-                try:
-                    vectors[i] = np.array(parts[1:], dtype=np.float32)
-                except ValueError:
-                    raise ValueError(f"{fname}: line {line_no + 2} has a value that is not a number") from None
-                i += 1
-                last_vector_line = line_no
-            if i < count:
-                raise EOFError(f"{fname}: unexpected end of file after {i} of {count} vectors")
-            if count and last_vector_line == len(lines) - 1:
-                # The last vector is the file's last line and has no newline: writers (word2vec.c, gensim, ours)
-                # always end lines with one, so this is a cut inside the last line, possibly inside a number.
-                raise EOFError(f"{fname}: the last line is not terminated by a newline (truncated file?)")
-        kv = cls(dim, 0)
-        seen = {}
-        keep = []
-        for i, key in enumerate(keys):
-            if key in seen:
-                logger.warning("duplicate key %r in %s, keeping the first", key, fname)
-                continue
-            seen[key] = i
-            keep.append(i)
-        if len(keep) != len(keys):
-            keys = [keys[i] for i in keep]
-            vectors = vectors[keep]
-        # word2vec files are sorted by frequency; without counts, rank stands in for them (as gensim does).
-        counts = [counts_from_vocab.get(k, 0) for k in keys] if counts_from_vocab else list(range(len(keys), 0, -1))
-        kv._set_vocab(keys, counts)
-        kv.vectors = vectors.astype(datatype, copy=False)
-        return kv
-
-    # ---- native save / load --------------------------------------------------------------------------------------
-    def save(self, fname) -> None:
-        """Save keys, counts and vectors (an uncompressed .npz, written atomically; no pickle)."""
-        arrays = {"vectors": self.vectors, "counts": self.counts,
-                  "keys": np.frombuffer(json.dumps(self.index_to_key, ensure_ascii=True).encode(), dtype=np.uint8),
-                  "meta": _json_array({"format": _SAVE_FORMAT, "kind": "KeyedVectors"})}
-        _atomic_write(fname, lambda fh: np.savez(fh, **arrays))
-
-    @classmethod
-    def load(cls, fname) -> "KeyedVectors":
-        arrays = _load_npz(fname, "KeyedVectors")
-        return cls._from_arrays(arrays, "")
-
-    @classmethod
-    def _from_arrays(cls, arrays: dict, prefix: str) -> "KeyedVectors":
-        vectors = arrays[prefix + "vectors"]
-        keys = json.loads(arrays[prefix + "keys"].tobytes().decode())
-        counts = arrays[prefix + "counts"]
-        if vectors.ndim != 2 or len(keys) != vectors.shape[0] or len(counts) != len(keys):
-            raise ValueError("saved vectors, keys and counts disagree in length: the file is corrupt")
-        kv = cls(vectors.shape[1], 0)
-        kv._set_vocab(keys, counts)
-        kv.vectors = np.ascontiguousarray(vectors)
-        return kv
-
-
-def _as_list(x) -> list:
-    if x is None:
-        return []
-    if isinstance(x, (str, np.ndarray, int, np.integer)) or (isinstance(x, tuple) and len(x) == 2):
-        return [x]
-    return list(x)
-
-
-def _json_array(obj) -> np.ndarray:
-    return np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8)
-
-
-def _load_npz(fname, kind: str) -> dict:
-    fname = os.fspath(fname)
-    if not os.path.exists(fname):
-        raise FileNotFoundError(f"No such file: {fname!r}")
-    try:
-        with np.load(fname, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(arrays["meta"].tobytes().decode())
-    except (zipfile.BadZipFile, KeyError, OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{fname}: not a pyfast {kind} file, or truncated/corrupt ({exc})") from None
-    if meta.get("format") != _SAVE_FORMAT or meta.get("kind") != kind:
-        raise ValueError(f"{fname}: not a pyfast {kind} file (format {meta.get('format')!r}, kind {meta.get('kind')!r})")
-    arrays["meta"] = meta
-    return arrays
-
-
-# ================================================================================================================
-# Word2Vec
-# ================================================================================================================
 def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"Word2Vec: {name} must be an int, got {value!r}")
@@ -660,7 +182,7 @@ class Word2Vec:
             words, counts, total, sentences = _native.cpu().w2v_count_file(path, self.max_vocab_size or 0,
                                                                            self.workers)
             counts = np.frombuffer(counts, dtype=np.int64)
-            raw = dict(zip((_decode_key(w) for w in words), counts.tolist()))
+            raw = dict(zip((decode_key(w) for w in words), counts.tolist()))
             return raw, int(total), int(sentences)
         if corpus_iterable is None:
             raise TypeError("Word2Vec: pass sentences (corpus_iterable) or corpus_file")
@@ -680,8 +202,8 @@ class Word2Vec:
                     min_reduce += 1
         return dict(counter), total, sentences
 
-    def build_vocab(self, corpus_iterable=None, corpus_file=None, update=False, progress_per=10000, keep_raw_vocab=False,
-                    trim_rule=None, **kwargs):
+    def build_vocab(self, corpus_iterable=None, corpus_file=None, update=False, progress_per=10000,
+                    keep_raw_vocab=False, trim_rule=None, **kwargs):
         """Count the corpus, keep words with count >= min_count (raised to fit max_final_vocab), sort by count,
         set up subsampling and the noise distribution, and initialise the vectors."""
         corpus_iterable = kwargs.pop("sentences", corpus_iterable)
@@ -723,7 +245,7 @@ class Word2Vec:
             kept.sort(key=lambda wc: -wc[1])  # stable: ties keep first-seen (or native byte) order
         keys = [w for w, _ in kept]
         counts = np.array([c for _, c in kept], dtype=np.int64)
-        self.wv._set_vocab(keys, counts)
+        self.wv.set_vocab(keys, counts)
         # Subsampling (word2vec.c / gensim): keep an occurrence of a word with count c with probability
         # (sqrt(c / t) + 1) * t / c, t = sample * (retained words); capped at 1.
         retain_total = float(counts.sum())
@@ -744,7 +266,7 @@ class Word2Vec:
         V, d = len(self.wv.index_to_key), self.vector_size
         draws = _rng.uniform(V * d, self.seed, offset=0, stream=_INIT_STREAM).numpy()
         self.wv.vectors = ((2.0 * draws - 1.0) / d).astype(np.float32).reshape(V, d)
-        self.wv._norms = None
+        self.wv.norms = None
         self.syn1neg = np.zeros((V, d), dtype=np.float32)
         self.epochs_trained = 0
 
@@ -752,7 +274,7 @@ class Word2Vec:
     def _load_corpus(self, corpus_iterable, corpus_file) -> _Corpus:
         if corpus_file is not None:
             path = _check_corpus_file(corpus_file)
-            vocab = [_encode_key(k) for k in self.wv.index_to_key]
+            vocab = [encode_key(k) for k in self.wv.index_to_key]
             ids, offsets, raw = _native.cpu().w2v_read_file(path, vocab, self.workers)
             return _Corpus(np.frombuffer(ids, dtype=np.int32), np.frombuffer(offsets, dtype=np.int64), raw)
         if corpus_iterable is None:
@@ -825,13 +347,22 @@ class Word2Vec:
             reporter = _Progress(self.progress, words_done, total, epoch, epochs, len(corpus.ids), start_alpha,
                                  end_alpha, self.workers if per_worker else 0)
             try:
-                loss, kept, pairs, alpha_end = _native.cpu().w2v_train_epoch(
-                    self.wv.vectors.ctypes.data, self.syn1neg.ctypes.data, V, d, corpus.ids.ctypes.data,
-                    len(corpus.ids), corpus.offsets.ctypes.data, corpus.n_sentences, keep_prob.ctypes.data,
-                    noise.ctypes.data, self.sg, self.cbow_mean, self.negative, self.window, int(self.shrink_windows),
-                    int(self.shared_negatives), self.workers, int(self.compute_loss), start_alpha, end_alpha, total,
-                    words_done.ctypes.data, self.seed, self.epochs_trained,
-                    per_worker)
+                native = _native.cpu()
+                params = native.TrainParams()
+                for name, value in (
+                        ("syn0", self.wv.vectors.ctypes.data), ("syn1neg", self.syn1neg.ctypes.data),
+                        ("vocab_size", V), ("dim", d), ("ids", corpus.ids.ctypes.data), ("n_ids", len(corpus.ids)),
+                        ("sentence_offsets", corpus.offsets.ctypes.data), ("n_sentences", corpus.n_sentences),
+                        ("keep_prob", keep_prob.ctypes.data), ("noise_weights", noise.ctypes.data),
+                        ("sg", int(self.sg)), ("cbow_mean", int(self.cbow_mean)), ("negative", self.negative),
+                        ("window", self.window), ("shrink_windows", int(self.shrink_windows)),
+                        ("shared_negatives", int(self.shared_negatives)), ("workers", self.workers),
+                        ("compute_loss", int(self.compute_loss)), ("alpha0", start_alpha), ("min_alpha", end_alpha),
+                        ("total_words", total), ("words_done", words_done.ctypes.data), ("seed", self.seed),
+                        ("epoch", self.epochs_trained), ("alpha_per_worker", per_worker)):
+                    setattr(params, name, value)  # by name: a misspelt field is an AttributeError
+                result = native.w2v_train_epoch(params)
+                loss, kept, pairs, alpha_end = result.loss, result.trained_words, result.pairs, result.end_alpha
             finally:
                 reporter.close()
             seconds = time.perf_counter() - t0
@@ -845,7 +376,7 @@ class Word2Vec:
                                      "alpha_end": float(alpha_end), "schedule": schedule,
                                      "words_per_s": corpus.raw_words / seconds if seconds > 0 else float("inf")})
             reporter.epoch_done(seconds, corpus.raw_words, float(loss) if self.compute_loss else None)
-            self.wv._norms = None
+            self.wv.norms = None
             for cb in callbacks:
                 _call(cb, "on_epoch_end", self)
         for cb in callbacks:
@@ -866,16 +397,16 @@ class Word2Vec:
     def save(self, fname, **_ignored) -> None:
         """Save everything needed to continue training (vectors, syn1neg, vocabulary with counts, settings, the
         epoch counter that keys the RNG): one uncompressed .npz, written atomically, no pickle."""
-        meta = {"format": _SAVE_FORMAT, "kind": "Word2Vec", "params": {k: getattr(self, k) for k in self._PARAMS},
+        meta = {"format": SAVE_FORMAT, "kind": "Word2Vec", "params": {k: getattr(self, k) for k in self._PARAMS},
                 "training_losses": self.training_losses}
         arrays = {"vectors": self.wv.vectors, "counts": self.wv.counts, "syn1neg": self.syn1neg,
                   "keys": np.frombuffer(json.dumps(self.wv.index_to_key, ensure_ascii=True).encode(), dtype=np.uint8),
-                  "meta": _json_array(meta)}
-        _atomic_write(fname, lambda fh: np.savez(fh, **arrays))
+                  "meta": json_array(meta)}
+        atomic_write(fname, lambda fh: np.savez(fh, **arrays))
 
     @classmethod
     def load(cls, fname, **_ignored) -> "Word2Vec":
-        arrays = _load_npz(fname, "Word2Vec")
+        arrays = load_npz(fname, "Word2Vec")
         meta = arrays["meta"]
         params = dict(meta["params"])
         model = cls.__new__(cls)
@@ -885,7 +416,7 @@ class Word2Vec:
                                       "max_final_vocab", "shrink_windows")}
         model.__init__(**ctor, shared_negatives=params["shared_negatives"],
                        alpha_schedule=params.get("alpha_schedule", "linear"))  # files saved before the option
-        model.wv = KeyedVectors._from_arrays(arrays, "")
+        model.wv = KeyedVectors.from_arrays(arrays, "")
         if arrays["syn1neg"].shape != model.wv.vectors.shape or model.wv.vector_size != model.vector_size:
             raise ValueError(f"{fname}: syn1neg and vectors disagree in shape: the file is corrupt")
         model.syn1neg = np.ascontiguousarray(arrays["syn1neg"], dtype=np.float32)
@@ -989,10 +520,11 @@ class _Progress:
     def epoch_done(self, seconds, raw_words, loss):
         if not self.enabled:
             return
-        msg = f"word2vec: epoch {self.epoch + 1}/{self.epochs} done in {seconds:.2f}s, {raw_words / seconds / 1e3:.0f}k words/s"
+        msg = (f"word2vec: epoch {self.epoch + 1}/{self.epochs} done in {seconds:.2f}s, "
+               f"{raw_words / seconds / 1e3:.0f}k words/s")
         if loss is not None:
             msg += f", loss {loss:.6g}"
         print(msg, file=sys.stderr)
 
 
-__all__ = ["Word2Vec", "KeyedVectors"]
+__all__ = ["Word2Vec", "KeyedVectors"]  # KeyedVectors re-exported from pyfast.keyedvectors (gensim has both)

@@ -39,7 +39,7 @@ def test_cuda_tensors_without_the_cuda_module_raise_the_rebuild_error(monkeypatc
     which need no GPU): every CUDA entry point must raise the RuntimeError that says how to rebuild."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from pyfast.ops import mask_tokens, sgns_cuda, sgns_loss
+    from pyfast.ops import mask_tokens, sgns
 
     monkeypatch.setattr(_native, "_cuda_module", None)
     monkeypatch.setattr(_native, "_cuda_import_error", "No module named 'pyfast._C_cuda'")
@@ -49,22 +49,18 @@ def test_cuda_tensors_without_the_cuda_module_raise_the_rebuild_error(monkeypatc
     assert not _native.cuda_built()
     with FakeTensorMode():
         ids = torch.zeros(2, 8, dtype=torch.int64, device="cuda")
-        w = torch.zeros(10, 4, device="cuda")
-        c = torch.zeros(3, dtype=torch.int64, device="cuda")
-        ng = torch.zeros(3, 2, dtype=torch.int64, device="cuda")
         assert ids.device.type == "cuda"
         for kw in (dict(), dict(max_predictions=2), dict(word_starts=torch.ones(2, 8, dtype=torch.bool, device="cuda"))):
             with pytest.raises(RuntimeError, match=rebuild):
                 mask_tokens(ids, mask_token_id=4, vocab_size=97, seed=1, **kw)
-        with pytest.raises(RuntimeError, match=rebuild):
-            sgns_loss(w, w, c, c, ng)
-    # The op's registered CUDA forward raises it too, before it touches a tensor (the CUDA backward is plain torch
-    # ops on the forward's buffers, so without a forward it is never reached).
+    # The SGNS op's CUDA kernel body raises it before it touches a tensor (under FakeTensorMode a custom op runs its
+    # fake, so the body is called directly; the CUDA backward is plain torch ops on the forward's buffers).
     w = torch.zeros(10, 4)
     c = torch.zeros(3, dtype=torch.int64)
     ng = torch.zeros(3, 2, dtype=torch.int64)
-    with pytest.raises(RuntimeError, match=rebuild):
-        sgns_cuda._sgns_fwd_cuda(w, w, c, c, ng, True, False, False)
+    for _op, _cpu_body, cuda_body in sgns.KERNELS:
+        with pytest.raises(RuntimeError, match=rebuild):
+            cuda_body(w, w, c, c, ng, True, False, False)
 
 
 def test_set_num_threads_roundtrip_and_validation():

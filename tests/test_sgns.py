@@ -1,5 +1,8 @@
-"""SGNS op (issue #6): loss and gradients against the float64 PyTorch reference, sparse/dense gradients with SGD and
-SparseAdam, duplicates, bad input, the noise sampler, the pair generator, opcheck, torch.compile and DDP."""
+"""SGNS op: loss and gradients against the float64 PyTorch reference, sparse/dense gradients with SGD and SparseAdam,
+duplicates, bad input, the noise sampler, the pair generator, opcheck, torch.compile and DDP. Tests that take the
+``device`` fixture run the custom-op path on cpu, cuda and emu (CPU tensors through the CUDA kernel bodies; on CPU
+tensors the eager mean / sum loss takes the fused CPU path, so those tests use reduction="none" or the op itself);
+the rest test the CPU's fused path, the data utilities and the module."""
 import copy
 import functools
 import io
@@ -12,6 +15,7 @@ import pyfast
 from pyfast.nn import SkipGramNS
 from pyfast.ops import NoiseSampler, sample_negatives, sgns_loss, skipgram_pairs
 from pyfast.ops import sgns as sgns_module
+from pyfast.ops import sgns_grad
 from pyfast.reference.sgns import sgns_loss_reference
 from helpers import assert_close, spawn_target
 
@@ -63,6 +67,117 @@ def test_float32_error_within_2x_of_torch_float32():
     _, ra, rb = _grads(sgns_loss_reference, w_in.double(), w_out.double(), *ids)
     for mine, torch32, ref in ((ga, ta, ra), (gb, tb, rb)):
         assert (mine.double() - ref).abs().max() <= 2 * (torch32.double() - ref).abs().max() + 1e-7
+
+
+def _op_path_grads(w_in, w_out, ids, device, fn=sgns_loss, **kw):
+    """reduction="none" (the custom op on every device) with a non-uniform upstream gradient: (loss, dense grads,
+    raw grads), on the CPU."""
+    a = w_in.detach().clone().to(device).requires_grad_(True)
+    b = w_out.detach().clone().to(device).requires_grad_(True)
+    loss = fn(a, b, *(t.to(device) for t in ids), reduction="none", **kw)
+    weight = torch.linspace(0.5, 1.5, loss.numel(), dtype=loss.dtype, device=device)
+    (loss * weight).sum().backward()
+    ga = a.grad.to_dense() if a.grad.is_sparse else a.grad
+    gb = b.grad.to_dense() if b.grad.is_sparse else b.grad
+    return loss.detach().cpu(), ga.cpu(), gb.cpu(), a.grad, b.grad
+
+
+def _check_op_path(device, device_name, dtype, v, d, n, k, dup, sparse):
+    w_in, w_out, *ids = _problem(v, d, n, k, dtype, dup)
+    loss, ga, gb, raw_a, raw_b = _op_path_grads(w_in, w_out, ids, device, sparse=sparse)
+    rl, rga, rgb, _, _ = _op_path_grads(w_in.double(), w_out.double(), ids, "cpu", fn=sgns_loss_reference)
+    assert loss.dtype == dtype and ga.dtype == dtype
+    assert raw_a.device.type == device.type and raw_a.is_sparse == sparse and raw_b.is_sparse == sparse
+    if sparse and device_name == "cuda":  # one row per occurrence, as nn.Embedding(sparse=True) gives them
+        assert raw_a._nnz() == n and raw_b._nnz() == n * (k + 1)
+    elif sparse:  # one row per unique id
+        c, x, ng = ids
+        assert raw_a._nnz() == torch.unique(c).numel()
+        assert raw_b._nnz() == torch.unique(torch.cat([x, ng.reshape(-1)])).numel()
+    for name, got, want in (("loss", loss, rl), ("grad in_weight", ga, rga), ("grad out_weight", gb, rgb)):
+        scale = max(1.0, float(want.abs().max())) if want.numel() else 1.0
+        tol = dict(atol=1e-12 * scale, rtol=1e-10) if dtype == torch.float64 else dict(atol=1e-4 * scale, rtol=1e-4)
+        assert_close(got, want, name=name, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("v,d,n,k,dup", [(1, 1, 1, 1, False), (37, 13, 29, 1, False), (101, 70, 40, 20, False),
+                                         (50, 8, 64, 5, True), (7, 33, 50, 6, True), (1000, 7, 3, 0, False)])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_op_path_matches_float64_reference(device, device_name, dtype, v, d, n, k, dup, sparse):
+    _check_op_path(device, device_name, dtype, v, d, n, k, dup, sparse)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"], indirect=True)  # too slow emulated
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("v,d,n,k,dup", [(101, 131, 67, 20, False), (7, 33, 200, 20, True), (5000, 300, 999, 5, False)])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_op_path_matches_float64_reference_large(device, device_name, dtype, v, d, n, k, dup, sparse):
+    _check_op_path(device, device_name, dtype, v, d, n, k, dup, sparse)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"], indirect=True)  # too slow emulated
+def test_op_path_float32_error_within_2x_of_torch_float32(device):
+    w_in, w_out, *ids = _problem(300, 100, 500, 20, torch.float32, dup=True)
+    _, ga, gb, _, _ = _op_path_grads(w_in, w_out, ids, device, sparse=True)
+    _, ta, tb, _, _ = _op_path_grads(w_in, w_out, ids, device, fn=sgns_loss_reference)
+    _, ra, rb, _, _ = _op_path_grads(w_in.double(), w_out.double(), ids, "cpu", fn=sgns_loss_reference)
+    for name, mine, torch32, ref64 in (("in", ga, ta, ra), ("out", gb, tb, rb)):
+        e_ours = (mine.double() - ref64).abs().max().item()
+        e_torch = (torch32.double() - ref64).abs().max().item()
+        assert e_ours <= 2 * e_torch + 1e-7, f"grad {name}: error {e_ours:.3g} vs torch float32 {e_torch:.3g}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("v,d,n,k,dup", [(1, 1, 1, 1, False), (37, 13, 29, 1, False), (101, 70, 40, 20, False),
+                                         (7, 33, 50, 6, True), (1000, 7, 3, 0, False)])
+def test_forward_op_equals_cpu_kernel(device, dtype, v, d, n, k, dup):
+    # Every output of pyfast::sgns_fwd on the device against the CPU kernel body, with and without the buffers the
+    # backward reads; then the backward from the device's buffers against the CPU's (densified: the CPU gives one
+    # row per unique id, CUDA one per occurrence).
+    w_in, w_out, c, x, ng = _problem(v, d, n, k, dtype, dup)
+    tol = dict(atol=1e-12, rtol=1e-12) if dtype == torch.float64 else dict(atol=1e-5, rtol=1e-5)
+    cpu = sgns_module._sgns_fwd_cpu(w_in, w_out, c, x, ng, True, False, False)
+    dev = torch.ops.pyfast.sgns_fwd(*(t.to(device) for t in (w_in, w_out, c, x, ng)), True, False, False)
+    for name, got, want in zip(("loss", "coef", "center_rows", "in_grad_dir"), dev, cpu):
+        assert_close(got.cpu(), want, name=name, **tol)
+    no_backward = torch.ops.pyfast.sgns_fwd(*(t.to(device) for t in (w_in, w_out, c, x, ng)), False, False, False)
+    assert no_backward[2].shape == (0, d) and no_backward[3].shape == (0, d)
+    assert_close(no_backward[0].cpu(), cpu[0], name="loss without backward buffers", **tol)
+    grad_loss = torch.linspace(0.5, 1.5, n, dtype=dtype)
+    want = sgns_module._sgns_bwd_cpu(cpu[1], grad_loss, cpu[2], cpu[3], c, x, ng, v)
+    rows = sgns_module._rows_per_occurrence(*(t.cpu() for t in dev[1:2]), grad_loss, *(t.cpu() for t in dev[2:]),
+                                            c, x, ng)
+    assert torch.equal(rows[0], c) and torch.equal(rows[2], torch.cat([x.unsqueeze(1), ng], 1).reshape(-1))
+
+    def dense(ids, r):
+        return torch.zeros(v, d, dtype=dtype).index_add_(0, ids, r)
+
+    scale = max(1.0, float(want[3].abs().max())) if want[3].numel() else 1.0
+    for name, got, ref in (("in", dense(rows[0], rows[1]), dense(want[0], want[1])),
+                           ("out", dense(rows[2], rows[3]), dense(want[2], want[3]))):
+        assert_close(got, ref, name=f"grad {name}", atol=tol["atol"] * scale * 10, rtol=tol["rtol"] * 10)
+
+
+def test_op_path_row_stride_slices_and_no_grad_mean(device):
+    big = torch.randn(60, 40, dtype=torch.float64)
+    w_in, w_out = big[:, :33], big[:, 7:40]  # row stride 40, D = 33 (not a multiple of 32 or of the SIMD width)
+    _, _, *ids = _problem(60, 33, 20, 4, torch.float64, seed=4)
+    want = sgns_loss_reference(w_in, w_out, *ids, reduction="none")
+    on_device = [t.to(device) for t in ids]
+    got = sgns_loss(w_in.to(device), w_out.to(device), *on_device, reduction="none")
+    assert_close(got.cpu(), want, name="loss", atol=1e-12, rtol=1e-12)
+    with torch.no_grad():
+        nograd = sgns_loss(w_in.to(device), w_out.to(device), *on_device)
+    assert_close(nograd.cpu(), want.mean(), name="no-grad mean loss", atol=1e-12, rtol=1e-12)
+
+
+def test_samplers_live_with_the_data_utilities():
+    import pyfast.data
+    import pyfast.ops
+
+    for name in ("NoiseSampler", "sample_negatives", "skipgram_pairs"):
+        assert getattr(pyfast.ops, name) is getattr(pyfast.data, name) is getattr(pyfast, name)
 
 
 def _score_sweep(scores):
@@ -151,9 +266,9 @@ def test_coalesced_flag_is_restored_only_for_the_gradient_the_op_handed_over(mon
         assert len(m.in_embed.weight._post_accumulate_grad_hooks) == 1  # registered once, whatever the calls
     # 4) the record must not make AccumulateGrad copy the gradient: .grad keeps the storage the backward filled.
     handed = []
-    real_hand_over = sgns_module._hand_over
-    monkeypatch.setattr(sgns_module, "_hand_over", lambda wid, g: (handed.append(g._values().data_ptr()),
-                                                                    real_hand_over(wid, g)))
+    real_hand_over = sgns_grad.hand_over
+    monkeypatch.setattr(sgns_grad, "hand_over", lambda wid, g: (handed.append(g._values().data_ptr()),
+                                                                 real_hand_over(wid, g)))
     model.zero_grad()
     model(c, x, ng).backward()
     assert handed == [model.in_embed.weight.grad._values().data_ptr(), model.out_embed.weight.grad._values().data_ptr()]
@@ -223,15 +338,20 @@ def test_training_path_and_custom_op_path_give_bitwise_equal_gradients(dtype):
             assert torch.equal(fused._indices(), op._indices()) and torch.equal(fused._values(), op._values())
 
 
-def test_empty_batch_gives_zero_loss_and_empty_gradients():
-    w_in = torch.randn(10, 4, requires_grad=True)
-    w_out = torch.randn(10, 4, requires_grad=True)
-    e = torch.empty(0, dtype=torch.int64)
-    loss = sgns_loss(w_in, w_out, e, e, torch.empty(0, 5, dtype=torch.int64), sparse=True)
-    assert loss.item() == 0.0
-    loss.backward()
-    assert w_in.grad.is_sparse and w_in.grad._nnz() == 0 and w_out.grad._nnz() == 0
-    assert sgns_loss(w_in, w_out, e, e, torch.empty(0, 5, dtype=torch.int64), reduction="none").shape == (0,)
+def test_empty_batch_gives_zero_loss_and_empty_gradients(device):
+    e = torch.empty(0, dtype=torch.int64, device=device)
+    ng = torch.empty(0, 5, dtype=torch.int64, device=device)
+    for reduction in ("mean", "none"):
+        w_in = torch.randn(10, 4, requires_grad=True, device=device)
+        w_out = torch.randn(10, 4, requires_grad=True, device=device)
+        loss = sgns_loss(w_in, w_out, e, e, ng, sparse=True, reduction=reduction)
+        assert loss.shape == (() if reduction == "mean" else (0,)) and float(loss.detach().sum()) == 0.0
+        loss.sum().backward()
+        assert w_in.grad.is_sparse and w_in.grad._nnz() == 0 and w_out.grad._nnz() == 0
+    w = torch.randn(10, 4, requires_grad=True, device=device)
+    dense = sgns_loss(w, w, e, e, ng)
+    dense.backward()
+    assert float(dense) == 0.0 and torch.all(w.grad == 0)
 
 
 def test_no_grad_forward_matches():
@@ -242,14 +362,26 @@ def test_no_grad_forward_matches():
 
 
 @pytest.mark.parametrize("bad,where", [(-1, "center"), (10, "context"), (11, "negative")])
-def test_out_of_range_ids_raise_value_error(bad, where):
-    w_in, w_out = torch.randn(10, 4), torch.randn(10, 4)
-    c = torch.zeros(3, dtype=torch.int64)
-    x = torch.zeros(3, dtype=torch.int64)
-    ng = torch.zeros(3, 2, dtype=torch.int64)
-    {"center": c, "context": x, "negative": ng}[where].view(-1)[1] = bad
-    with pytest.raises(ValueError, match=rf"sgns_loss: {where} id {bad} at position 1 is outside \[0, 10\)"):
-        sgns_loss(w_in, w_out, c, x, ng)
+def test_out_of_range_ids_raise_value_error(device, bad, where):
+    # Checked before any row is read: in native code on the CPU, flagged by the kernel on CUDA (the first bad
+    # position is reported). "mean" with a gradient takes the fused CPU path, "none" the custom op.
+    w_in, w_out = torch.randn(10, 4, device=device), torch.randn(10, 4, device=device)
+    c, x = torch.zeros(40, dtype=torch.int64), torch.zeros(40, dtype=torch.int64)
+    ng = torch.zeros(40, 2, dtype=torch.int64)
+    target = {"center": c, "context": x, "negative": ng}[where].view(-1)
+    target[33] = bad
+    target[1] = bad
+    for reduction, grad in (("mean", True), ("none", False)):
+        a, b = w_in.clone().requires_grad_(grad), w_out.clone().requires_grad_(grad)
+        with pytest.raises(ValueError, match=rf"sgns_loss: {where} id {bad} at position 1 is outside \[0, 10\)"):
+            sgns_loss(a, b, c.to(device), x.to(device), ng.to(device), reduction=reduction)
+
+
+@pytest.mark.parametrize("device", ["cuda"], indirect=True)
+def test_tensors_on_two_devices_raise(device):
+    w_in, w_out, c, x, ng = _problem(17, 11, 13, 3, torch.float64, dup=True)
+    with pytest.raises(RuntimeError, match="centers is on cpu but in_weight is on cuda"):
+        sgns_loss(w_in.to(device), w_out.to(device), c, x.to(device), ng.to(device))
 
 
 def test_bad_shapes_and_dtypes_raise_clear_errors():
@@ -315,14 +447,14 @@ def test_module_dense_mode_and_init():
     assert not m.in_embed.weight.grad.is_sparse and m.in_embed.weight.grad.shape == (30, 10)
 
 
-def test_opcheck_forward_and_backward_ops():
-    from pyfast.ops import sgns as S
-
-    w_in, w_out, c, x, ng = _problem(17, 11, 13, 3, torch.float64, dup=True)
+def test_opcheck_forward_and_backward_ops(device, device_name):
+    w_in, w_out, c, x, ng = (t.to(device) for t in _problem(17, 11, 13, 3, torch.float64, dup=True))
     for sparse in (False, True):
         torch.library.opcheck(torch.ops.pyfast.sgns_fwd.default,
                               (w_in.requires_grad_(), w_out.requires_grad_(), c, x, ng, True, sparse, sparse))
-    _, coef, rows, dirs = S._sgns_fwd(w_in, w_out, c, x, ng, True, False, False)
+    if device_name == "cuda":
+        return  # pyfast::sgns_bwd has a CPU kernel only (CUDA tensors take per-occurrence rows)
+    _, coef, rows, dirs = torch.ops.pyfast.sgns_fwd(w_in, w_out, c, x, ng, True, False, False)
     torch.library.opcheck(torch.ops.pyfast.sgns_bwd.default, (coef, torch.rand(13, dtype=torch.float64), rows, dirs,
                                                                c, x, ng, 17),
                           test_utils=("test_schema", "test_faketensor"))
@@ -489,12 +621,13 @@ def test_ddp_two_ranks_stay_identical(tmp_path, sparse):
 
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_gradient_rows_in_huge_page_mappings_behave_like_any_tensor(monkeypatch, reduction):
-    # Large batches get their gradient rows from a private mapping (pyfast.ops.sgns._new_rows); force that path for
-    # every size here: values, accumulation over two backwards, SGD / SparseAdam / clipping and saving must not care.
-    monkeypatch.setattr(sgns_module, "_HUGE_ROWS_BYTES", 1)
+    # Large batches get their gradient rows from a private mapping (pyfast.ops.sgns_grad.new_rows); force that path
+    # for every size here: values, accumulation over two backwards, SGD / SparseAdam / clipping and saving must not
+    # care.
+    monkeypatch.setattr(sgns_grad, "HUGE_ROWS_BYTES", 1)
     mapped = []
-    real_mmap = sgns_module.mmap.mmap
-    monkeypatch.setattr(sgns_module.mmap, "mmap", lambda *a, **kw: mapped.append(a[1]) or real_mmap(*a, **kw))
+    real_mmap = sgns_grad.mmap.mmap
+    monkeypatch.setattr(sgns_grad.mmap, "mmap", lambda *a, **kw: mapped.append(a[1]) or real_mmap(*a, **kw))
     w_in, w_out, c, x, ng = _problem(60, 9, 33, 4, torch.float64, dup=True)
     want = _grads(sgns_loss_reference, w_in, w_out, c, x, ng, reduction=reduction)
     got = _grads(functools.partial(sgns_loss, sparse=True), w_in, w_out, c, x, ng, reduction=reduction)

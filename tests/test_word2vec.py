@@ -101,10 +101,17 @@ def test_train_epoch_bounds_checks_ids():
     ids = np.array([0, 1, 7], np.int32)  # 7 is outside the 3-word vocabulary
     offsets = np.array([0, 3], np.int64)
     done = np.zeros(1, np.int64)
+    p = C.TrainParams()  # the trainer's params, filled by name (csrc/word2vec/word2vec_pack.h)
+    for name, value in (("syn0", m.wv.vectors.ctypes.data), ("syn1neg", m.syn1neg.ctypes.data), ("vocab_size", 3),
+                        ("dim", 4), ("ids", ids.ctypes.data), ("n_ids", 3), ("sentence_offsets", offsets.ctypes.data),
+                        ("n_sentences", 1), ("keep_prob", m._keep_prob.ctypes.data),
+                        ("noise_weights", m._noise_weights.ctypes.data), ("total_words", 3),
+                        ("words_done", done.ctypes.data), ("seed", 1)):
+        setattr(p, name, value)
     with pytest.raises(ValueError, match="outside"):
-        C.w2v_train_epoch(m.wv.vectors.ctypes.data, m.syn1neg.ctypes.data, 3, 4, ids.ctypes.data, 3,
-                          offsets.ctypes.data, 1, m._keep_prob.ctypes.data, m._noise_weights.ctypes.data, 1, 1, 5, 5,
-                          1, 1, 1, 0, 0.025, 0.0001, 3, done.ctypes.data, 1, 0)
+        C.w2v_train_epoch(p)
+    with pytest.raises(AttributeError):
+        p.no_such_field = 1
 
 
 # ---- training quality and behaviour ------------------------------------------------------------------------------

@@ -12,10 +12,9 @@ namespace pyfast::w2v {
 double cbow_block(float* syn0, float* syn1neg, int dim, const int32_t* contexts, int B, const int32_t* targets,
                   int T, bool cbow_mean, float alpha, bool compute_loss, WindowScratch& scratch) {
   const int64_t d = dim;
+  scratch.gather_rows(syn0, syn1neg, dim, contexts, B, targets, T);
   const float** x_rows = scratch.x_rows.data();  // (B,) context rows by pointer
   const float** y_rows = scratch.y_rows.data();  // (T,) target rows
-  for (int b = 0; b < B; ++b) x_rows[b] = syn0 + contexts[b] * d;
-  for (int t = 0; t < T; ++t) y_rows[t] = syn1neg + targets[t] * d;
 
   // h (d,) = sum or mean of the context rows.
   float* h = scratch.hidden.data();
@@ -27,15 +26,7 @@ double cbow_block(float* syn0, float* syn1neg, int dim, const int32_t* contexts,
   float* g = scratch.coef.data();
   dot_rows(h, y_rows, T, dim, g);
   double loss = 0.0;
-  for (int t = 0; t < T; ++t) {
-    const float f = g[t];
-    if (t > 0 && targets[t] == targets[0]) {
-      g[t] = 0.0f;
-      continue;
-    }
-    if (compute_loss) loss += log_loss(f, t == 0);
-    g[t] = logit_in_range(f) ? ((t == 0 ? 1.0f : 0.0f) - sigmoid_lookup(f)) * alpha : 0.0f;
-  }
+  for (int t = 0; t < T; ++t) g[t] = target_gradient(g[t], t, targets, alpha, compute_loss, &loss);
   // e (d,) = sum_t g_t y_t from the target rows as they were on entry.
   float* e = scratch.grad_in.data();
   weighted_row_sum(e, false, y_rows, g, T, dim);

@@ -15,11 +15,6 @@
 #include <numeric>
 #include <vector>
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#define PYFAST_SGNS_AVX2 1
-#endif
-
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -28,86 +23,45 @@
 #include "common/checks.h"
 #include "common/parallel.h"
 #include "common/philox.h"
+#include "common/simd.h"
+#include "word2vec/sgns_op_checks.h"
 
 namespace pyfast {
 namespace {
 
-// ---- vector helpers: dot and y += a * x over D elements ---------------------------------------------------
+// ---- vector helpers: dot and y += a * x over D elements (float32 / float64, one template: common/simd.h) ------
+// Four independent accumulators: one FMA chain would stall on its 4-cycle latency; four keep both FMA ports busy.
 template <typename T>
 inline T dot_row(const T* a, const T* b, int64_t d) {
+  int64_t i = 0;
   T s = 0;
-  for (int64_t i = 0; i < d; ++i) s += a[i] * b[i];
+#if defined(PYFAST_SIMD_AVX2)
+  using S = simd::Avx2<T>;
+  constexpr int64_t L = S::kLanes;
+  auto s0 = S::zero(), s1 = S::zero(), s2 = S::zero(), s3 = S::zero();
+  for (; i + 4 * L <= d; i += 4 * L) {
+    s0 = S::fma(S::load(a + i), S::load(b + i), s0);
+    s1 = S::fma(S::load(a + i + L), S::load(b + i + L), s1);
+    s2 = S::fma(S::load(a + i + 2 * L), S::load(b + i + 2 * L), s2);
+    s3 = S::fma(S::load(a + i + 3 * L), S::load(b + i + 3 * L), s3);
+  }
+  for (; i + L <= d; i += L) s0 = S::fma(S::load(a + i), S::load(b + i), s0);
+  s = S::hsum(S::add(S::add(s0, s1), S::add(s2, s3)));
+#endif
+  for (; i < d; ++i) s += a[i] * b[i];  // tail: D not a multiple of the lanes (all of D without AVX2)
   return s;
 }
 
 template <typename T>
 inline void axpy_row(T alpha, const T* x, T* y, int64_t d) {
-  for (int64_t i = 0; i < d; ++i) y[i] += alpha * x[i];
-}
-
-#if defined(PYFAST_SGNS_AVX2)
-inline float hsum256(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-inline double hsum256d(__m256d v) {
-  __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-  s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
-  return _mm_cvtsd_f64(s);
-}
-
-// Four independent accumulators: one FMA chain would stall on its 4-cycle latency; four keep both FMA ports busy.
-template <>
-inline float dot_row<float>(const float* a, const float* b, int64_t d) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
   int64_t i = 0;
-  for (; i + 32 <= d; i += 32) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
-    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
-    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
-  }
-  for (; i + 8 <= d; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-  float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-  for (; i < d; ++i) s += a[i] * b[i];  // tail: D not a multiple of 8
-  return s;
-}
-
-template <>
-inline double dot_row<double>(const double* a, const double* b, int64_t d) {
-  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd(), s2 = _mm256_setzero_pd(), s3 = _mm256_setzero_pd();
-  int64_t i = 0;
-  for (; i + 16 <= d; i += 16) {
-    s0 = _mm256_fmadd_pd(_mm256_loadu_pd(a + i), _mm256_loadu_pd(b + i), s0);
-    s1 = _mm256_fmadd_pd(_mm256_loadu_pd(a + i + 4), _mm256_loadu_pd(b + i + 4), s1);
-    s2 = _mm256_fmadd_pd(_mm256_loadu_pd(a + i + 8), _mm256_loadu_pd(b + i + 8), s2);
-    s3 = _mm256_fmadd_pd(_mm256_loadu_pd(a + i + 12), _mm256_loadu_pd(b + i + 12), s3);
-  }
-  for (; i + 4 <= d; i += 4) s0 = _mm256_fmadd_pd(_mm256_loadu_pd(a + i), _mm256_loadu_pd(b + i), s0);
-  double s = hsum256d(_mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3)));
-  for (; i < d; ++i) s += a[i] * b[i];
-  return s;
-}
-
-template <>
-inline void axpy_row<float>(float alpha, const float* x, float* y, int64_t d) {
-  const __m256 va = _mm256_set1_ps(alpha);
-  int64_t i = 0;
-  for (; i + 8 <= d; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  for (; i < d; ++i) y[i] += alpha * x[i];
-}
-
-template <>
-inline void axpy_row<double>(double alpha, const double* x, double* y, int64_t d) {
-  const __m256d va = _mm256_set1_pd(alpha);
-  int64_t i = 0;
-  for (; i + 4 <= d; i += 4) _mm256_storeu_pd(y + i, _mm256_fmadd_pd(va, _mm256_loadu_pd(x + i), _mm256_loadu_pd(y + i)));
-  for (; i < d; ++i) y[i] += alpha * x[i];
-}
+#if defined(PYFAST_SIMD_AVX2)
+  using S = simd::Avx2<T>;
+  const auto va = S::set1(alpha);
+  for (; i + S::kLanes <= d; i += S::kLanes) S::store(y + i, S::fma(va, S::load(x + i), S::load(y + i)));
 #endif
+  for (; i < d; ++i) y[i] += alpha * x[i];
+}
 
 // The rows a pair reads are random in a table far larger than L2: ask for the next pair's rows while this
 // one computes, so the gathers overlap instead of each paying a full memory latency.
@@ -149,7 +103,7 @@ inline double pair_terms(T* c_row, int64_t kp1, T scale) {
   return loss;
 }
 
-#if defined(PYFAST_SGNS_AVX2)
+#if defined(PYFAST_SIMD_AVX2)
 // exp(z) for z <= 0, 8 lanes: z = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two parts so n ln2 is exact),
 // exp(r) by its degree-7 Taylor polynomial (truncation < 2e-8 relative, under float's 6e-8 rounding), times 2^n
 // built in the exponent bits. z is clamped at -87 (exp = 1.6e-38, the normal range's end): a term that small
@@ -228,11 +182,7 @@ void check_ids(const int64_t* ids, int64_t n, int64_t num_embeddings, const char
 }
 
 void check_params(const SgnsParams& p, const char* op) {
-  PYFAST_CHECK_ARG(p.num_pairs >= 0 && p.num_negatives >= 0 && p.dim >= 1 && p.num_embeddings >= 1, op,
-                   "bad sizes N=", p.num_pairs, " K=", p.num_negatives, " D=", p.dim, " V=", p.num_embeddings);
-  PYFAST_CHECK_ARG(p.in_stride >= p.dim && p.out_stride >= p.dim, op, "row strides must be >= D");
-  PYFAST_CHECK_ARG(p.dtype == DType::kFloat32 || p.dtype == DType::kFloat64, op,
-                   "weights must be float32 or float64");
+  check_sgns_sizes(p, op);
   check_ids(p.centers, p.num_pairs, p.num_embeddings, op, "center");
   check_ids(p.contexts, p.num_pairs, p.num_embeddings, op, "context");
   check_ids(p.negatives, p.num_pairs * p.num_negatives, p.num_embeddings, op, "negative");
@@ -322,6 +272,21 @@ void parallel_over_slots(const std::vector<int64_t>& offsets, int64_t row_cost, 
   });
 }
 
+// out_rows[r] (num_slots, d) = sum over items i with slot[i] == r, in increasing i, of weight(i) * source(i): a row
+// per unique id, summed by one thread in a fixed order (no atomics, the same result whatever the thread count).
+template <typename T, typename Weight, typename Source>
+void sum_rows_by_slot(const int64_t* slot, int64_t n_items, int64_t num_slots, int64_t d, T* out_rows,
+                      std::vector<int64_t>& offsets, std::vector<int64_t>& items, Weight&& weight, Source&& source) {
+  build_csr(slot, n_items, num_slots, offsets, items);
+  parallel_over_slots(offsets, d, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      T* row = out_rows + r * d;
+      std::fill(row, row + d, T(0));
+      for (int64_t q = offsets[r]; q < offsets[r + 1]; ++q) axpy_row<T>(weight(items[q]), source(items[q]), row, d);
+    }
+  });
+}
+
 template <typename T>
 void backward_impl(int64_t num_pairs, int64_t num_negatives, int64_t d, const T* coef, const T* grad_loss,
                    const T* center_rows, const T* in_grad_dir, const int64_t* center_slot, int64_t num_unique_centers,
@@ -329,29 +294,14 @@ void backward_impl(int64_t num_pairs, int64_t num_negatives, int64_t d, const T*
   const int64_t kp1 = num_negatives + 1, n_targets = num_pairs * kp1;
   std::vector<int64_t> offsets, items;
   // grad_out[t] = sum over (n, j) with target t of grad_loss[n] * coef[n, j] * center_rows[n]
-  build_csr(target_slot, n_targets, num_unique_targets, offsets, items);
-  parallel_over_slots(offsets, d, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      T* row = grad_out_rows + r * d;
-      std::fill(row, row + d, T(0));
-      for (int64_t q = offsets[r]; q < offsets[r + 1]; ++q) {
-        const int64_t flat = items[q], n = flat / kp1;
-        axpy_row<T>(grad_loss[n] * coef[flat], center_rows + n * d, row, d);
-      }
-    }
-  });
+  sum_rows_by_slot(
+      target_slot, n_targets, num_unique_targets, d, grad_out_rows, offsets, items,
+      [&](int64_t flat) { return grad_loss[flat / kp1] * coef[flat]; },
+      [&](int64_t flat) { return center_rows + (flat / kp1) * d; });
   // grad_in[c] = sum over pairs n with center c of grad_loss[n] * in_grad_dir[n]
-  build_csr(center_slot, num_pairs, num_unique_centers, offsets, items);
-  parallel_over_slots(offsets, d, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      T* row = grad_in_rows + r * d;
-      std::fill(row, row + d, T(0));
-      for (int64_t q = offsets[r]; q < offsets[r + 1]; ++q) {
-        const int64_t n = items[q];
-        axpy_row<T>(grad_loss[n], in_grad_dir + n * d, row, d);
-      }
-    }
-  });
+  sum_rows_by_slot(
+      center_slot, num_pairs, num_unique_centers, d, grad_in_rows, offsets, items,
+      [&](int64_t n) { return grad_loss[n]; }, [&](int64_t n) { return in_grad_dir + n * d; });
 }
 
 // ---- fused training forward (reduced loss): the whole gradient while the rows are hot ------------------------
@@ -453,16 +403,6 @@ void fused_impl(const SgnsParams& p, double scale, const int64_t* center_slot, i
 
 }  // namespace
 
-void sgns_forward_cpu(const SgnsParams& p, void* loss, void* coef, void* center_rows, void* in_grad_dir) {
-  check_params(p, "sgns_loss");
-  if (p.dtype == DType::kFloat32)
-    forward_impl<float>(p, static_cast<float*>(loss), static_cast<float*>(coef), static_cast<float*>(center_rows),
-                        static_cast<float*>(in_grad_dir));
-  else
-    forward_impl<double>(p, static_cast<double*>(loss), static_cast<double*>(coef),
-                         static_cast<double*>(center_rows), static_cast<double*>(in_grad_dir));
-}
-
 namespace {
 // Sorted unique ids of id_at(0 .. n-1) and each element's index among them (its slot). id_at(i) is read before
 // inverse[i] is written and never after, so inverse may be the array id_at reads from (in place).
@@ -516,33 +456,40 @@ int64_t unique_impl(int64_t n, int64_t num_embeddings, IdAt&& id_at, int64_t* un
 }
 }  // namespace
 
-int64_t sgns_unique_cpu(const int64_t* ids, int64_t n, int64_t num_embeddings, int64_t* unique, int64_t* inverse,
-                        const char* op) {
-  PYFAST_CHECK_ARG(n >= 0 && n < (int64_t{1} << 31), op, "cannot take unique ids of ", n, " elements");
-  PYFAST_CHECK_ARG(num_embeddings >= 1, op, "V must be >= 1, got ", num_embeddings);
-  check_ids(ids, n, num_embeddings, op, "");
-  return unique_impl(n, num_embeddings, [ids](int64_t i) { return ids[i]; }, unique, inverse);
+void sgns_forward_cpu(const SgnsForwardParams& f) {
+  const SgnsParams& p = f.batch;
+  check_params(p, "sgns_loss");
+  PYFAST_DISPATCH_FLOAT(p.dtype, "sgns_loss", T, {
+    forward_impl<T>(p, static_cast<T*>(f.loss), static_cast<T*>(f.coef), static_cast<T*>(f.center_rows),
+                    static_cast<T*>(f.in_grad_dir));
+  });
 }
 
-void sgns_fused_prepare_cpu(const SgnsParams& p, int64_t* unique_centers, int64_t* center_slot,
-                            int64_t* unique_targets, int64_t* target_slot, int64_t* counts) {
-  check_params(p, "sgns_loss");  // every id in [0, V) before anything is indexed by it
+void sgns_unique_cpu(const SgnsUniqueParams& p) {
+  const char* op = "sgns_loss";
+  PYFAST_CHECK_ARG(p.num_pairs >= 0 && p.num_negatives >= 0 && p.num_embeddings >= 1, op, "bad sizes N=",
+                   p.num_pairs, " K=", p.num_negatives, " V=", p.num_embeddings);
   const int64_t kp1 = p.num_negatives + 1, n_targets = p.num_pairs * kp1;
-  PYFAST_CHECK_ARG(n_targets < (int64_t{1} << 31), "sgns_loss", "too many pairs x targets: ", n_targets);
+  PYFAST_CHECK_ARG(n_targets < (int64_t{1} << 31), op, "too many pairs x targets: ", n_targets);
+  // Every id in [0, V) before anything is indexed by it.
+  check_ids(p.centers, p.num_pairs, p.num_embeddings, op, "center");
+  check_ids(p.contexts, p.num_pairs, p.num_embeddings, op, "context");
+  check_ids(p.negatives, p.num_pairs * p.num_negatives, p.num_embeddings, op, "negative");
   auto centers_unique = [&] {
-    counts[0] = unique_impl(p.num_pairs, p.num_embeddings, [&](int64_t i) { return p.centers[i]; },
-                            unique_centers, center_slot);
+    p.counts[0] = unique_impl(p.num_pairs, p.num_embeddings, [&](int64_t i) { return p.centers[i]; },
+                              p.unique_centers, p.center_slot);
   };
   auto targets_unique = [&] {
     // The flat (N, K+1) target ids go into target_slot first (no i / (K+1) per read: two divisions per id were
     // a third of this pass); unique_impl then overwrites each entry with its slot after reading it.
+    int64_t* target_slot = p.target_slot;
     for (int64_t i = 0; i < p.num_pairs; ++i) {
       int64_t* row = target_slot + i * kp1;
       row[0] = p.contexts[i];
       for (int64_t j = 1; j < kp1; ++j) row[j] = p.negatives[i * p.num_negatives + j - 1];
     }
-    counts[1] = unique_impl(n_targets, p.num_embeddings, [target_slot](int64_t i) { return target_slot[i]; },
-                            unique_targets, target_slot);
+    p.counts[1] = unique_impl(n_targets, p.num_embeddings, [target_slot](int64_t i) { return target_slot[i]; },
+                              p.unique_targets, target_slot);
   };
   // The two are independent: side by side on two threads (each has its own thread_local id map).
   if (get_num_threads() >= 2 && n_targets >= 4096) {
@@ -553,51 +500,41 @@ void sgns_fused_prepare_cpu(const SgnsParams& p, int64_t* unique_centers, int64_
   }
 }
 
-void sgns_forward_fused_cpu(const SgnsParams& p, double scale, const int64_t* center_slot,
-                            int64_t num_unique_centers, const int64_t* target_slot, int64_t num_unique_targets,
-                            void* loss, void* grad_in_rows, void* grad_out_rows) {
-  const char* op = "sgns_loss";
-  check_params(p, op);
-  const int64_t n_targets = p.num_pairs * (p.num_negatives + 1);
-  // Slots index the output rows: check them all before any write.
-  for (int64_t i = 0; i < p.num_pairs; ++i)
-    PYFAST_CHECK_ARG(center_slot[i] >= 0 && center_slot[i] < num_unique_centers, op, "center slot out of range");
-  for (int64_t i = 0; i < n_targets; ++i)
-    PYFAST_CHECK_ARG(target_slot[i] >= 0 && target_slot[i] < num_unique_targets, op, "target slot out of range");
-  if (p.dtype == DType::kFloat32)
-    fused_impl<float>(p, scale, center_slot, num_unique_centers, target_slot, num_unique_targets,
-                      static_cast<float*>(loss), static_cast<float*>(grad_in_rows), static_cast<float*>(grad_out_rows));
-  else
-    fused_impl<double>(p, scale, center_slot, num_unique_centers, target_slot, num_unique_targets,
-                       static_cast<double*>(loss), static_cast<double*>(grad_in_rows),
-                       static_cast<double*>(grad_out_rows));
-}
-
-void sgns_backward_cpu(int64_t num_pairs, int64_t num_negatives, int64_t dim, DType dtype, const void* coef,
-                       const void* grad_loss, const void* center_rows, const void* in_grad_dir,
-                       const int64_t* center_slot, int64_t num_unique_centers, const int64_t* target_slot,
-                       int64_t num_unique_targets, void* grad_in_rows, void* grad_out_rows) {
-  const char* op = "sgns_loss_backward";
-  PYFAST_CHECK_ARG(num_pairs >= 0 && num_negatives >= 0 && dim >= 1, op, "bad sizes N=", num_pairs,
-                   " K=", num_negatives, " D=", dim);
-  PYFAST_CHECK_ARG(dtype == DType::kFloat32 || dtype == DType::kFloat64, op, "expected float32 or float64");
-  // Slots index the output rows: check them all before any write.
-  const int64_t n_targets = num_pairs * (num_negatives + 1);
+namespace {
+// Slots index the output rows: check them all before any write.
+void check_slots(const int64_t* center_slot, int64_t num_pairs, int64_t num_unique_centers,
+                 const int64_t* target_slot, int64_t n_targets, int64_t num_unique_targets, const char* op) {
   for (int64_t i = 0; i < num_pairs; ++i)
     PYFAST_CHECK_ARG(center_slot[i] >= 0 && center_slot[i] < num_unique_centers, op, "center slot out of range");
   for (int64_t i = 0; i < n_targets; ++i)
     PYFAST_CHECK_ARG(target_slot[i] >= 0 && target_slot[i] < num_unique_targets, op, "target slot out of range");
-  if (dtype == DType::kFloat32)
-    backward_impl<float>(num_pairs, num_negatives, dim, static_cast<const float*>(coef),
-                         static_cast<const float*>(grad_loss), static_cast<const float*>(center_rows),
-                         static_cast<const float*>(in_grad_dir), center_slot, num_unique_centers, target_slot,
-                         num_unique_targets, static_cast<float*>(grad_in_rows), static_cast<float*>(grad_out_rows));
-  else
-    backward_impl<double>(num_pairs, num_negatives, dim, static_cast<const double*>(coef),
-                          static_cast<const double*>(grad_loss), static_cast<const double*>(center_rows),
-                          static_cast<const double*>(in_grad_dir), center_slot, num_unique_centers, target_slot,
-                          num_unique_targets, static_cast<double*>(grad_in_rows),
-                          static_cast<double*>(grad_out_rows));
+}
+}  // namespace
+
+void sgns_forward_fused_cpu(const SgnsFusedParams& f) {
+  const SgnsParams& p = f.batch;
+  const char* op = "sgns_loss";
+  check_params(p, op);
+  check_slots(f.center_slot, p.num_pairs, f.num_unique_centers, f.target_slot, p.num_pairs * (p.num_negatives + 1),
+              f.num_unique_targets, op);
+  PYFAST_DISPATCH_FLOAT(p.dtype, op, T, {
+    fused_impl<T>(p, f.scale, f.center_slot, f.num_unique_centers, f.target_slot, f.num_unique_targets,
+                  static_cast<T*>(f.loss), static_cast<T*>(f.grad_in_rows), static_cast<T*>(f.grad_out_rows));
+  });
+}
+
+void sgns_backward_cpu(const SgnsBackwardParams& p) {
+  const char* op = "sgns_loss_backward";
+  PYFAST_CHECK_ARG(p.num_pairs >= 0 && p.num_negatives >= 0 && p.dim >= 1, op, "bad sizes N=", p.num_pairs,
+                   " K=", p.num_negatives, " D=", p.dim);
+  check_slots(p.center_slot, p.num_pairs, p.num_unique_centers, p.target_slot, p.num_pairs * (p.num_negatives + 1),
+              p.num_unique_targets, op);
+  PYFAST_DISPATCH_FLOAT(p.dtype, op, T, {
+    backward_impl<T>(p.num_pairs, p.num_negatives, p.dim, static_cast<const T*>(p.coef),
+                     static_cast<const T*>(p.grad_loss), static_cast<const T*>(p.center_rows),
+                     static_cast<const T*>(p.in_grad_dir), p.center_slot, p.num_unique_centers, p.target_slot,
+                     p.num_unique_targets, static_cast<T*>(p.grad_in_rows), static_cast<T*>(p.grad_out_rows));
+  });
 }
 
 int64_t sgns_advise_hugepages(void* data, int64_t bytes) {
@@ -618,43 +555,6 @@ int64_t sgns_advise_hugepages(void* data, int64_t bytes) {
   (void)bytes;
   return 0;
 #endif
-}
-
-namespace {
-std::vector<double> noise_weights(const double* counts, int64_t v, double exponent) {
-  PYFAST_CHECK_ARG(v >= 1, "sample_negatives", "counts must not be empty");
-  std::vector<double> w(static_cast<size_t>(v));
-  for (int64_t i = 0; i < v; ++i) {
-    PYFAST_CHECK_ARG(std::isfinite(counts[i]) && counts[i] >= 0, "sample_negatives",
-                     "counts must be finite and >= 0, got ", counts[i], " at ", i);
-    w[i] = counts[i] > 0 ? std::pow(counts[i], exponent) : 0.0;
-  }
-  return w;
-}
-}  // namespace
-
-SgnsNoiseSampler::SgnsNoiseSampler(const double* counts, int64_t num_embeddings, double exponent) {
-  const std::vector<double> w = noise_weights(counts, num_embeddings, exponent);
-  PYFAST_CHECK_ARG(std::any_of(w.begin(), w.end(), [](double x) { return x > 0; }), "sample_negatives",
-                   "counts must have a positive entry");
-  table_.build(w);
-}
-
-void SgnsNoiseSampler::sample(int64_t* out, int64_t num_rows, int64_t k, uint64_t seed) const {
-  PYFAST_CHECK_ARG(num_rows >= 0 && k >= 0, "sample_negatives", "num_rows and k must be >= 0");
-  constexpr uint32_t kNegativeStream = 0x5A6E5u;  // "SGNS": separates these draws from other uses of the seed
-  // One Philox block (128 bits) gives two 64-bit draws; row r owns blocks [r * ceil(k/2), (r+1) * ceil(k/2)).
-  const int64_t blocks_per_row = (k + 1) / 2;
-  parallel_for(num_rows, 1024, [&](int64_t begin, int64_t end, int) {
-    for (int64_t r = begin; r < end; ++r) {
-      int64_t* row = out + r * k;
-      for (int64_t b = 0; b < blocks_per_row; ++b) {
-        const Philox4x32 x = philox_draw(seed, static_cast<uint64_t>(r * blocks_per_row + b), kNegativeStream);
-        row[2 * b] = table_.sample((uint64_t(x.v[1]) << 32) | x.v[0]);
-        if (2 * b + 1 < k) row[2 * b + 1] = table_.sample((uint64_t(x.v[3]) << 32) | x.v[2]);
-      }
-    }
-  });
 }
 
 }  // namespace pyfast

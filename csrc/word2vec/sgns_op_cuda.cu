@@ -1,17 +1,18 @@
-// CUDA kernels of the SGNS op (issue #8), same semantics as sgns_op_cpu.cpp (see sgns_op.h): the forward is one
-// warp per pair (lanes stride over D, so any D works: lane l handles d = l, l + 32, ...; a row of 128 fp32 is
-// one 512 B coalesced load per pass), K+1 warp-reduced dot products, the loss and sigmoid coefficients in
-// double like the CPU, and, for training, the gathered center row and d loss / d u while the rows are hot in
-// L1/L2. This forward matched float64 on an H200 (tests/test_cuda.py, 2026-11-28). The backward needs no kernel of
-// its own: pyfast/ops/sgns_cuda.py forms the per-occurrence gradient rows with two broadcast multiplies, as
-// nn.Embedding(sparse=True) does (written after that run: unverified on a GPU).
-#include "word2vec/sgns_op_cuda.h"
+// CUDA kernel of the SGNS op's forward, same semantics as sgns_op_cpu.cpp (see sgns_op.h): one warp per pair
+// (lanes stride over D, so any D works: lane l handles d = l, l + 32, ...; a row of 128 fp32 is one 512 B coalesced
+// load per pass), K+1 warp-reduced dot products, the loss and sigmoid coefficients in double like the CPU, and, for
+// training, the gathered center row and d loss / d u while the rows are hot in L1/L2. The backward needs no kernel
+// of its own: pyfast/ops/sgns.py forms the per-occurrence gradient rows with two broadcast multiplies, as
+// nn.Embedding(sparse=True) does.
+#include "word2vec/sgns_op.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "common/checks.h"
 #include "common/cuda_utils.cuh"
+#include "common/dispatch.h"
+#include "word2vec/sgns_op_checks.h"
 
 namespace pyfast {
 namespace {
@@ -113,26 +114,18 @@ unsigned blocks_for(int64_t pairs) {
 
 }  // namespace
 
-void sgns_forward_cuda(const SgnsParams& p, void* loss, void* coef, void* center_rows, void* in_grad_dir,
-                       int64_t* error, std::uintptr_t stream) {
+void sgns_forward_cuda(const SgnsForwardParams& f, std::uintptr_t stream) {
+  const SgnsParams& p = f.batch;
   const char* op = "sgns_loss";
-  // sgns_op_cpu.cpp's check_params, minus the id checks (the ids live on the device: the kernel checks them).
-  PYFAST_CHECK_ARG(p.num_pairs >= 0 && p.num_negatives >= 0 && p.dim >= 1 && p.num_embeddings >= 1, op,
-                   "bad sizes N=", p.num_pairs, " K=", p.num_negatives, " D=", p.dim, " V=", p.num_embeddings);
-  PYFAST_CHECK_ARG(p.in_stride >= p.dim && p.out_stride >= p.dim, op, "row strides must be >= D");
-  PYFAST_CHECK_ARG(p.dtype == DType::kFloat32 || p.dtype == DType::kFloat64, op,
-                   "weights must be float32 or float64");
-  PYFAST_CHECK_ARG(error != nullptr, op, "the CUDA kernel needs the error buffer");
+  check_sgns_sizes(p, op);  // the ids live on the device: the kernel checks them (f.error)
+  PYFAST_CHECK_ARG(f.error != nullptr, op, "the CUDA kernel needs the error buffer");
   if (p.num_pairs == 0) return;
   const cudaStream_t st = cuda::as_stream(stream);
-  if (p.dtype == DType::kFloat32)
-    sgns_forward_kernel<float><<<blocks_for(p.num_pairs), kThreads, 0, st>>>(
-        p, static_cast<float*>(loss), static_cast<float*>(coef), static_cast<float*>(center_rows),
-        static_cast<float*>(in_grad_dir), error);
-  else
-    sgns_forward_kernel<double><<<blocks_for(p.num_pairs), kThreads, 0, st>>>(
-        p, static_cast<double*>(loss), static_cast<double*>(coef), static_cast<double*>(center_rows),
-        static_cast<double*>(in_grad_dir), error);
+  PYFAST_DISPATCH_FLOAT(p.dtype, op, T, {
+    sgns_forward_kernel<T><<<blocks_for(p.num_pairs), kThreads, 0, st>>>(
+        p, static_cast<T*>(f.loss), static_cast<T*>(f.coef), static_cast<T*>(f.center_rows),
+        static_cast<T*>(f.in_grad_dir), f.error);
+  });
   cuda::check_launch(op);
 }
 

@@ -13,10 +13,9 @@ namespace pyfast::w2v {
 double sg_block(float* syn0, float* syn1neg, int dim, const int32_t* contexts, int B, const int32_t* targets, int T,
                 float alpha, bool compute_loss, WindowScratch& scratch) {
   const int64_t d = dim;
+  scratch.gather_rows(syn0, syn1neg, dim, contexts, B, targets, T);
   const float** x_rows = scratch.x_rows.data();  // (B,) context rows by pointer
   const float** y_rows = scratch.y_rows.data();  // (T,) target rows
-  for (int b = 0; b < B; ++b) x_rows[b] = syn0 + contexts[b] * d;
-  for (int t = 0; t < T; ++t) y_rows[t] = syn1neg + targets[t] * d;
 
   // G (B, T): gradient coefficients; a negative equal to the center word gets 0 (skipped).
   float* G = scratch.coef.data();
@@ -24,16 +23,7 @@ double sg_block(float* syn0, float* syn1neg, int dim, const int32_t* contexts, i
   for (int b = 0; b < B; ++b) {
     float* g = G + b * T;
     dot_rows(x_rows[b], y_rows, T, dim, g);
-    for (int t = 0; t < T; ++t) {
-      const float f = g[t];
-      if (t > 0 && targets[t] == targets[0]) {
-        g[t] = 0.0f;
-        continue;
-      }
-      const float label = t == 0 ? 1.0f : 0.0f;
-      if (compute_loss) loss += log_loss(f, t == 0);
-      g[t] = logit_in_range(f) ? (label - sigmoid_lookup(f)) * alpha : 0.0f;
-    }
+    for (int t = 0; t < T; ++t) g[t] = target_gradient(g[t], t, targets, alpha, compute_loss, &loss);
   }
   // Input-side gradients from the target rows as they were on entry: grad_in (B, d) = G Y.
   float* grad_in = scratch.grad_in.data();

@@ -57,12 +57,13 @@ void WindowScratch::resize(int window, int negative, int dim) {
   y_rows.assign(T, nullptr);
 }
 
-EpochResult train_epoch(const TrainParams& p) {
+namespace {
+EpochResult run_epoch(const TrainParams& p, const AliasTable& noise) {
   const char* op = "word2vec.train_epoch";
   PYFAST_CHECK_ARG(p.syn0 && p.syn1neg && p.vocab_size > 0 && p.dim > 0, op, "empty model");
   PYFAST_CHECK_ARG(p.window >= 1 && p.negative >= 0 && p.workers >= 1, op, "window >= 1, negative >= 0, workers >= 1");
   PYFAST_CHECK_ARG(p.total_words > 0 && p.words_done != nullptr, op, "total_words must be > 0");
-  PYFAST_CHECK_ARG(p.noise != nullptr && static_cast<int64_t>(p.noise->size()) == p.vocab_size, op,
+  PYFAST_CHECK_ARG(static_cast<int64_t>(noise.size()) == p.vocab_size, op,
                    "noise table size != vocab_size");
   PYFAST_CHECK_ARG(p.n_sentences >= 0 && p.sentence_offsets[0] == 0 && p.sentence_offsets[p.n_sentences] == p.n_ids,
                    op, "sentence offsets must run from 0 to n_ids");
@@ -102,7 +103,7 @@ EpochResult train_epoch(const TrainParams& p) {
 
     auto draw_negatives = [&](int32_t center, int32_t* out) {
       out[0] = center;
-      for (int k = 1; k < T; ++k) out[k] = static_cast<int32_t>(p.noise->sample(rng.next()));
+      for (int k = 1; k < T; ++k) out[k] = static_cast<int32_t>(noise.sample(rng.next()));
     };
     // Windows with one set of targets (CBOW, shared-negative skip-gram) draw the next window's targets one step
     // ahead and prefetch their syn1neg rows, so those random rows arrive while this window computes.
@@ -110,7 +111,8 @@ EpochResult train_epoch(const TrainParams& p) {
     std::vector<int32_t> next_targets(static_cast<size_t>(T));
     const int64_t row_bytes = static_cast<int64_t>(p.dim) * 4;
     auto prefetch_row = [&](const float* row) {
-      for (int64_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(reinterpret_cast<const char*>(row) + off, 1, 3);
+      for (int64_t off = 0; off < row_bytes; off += 64)
+        __builtin_prefetch(reinterpret_cast<const char*>(row) + off, 1, 3);
     };
     auto prepare_next = [&](int32_t center) {
       draw_negatives(center, next_targets.data());
@@ -188,6 +190,15 @@ EpochResult train_epoch(const TrainParams& p) {
     total.pairs += r.pairs;
   }
   return total;
+}
+
+}  // namespace
+
+EpochResult train_epoch(const TrainParams& p) {
+  PYFAST_CHECK_ARG(p.vocab_size > 0 && p.noise_weights != nullptr, "word2vec", "vocab_size must be > 0");
+  // The noise table is built per epoch call from count^ns_exponent: O(vocab_size), negligible against an epoch.
+  const AliasTable noise(std::vector<double>(p.noise_weights, p.noise_weights + p.vocab_size));
+  return run_epoch(p, noise);
 }
 
 }  // namespace pyfast::w2v

@@ -1,35 +1,24 @@
 // The small dense products the word2vec kernels are made of, on rows of length `d` (100-300 typically):
 // a row against up to T rows (dot products), and a weighted sum of up to n rows into one. AVX2+FMA when the
 // build targets it (host-native by default), a plain loop otherwise; any d works (scalar tail past the last
-// multiple of 8). Rows are gathered by pointer: they are random rows of the embedding tables.
+// multiple of 8). Rows are gathered by pointer: they are random rows of the embedding tables. SIMD helpers:
+// common/simd.h.
 #pragma once
 #include <cstdint>
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#define PYFAST_W2V_AVX2 1
-#endif
+#include "common/simd.h"
 
 namespace pyfast::w2v {
 
-#if defined(PYFAST_W2V_AVX2)
-inline float hsum256(__m256 v) {
-  __m128 lo = _mm256_castps256_ps128(v);
-  const __m128 hi = _mm256_extractf128_ps(v, 1);
-  lo = _mm_add_ps(lo, hi);
-  __m128 shuf = _mm_movehdup_ps(lo);
-  __m128 sums = _mm_add_ps(lo, shuf);
-  shuf = _mm_movehl_ps(shuf, sums);
-  sums = _mm_add_ss(sums, shuf);
-  return _mm_cvtss_f32(sums);
-}
+#if defined(PYFAST_SIMD_AVX2)
+using simd::hsum256;
 #endif
 
 // out[t] = x . rows[t] for t < T. Four rows at a time so each chunk of x is loaded once per four products and
 // four independent FMA chains hide the FMA latency; a last partial group repeats its final row (the duplicate
 // results are discarded) rather than falling back to a one-chain loop, which is latency-bound.
 inline void dot_rows(const float* x, const float* const* rows, int T, int d, float* out) {
-#if defined(PYFAST_W2V_AVX2)
+#if defined(PYFAST_SIMD_AVX2)
   for (int t = 0; t < T; t += 4) {
     const float* r0 = rows[t];
     const float* r1 = rows[t + 1 < T ? t + 1 : T - 1];
@@ -67,7 +56,7 @@ inline void dot_rows(const float* x, const float* const* rows, int T, int d, flo
 // read and written once however many rows are summed (this is the GEMM side of the window update).
 inline void weighted_row_sum(float* y, bool accumulate, const float* const* rows, const float* coef, int n, int d) {
   int j = 0;
-#if defined(PYFAST_W2V_AVX2)
+#if defined(PYFAST_SIMD_AVX2)
   // Two chunks per step: two independent FMA chains (each chain is n FMAs long).
   for (; j + 16 <= d; j += 16) {
     __m256 acc0 = accumulate ? _mm256_loadu_ps(y + j) : _mm256_setzero_ps();
@@ -96,9 +85,10 @@ inline void weighted_row_sum(float* y, bool accumulate, const float* const* rows
 // y += a * x
 inline void axpy(float a, const float* x, float* y, int d) {
   int j = 0;
-#if defined(PYFAST_W2V_AVX2)
+#if defined(PYFAST_SIMD_AVX2)
   const __m256 av = _mm256_set1_ps(a);
-  for (; j + 8 <= d; j += 8) _mm256_storeu_ps(y + j, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + j), _mm256_loadu_ps(y + j)));
+  for (; j + 8 <= d; j += 8)
+    _mm256_storeu_ps(y + j, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + j), _mm256_loadu_ps(y + j)));
 #endif
   for (; j < d; ++j) y[j] += a * x[j];
 }

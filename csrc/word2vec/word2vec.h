@@ -8,8 +8,6 @@
 #include <string>
 #include <vector>
 
-#include "common/alias_table.h"
-
 namespace pyfast::w2v {
 
 // Longer sentences (lines) are trained as consecutive pieces of this many tokens, as gensim does; a window
@@ -52,7 +50,8 @@ struct TrainParams {
   const int64_t* sentence_offsets = nullptr;  // (n_sentences + 1,), non-decreasing, from 0 to n_ids
   int64_t n_sentences = 0;
   const float* keep_prob = nullptr;           // (vocab_size,) subsampling: keep an occurrence with this probability
-  const AliasTable* noise = nullptr;          // negatives ~ count^ns_exponent
+  const double* noise_weights = nullptr;      // (vocab_size,) count^ns_exponent: negatives are drawn from this
+                                              // distribution (an alias table train_epoch builds, O(vocab_size))
   int sg = 1;                 // 1 skip-gram, 0 CBOW
   int cbow_mean = 1;          // CBOW hidden = mean (1) or sum (0) of the context vectors
   int negative = 5;           // K
@@ -108,6 +107,15 @@ inline float sigmoid_lookup(float f) {  // f in (-kMaxExp, kMaxExp)
 // -log sigmoid(label ? f : -f) in float64, exact (only computed when the loss is asked for).
 double log_loss(float f, bool positive);
 
+// Target t's gradient coefficient (label_t - sigmoid(f)) * alpha for logit f, the same rule for skip-gram and CBOW:
+// target 0 is the positive (label 1); a negative equal to it is skipped (0, as in word2vec.c), and so is a logit
+// outside (-kMaxExp, kMaxExp) (gensim's rule). Adds the example's log loss to *loss when compute_loss.
+inline float target_gradient(float f, int t, const int32_t* targets, float alpha, bool compute_loss, double* loss) {
+  if (t > 0 && targets[t] == targets[0]) return 0.0f;
+  if (compute_loss) *loss += log_loss(f, t == 0);
+  return logit_in_range(f) ? ((t == 0 ? 1.0f : 0.0f) - sigmoid_lookup(f)) * alpha : 0.0f;
+}
+
 // Scratch for one worker, sized for 2 * window contexts and negative + 1 targets.
 struct WindowScratch {
   std::vector<float> grad_in;   // (2 * window, dim)
@@ -117,6 +125,12 @@ struct WindowScratch {
   std::vector<const float*> x_rows;  // (2 * window,)
   std::vector<const float*> y_rows;  // (negative + 1,)
   void resize(int window, int negative, int dim);
+  // x_rows[b] = syn0 row of contexts[b] (b < B), y_rows[t] = syn1neg row of targets[t] (t < T).
+  void gather_rows(const float* syn0, const float* syn1neg, int dim, const int32_t* contexts, int B,
+                   const int32_t* targets, int T) {
+    for (int b = 0; b < B; ++b) x_rows[b] = syn0 + static_cast<int64_t>(contexts[b]) * dim;
+    for (int t = 0; t < T; ++t) y_rows[t] = syn1neg + static_cast<int64_t>(targets[t]) * dim;
+  }
 };
 
 // Skip-gram block: B context rows of syn0 against T target rows of syn1neg; targets[0] is the center word (label

@@ -17,7 +17,7 @@ from .harness import Case, Contender
 
 
 def _batch(num_embeddings: int, n: int, k: int, ids: str, seed: int):
-    from ..ops.sgns import NoiseSampler, skipgram_pairs
+    from ..data.samplers import NoiseSampler, skipgram_pairs
 
     g = torch.Generator().manual_seed(seed)
     if ids == "pipeline":

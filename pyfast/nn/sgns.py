@@ -1,15 +1,15 @@
 """SkipGramNS: word2vec's skip-gram with negative sampling as an nn.Module over the fused pyfast op.
 
 The two tables are ordinary nn.Embedding modules (``in_embed``, ``out_embed``), so code that reads or saves them
-keeps working; the loss and its gradients come from pyfast.ops.sgns_loss. CPU or CUDA tensors (the CUDA kernel:
-run on an H200; its per-occurrence backward is unverified on a GPU), float32/float64.
+keeps working; the loss and its gradients come from pyfast.ops.sgns (sgns_loss_per_table: each table follows its own
+sparse flag). CPU or CUDA tensors, float32/float64.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ..ops.sgns import _sgns_loss, advise_hugepages
+from ..ops.sgns import advise_hugepages, sgns_loss_per_table
 
 
 class SkipGramNS(nn.Module):
@@ -44,8 +44,8 @@ class SkipGramNS(nn.Module):
         self.out_embed.weight.zero_()
 
     def forward(self, centers: torch.Tensor, contexts: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
-        return _sgns_loss(self.in_embed.weight, self.out_embed.weight, centers, contexts, negatives,
-                          self.reduction, self.in_embed.sparse, self.out_embed.sparse)
+        return sgns_loss_per_table(self.in_embed.weight, self.out_embed.weight, centers, contexts, negatives,
+                                   self.reduction, self.in_embed.sparse, self.out_embed.sparse)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"

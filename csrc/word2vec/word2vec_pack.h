@@ -1,0 +1,51 @@
+// How the word2vec trainer's params cross from Python (included by bindings.cpp only, see common/pack.h): TrainParams
+// as a pybind11 class with one attribute per field, filled by name in pyfast/word2vec.py, and the EpochResult it
+// gets back, read-only.
+#pragma once
+#include <pybind11/pybind11.h>
+
+#include "common/pack.h"
+#include "word2vec/word2vec.h"
+
+namespace pyfast {
+
+inline void bind_word2vec_params(pybind11::module_& m) {
+  namespace py = pybind11;
+  using w2v::EpochResult;
+  using w2v::TrainParams;
+  py::class_<TrainParams> p(m, "TrainParams", py::module_local());
+  p.def(py::init<>());
+  def_ptr(p, "syn0", &TrainParams::syn0);
+  def_ptr(p, "syn1neg", &TrainParams::syn1neg);
+  p.def_readwrite("vocab_size", &TrainParams::vocab_size);
+  p.def_readwrite("dim", &TrainParams::dim);
+  def_ptr(p, "ids", &TrainParams::ids);
+  p.def_readwrite("n_ids", &TrainParams::n_ids);
+  def_ptr(p, "sentence_offsets", &TrainParams::sentence_offsets);
+  p.def_readwrite("n_sentences", &TrainParams::n_sentences);
+  def_ptr(p, "keep_prob", &TrainParams::keep_prob);
+  def_ptr(p, "noise_weights", &TrainParams::noise_weights);
+  p.def_readwrite("sg", &TrainParams::sg);
+  p.def_readwrite("cbow_mean", &TrainParams::cbow_mean);
+  p.def_readwrite("negative", &TrainParams::negative);
+  p.def_readwrite("window", &TrainParams::window);
+  p.def_readwrite("shrink_windows", &TrainParams::shrink_windows);
+  p.def_readwrite("shared_negatives", &TrainParams::shared_negatives);
+  p.def_readwrite("workers", &TrainParams::workers);
+  p.def_readwrite("compute_loss", &TrainParams::compute_loss);
+  p.def_readwrite("alpha0", &TrainParams::alpha0);
+  p.def_readwrite("min_alpha", &TrainParams::min_alpha);
+  p.def_readwrite("total_words", &TrainParams::total_words);
+  p.def_readwrite("alpha_per_worker", &TrainParams::alpha_per_worker);
+  def_ptr(p, "words_done", &TrainParams::words_done);
+  p.def_readwrite("seed", &TrainParams::seed);
+  p.def_readwrite("epoch", &TrainParams::epoch);
+
+  py::class_<EpochResult>(m, "EpochResult", py::module_local())
+      .def_readonly("loss", &EpochResult::loss)
+      .def_readonly("trained_words", &EpochResult::trained_words)
+      .def_readonly("pairs", &EpochResult::pairs)
+      .def_readonly("end_alpha", &EpochResult::end_alpha);
+}
+
+}  // namespace pyfast
