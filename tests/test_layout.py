@@ -145,7 +145,7 @@ def test_op_module_registers_its_kernels_the_one_way(module):
     assert mod.KERNELS, f"{module}: KERNELS lists no op"
     for op, cpu_body, cuda_body in mod.KERNELS:
         assert isinstance(op, torch.library.CustomOpDef), f"{module}: {op!r} is not a custom op"
-        assert op._name.startswith("pyfast::"), op._name
+        assert op._qualname.startswith("pyfast::"), op._qualname
         assert callable(cpu_body) and callable(cuda_body) and cpu_body is not cuda_body
     assert not any(m.endswith("_cuda") and m.startswith("pyfast.ops.") for m in MODULES), \
         "CUDA bodies belong beside the CPU ones in ops/<op>.py"
