@@ -27,6 +27,13 @@ def test_info_keys_and_types():
         assert info["cuda_device"] is None
 
 
+@pytest.mark.cuda_only
+def test_cuda_module_is_built_and_sees_the_gpu():
+    info = pyfast.info()
+    assert info["cuda_built"], "pyfast was built without CUDA: PYFAST_CUDA=ON pip install --no-build-isolation ."
+    assert info["cuda_device"] is not None
+
+
 def test_cuda_path_without_cuda_raises_runtime_error():
     if pyfast.info()["cuda_built"]:
         pytest.skip("this build has CUDA")
