@@ -345,24 +345,14 @@ void bind_attention(py::module_& m) {
 }
 
 // ================================================================================================
-// masking (issue #5)
+// masking
 // ================================================================================================
 void bind_masking(py::module_& m) {
-  // Pointers arrive as ints (0 = absent); pyfast/ops/masking.py validated dtypes, shapes and probabilities.
-  // The parameters (PYFAST_MASK_TOKENS_PARAMS) are spelled out in masking/masking_pack.h, in the py::arg order below.
+  pyfast::bind_masking_params(m);
   m.def(
-      "mask_tokens_",
-      [](PYFAST_MASK_TOKENS_PARAMS) {
-        const pyfast::MaskTokensParams p = pyfast::pack_mask_tokens_params(PYFAST_MASK_TOKENS_ARGS);
-        py::gil_scoped_release nogil;
-        pyfast::mask_tokens_cpu(p);
-      },
-      py::arg("batch"), py::arg("seq_len"), py::arg("input_ids"), py::arg("ids_row_stride"), py::arg("special_mask"),
-      py::arg("special_row_stride"), py::arg("special_id_bits"), py::arg("word_starts"),
-      py::arg("word_starts_row_stride"), py::arg("excluded_ids"), py::arg("num_excluded_ids"), py::arg("vocab_size"),
-      py::arg("mask_token_id"), py::arg("mlm_probability"), py::arg("mask_replace_prob"),
-      py::arg("mask_or_random_prob"), py::arg("max_predictions"), py::arg("span"), py::arg("span_start_prob"),
-      py::arg("span_length_cdf"), py::arg("seed"), py::arg("out_ids"), py::arg("labels"));
+      "mask_tokens", [](const pyfast::MaskTokensParams& p) { pyfast::mask_tokens_cpu(p); },
+      py::call_guard<py::gil_scoped_release>(),
+      "Masked-token sampling: fills p.out_ids and p.labels (see csrc/masking/masking.h).");
 }
 
 // ================================================================================================

@@ -14,7 +14,7 @@
 #include "attention/attention_pack.h"
 #include "common/checks.h"
 #include "common/mma_check_cuda.h"
-#include "masking/masking_cuda.h"
+#include "masking/masking.h"
 #include "masking/masking_pack.h"
 #include "word2vec/sgns_op.h"
 #include "word2vec/sgns_op_pack.h"
@@ -72,27 +72,17 @@ void bind_attention(py::module_& m) {
 }
 
 // ================================================================================================
-// masking (issue #8)
+// masking
 // ================================================================================================
-// Same arguments as the CPU module's mask_tokens_ (PYFAST_MASK_TOKENS_PARAMS, masking/masking_pack.h), device
-// pointers, then the scratch buffers (error flag, keys, word_first, word_last; 0 where the mode needs none) and the
-// stream.
 void bind_masking(py::module_& m) {
+  pyfast::bind_masking_params(m);
   m.def(
       "mask_tokens",
-      [](PYFAST_MASK_TOKENS_PARAMS, std::uintptr_t error, std::uintptr_t keys, int64_t keys_row_stride,
-         std::uintptr_t word_first, std::uintptr_t word_last, std::uintptr_t stream) {
-        const pyfast::MaskTokensParams p = pyfast::pack_mask_tokens_params(PYFAST_MASK_TOKENS_ARGS);
-        pyfast::MaskTokensCudaScratch s;
-        s.error = as_ptr<int64_t>(error);
-        s.keys = as_ptr<uint64_t>(keys);
-        s.keys_row_stride = keys_row_stride;
-        s.word_first = as_ptr<int32_t>(word_first);
-        s.word_last = as_ptr<int32_t>(word_last);
-        py::gil_scoped_release nogil;
-        pyfast::mask_tokens_cuda(p, s, stream);
+      [](const pyfast::MaskTokensParams& p, const pyfast::MaskTokensCudaScratch& scratch, std::uintptr_t stream) {
+        pyfast::mask_tokens_cuda(p, scratch, stream);
       },
-      "Masked-token sampling on CUDA (device pointers; see csrc/masking/masking_cuda.h).");
+      py::call_guard<py::gil_scoped_release>(),
+      "Masked-token sampling on CUDA: device pointers and scratch (see csrc/masking/masking.h).");
 }
 
 // ================================================================================================

@@ -103,11 +103,11 @@ def masking_mode_kwargs(mode: str, ids: torch.Tensor, word_starts: torch.Tensor,
     return kw
 
 
-def assert_masking_equal(mode: str, cpu: tuple, other: tuple, other_name: str) -> None:
-    """(masked ids, labels) of another backend equal the CPU kernel's bit for bit; the message gives the first
-    differing position and how many differ."""
+def assert_masking_equal(mode: str, cpu: tuple, other: tuple, other_name: str, expected_name: str = "cpu") -> None:
+    """(masked ids, labels) of another backend equal the expected ones (the CPU kernel's, or the reference's) bit
+    for bit; the message gives the first differing position and how many differ."""
     (co, cl), (go, gl) = cpu, other
     for name, c, g in (("labels", cl, gl), ("masked ids", co, go)):
         diff = torch.nonzero(c != g)
         assert diff.numel() == 0, (f"{mode}: {name} differ at {diff.shape[0]} positions, first {diff[0].tolist()}: "
-                                   f"cpu {c[tuple(diff[0])]}, {other_name} {g[tuple(diff[0])]}")
+                                   f"{expected_name} {c[tuple(diff[0])]}, {other_name} {g[tuple(diff[0])]}")

@@ -1,8 +1,9 @@
 // Masked-token sampling for BERT-style pretraining (80% [MASK] / 10% random / 10% kept), on a (B, L) batch of
-// int64 token ids: Bernoulli or exact-count choice, per piece, per whole word, or by SpanBERT spans. Plain
-// params struct, no torch; the CPU kernel is masking_cpu.cpp, a CUDA kernel (issue #8) must match it bitwise.
+// int64 token ids: Bernoulli or exact-count choice, per piece, per whole word, or by SpanBERT spans. The params
+// structs and the two entry points only (no torch, no CUDA headers): kernels in masking_cpu.cpp and
+// masking_cuda.cu, which match bit for bit; the checks both run are in masking_checks.h.
 //
-// ---- The random keying scheme (the contract a CUDA port must reproduce bit for bit) -------------------------
+// ---- The random keying scheme (the contract both kernels follow bit for bit) ---------------------------------
 // All draws come from philox_draw(seed, index, stream) (common/philox.h) with index = (row << 32) | something,
 // so a draw depends only on (seed, row, column): never on thread count, chunking or the padded length L.
 //   choose word  c(row, col) = philox_draw(seed, (row << 32) | (((col >> 5) << 3) | (col & 7)), kStreamChoose)
@@ -22,10 +23,10 @@
 //                (a table lookup, not log(): libm differs between CPU and GPU, a float compare does not).
 //
 // ---- Units ---------------------------------------------------------------------------------------------------
-// A position is eligible unless special_mask[row, col] != 0 or id is in the special_id_bits set. Without word_starts every
-// eligible position is its own word. With word_starts, an eligible position starts a word if word_starts[row,col]
-// is non-zero, or it is column 0, or the previous position is not eligible; a word is its start plus the following
-// eligible non-start positions, so words never cross specials or padding.
+// A position is eligible unless special_mask[row, col] != 0 or its id is in the special_id_bits set. Without
+// word_starts every eligible position is its own word. With word_starts, an eligible position starts a word if
+// word_starts[row, col] is non-zero, or it is column 0, or the previous position is not eligible; a word is its
+// start plus the following eligible non-start positions, so words never cross specials or padding.
 //
 // ---- Modes ---------------------------------------------------------------------------------------------------
 // Bernoulli (max_predictions < 0, span == 0): every word is chosen independently; all its pieces go with it.
@@ -39,7 +40,6 @@
 //   non-eligible position or the row's end; the walk resumes after the span. span_start_prob is chosen on the
 //   host so the covered fraction of words is mlm_probability (a renewal process; see pyfast/ops/masking.py).
 #pragma once
-#include <cmath>
 #include <cstdint>
 
 namespace pyfast {
@@ -78,15 +78,28 @@ struct MaskTokensParams {
   int64_t* labels = nullptr;              // (B, L) contiguous: original id where chosen, kIgnoreIndex elsewhere
 };
 
-// u < prob for u = uint_to_unit_float(c) = (c >> 8) / 2^24 is exactly (c >> 8) < ceil(prob * 2^24), since
-// prob * 2^24 is exact in double: integer compares that vectorise on the CPU and need no float (nor fast-math,
-// nor flush-to-zero) on the GPU, with the same answers as the float rule. prob in [0, 1].
-inline uint32_t mask_unit_threshold(float prob) {
-  return static_cast<uint32_t>(std::ceil(static_cast<double>(prob) * 16777216.0));
-}
+// Device scratch the CUDA kernel needs beside MaskTokensParams (whose arrays are then DEVICE pointers, except
+// span_length_cdf: host memory, folded into the launch parameters). The caller allocates it.
+struct MaskTokensCudaScratch {
+  // (1,) int64, preset by the caller to a value >= B * L: the kernels atomicMin into it the flat index
+  // row * L + col of every id outside [0, vocab_size). The caller reads it after the launch and raises.
+  int64_t* error = nullptr;
+  // Exact-count mode only: (B, keys_row_stride) uint64, keys_row_stride >= the next power of two >= L
+  // (a per-row bitonic sort of the word keys runs in place here).
+  uint64_t* keys = nullptr;
+  int64_t keys_row_stride = 0;
+  // Exact-count and span modes: (B, L) int32 each, the first and last column of word w of the row.
+  int32_t* word_first = nullptr;
+  int32_t* word_last = nullptr;
+};
 
 // Fills out_ids and labels. Throws std::invalid_argument (ValueError) for an id outside [0, vocab_size) or bad
 // sizes, before any out-of-bounds read or write can happen.
 void mask_tokens_cpu(const MaskTokensParams& p);
+
+// The same on `stream` (a cudaStream_t as an integer), bit-identical to mask_tokens_cpu for the same params;
+// out_ids and labels must NOT alias input_ids. Throws std::invalid_argument (ValueError) for bad sizes before
+// launching; out-of-vocabulary ids never index anything and are reported through scratch.error.
+void mask_tokens_cuda(const MaskTokensParams& p, const MaskTokensCudaScratch& scratch, std::uintptr_t stream);
 
 }  // namespace pyfast

@@ -4,7 +4,6 @@
 // decision; exact-count and span: words gathered into scratch first); (3) queue the chosen columns; (4) one more
 // SIMD Philox pass draws their replacements. O(L) memory per thread, nothing (L, L).
 #include "masking/masking.h"
-#include "masking/masking_pack.h"
 
 #include <algorithm>
 #include <cmath>
@@ -13,8 +12,10 @@
 
 #include "common/bits.h"
 #include "common/checks.h"
+#include "common/dispatch.h"
 #include "common/parallel.h"
 #include "common/philox.h"
+#include "masking/masking_checks.h"
 #include "masking/philox_batch.h"
 
 #if defined(__AVX2__)
@@ -96,8 +97,6 @@ struct RowView {
   int64_t* labels_row() const { return p.labels + row * p.seq_len; }
 };
 
-inline uint32_t unit_threshold(float prob) { return mask_unit_threshold(prob); }  // see masking.h
-
 // The outputs are written once and read by someone else later (the model, another step): non-temporal stores
 // skip the read-for-ownership of each destination line, which on a cold buffer is a DRAM read per 64 bytes
 // written: 5 MiB of traffic becomes 3 MiB for a 256 x 512 batch. Only where the row start is 32-byte aligned
@@ -142,7 +141,7 @@ void scan_row_pieces(const RowView& v) {
   int64_t* out = v.s.out_stage.data();  // finished by apply_replacements, then streamed to the output row
   int64_t* lab = v.labels_row();        // final here
   const bool stream_labels = can_stream(lab);
-  const uint32_t threshold = unit_threshold(p.mlm_probability);
+  const uint32_t threshold = mask_unit_threshold(p.mlm_probability);
   bool bad = false;
   int64_t col = 0;
 #if defined(__AVX2__)
@@ -216,7 +215,7 @@ void scan_row_pieces(const RowView& v) {
 // word's other pieces by `word_chosen` (a sequential dependence, so this loop stays scalar).
 void scan_row_words(const RowView& v) {
   const MaskTokensParams& p = v.p;
-  const uint32_t threshold = unit_threshold(p.mlm_probability);
+  const uint32_t threshold = mask_unit_threshold(p.mlm_probability);
   int64_t* out = v.out_row();
   int64_t* lab = v.labels_row();
   uint8_t* chosen = v.s.chosen.data();
@@ -285,8 +284,8 @@ void apply_replacements(const RowView& v, int64_t* out) {
   const int64_t* excluded = p.excluded_ids;
   const int64_t num_excluded = p.num_excluded_ids;
   const int64_t mask_id = p.mask_token_id;
-  const uint32_t mask_threshold = unit_threshold(p.mask_replace_prob);
-  const uint32_t mask_or_random_threshold = unit_threshold(p.mask_or_random_prob);
+  const uint32_t mask_threshold = mask_unit_threshold(p.mask_replace_prob);
+  const uint32_t mask_or_random_threshold = mask_unit_threshold(p.mask_or_random_prob);
   const uint32_t* u_words = s.replace.data();       // word 0: the 80/10/10 decision
   const uint32_t* id_words = s.replace.data() + K;  // word 1: the random id
   const uint32_t* cols = s.chosen_cols.data();
@@ -438,7 +437,7 @@ void write_row_from_flags(const RowView& v) {
 }  // namespace
 
 void mask_tokens_cpu(const MaskTokensParams& p) {
-  check_mask_tokens_scalars(p, kOp);
+  check_mask_tokens_params(p, kOp);
   for (int64_t e = 0; e < p.num_excluded_ids; ++e)
     PYFAST_CHECK_ARG(p.excluded_ids[e] >= 0 && p.excluded_ids[e] < p.vocab_size &&
                          (e == 0 || p.excluded_ids[e] > p.excluded_ids[e - 1]),
@@ -468,10 +467,10 @@ void mask_tokens_cpu(const MaskTokensParams& p) {
         queue_chosen(v);
         apply_replacements(v, v.out_row());
       } else {
-        if (p.special_mask != nullptr)
-          p.special_id_bits != nullptr ? scan_row_pieces<true, true>(v) : scan_row_pieces<true, false>(v);
-        else
-          p.special_id_bits != nullptr ? scan_row_pieces<false, true>(v) : scan_row_pieces<false, false>(v);
+        PYFAST_DISPATCH_BOOL(p.special_mask != nullptr, kHasSpecialMask, {
+          PYFAST_DISPATCH_BOOL(p.special_id_bits != nullptr, kHasSpecialSet,
+                               { scan_row_pieces<kHasSpecialMask, kHasSpecialSet>(v); });
+        });
         queue_chosen_bits(v);
         apply_replacements(v, scratch.out_stage.data());
         store_row(v.out_row(), scratch.out_stage.data(), p.seq_len);

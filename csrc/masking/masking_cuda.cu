@@ -1,4 +1,4 @@
-// CUDA masked-token sampling (issue #8): the same modes and the SAME Philox keying as masking_cpu.cpp (see
+// CUDA masked-token sampling: the same modes and the SAME Philox keying as masking_cpu.cpp (see
 // masking.h), so a seed gives bit-identical (out_ids, labels) on CPU and GPU. Every probability test is an integer
 // compare against a threshold computed on the host (mask_unit_threshold), so no float rounding, fast-math or
 // flush-to-zero difference between the two sides can change a decision.
@@ -6,9 +6,7 @@
 // exact-count and span modes run one 256-thread block per row: block scans find words; exact-count sorts the
 // row's word keys (bitonic, in global scratch) and span walks the words; those two greedy walks are sequential
 // by definition (a word's fate depends on the ones before it) and run on thread 0, O(words) per row.
-// Status: compiled for sm_80 / sm_90; bit-identical to the CPU kernel on an H200 (tests/test_cuda.py, 2026-11-28).
-#include "masking/masking_cuda.h"
-#include "masking/masking_pack.h"
+#include "masking/masking.h"
 
 #include <algorithm>
 #include <cmath>
@@ -16,6 +14,7 @@
 #include "common/checks.h"
 #include "common/cuda_utils.cuh"
 #include "common/philox.h"
+#include "masking/masking_checks.h"
 
 namespace pyfast {
 namespace {
@@ -28,38 +27,17 @@ constexpr uint64_t kKeyPad = ~uint64_t{0};
 
 enum RowMode : int { kModeWords = 0, kModeExact = 1, kModeSpan = 2 };
 
-// Launch parameters, passed by value (~0.5 KB, far below the 4 KB limit): device pointers, host-computed
-// integer thresholds and the span-length table as thresholds.
-struct DeviceParams {
-  int64_t batch, seq_len;
-  const int64_t* ids;
-  int64_t ids_row_stride;
-  const uint8_t* special_mask;
-  int64_t special_row_stride;
-  const uint32_t* special_id_bits;
-  const uint8_t* word_starts;
-  int64_t word_starts_row_stride;
-  const int64_t* excluded_ids;
-  int64_t num_excluded_ids;
-  int64_t vocab_size, mask_token_id;
+// Launch parameters, passed by value (~0.6 KB, far below the 4 KB limit): the caller's params and scratch (device
+// pointers; span_length_cdf, host memory, is cleared) plus host-computed integer thresholds, the span-length
+// table among them.
+struct DeviceParams : MaskTokensParams, MaskTokensCudaScratch {
   uint32_t choose_threshold;          // mask_unit_threshold(mlm_probability)
   uint32_t mask_threshold;            // mask_unit_threshold(mask_replace_prob)
   uint32_t mask_or_random_threshold;  // mask_unit_threshold(mask_or_random_prob)
   uint32_t span_start_threshold;      // mask_unit_threshold(span_start_prob)
   uint32_t allowed_random_ids;        // vocab_size - num_excluded_ids, as the CPU casts it
-  double mlm_probability;             // the float32 value widened, as the CPU's exact-count rule uses it
-  int64_t max_predictions;
-  int32_t max_span_words;
   // cdf[k] <= u  <=>  ceil(cdf[k] * 2^24) <= (s >> 8) for u = (s >> 8) / 2^24 (integer right side).
   uint32_t span_cdf_threshold[kMaxSpanWords];
-  uint64_t seed;
-  int64_t* out_ids;
-  int64_t* labels;
-  unsigned long long* error;
-  uint64_t* keys;
-  int64_t keys_row_stride;
-  int32_t* word_first;
-  int32_t* word_last;
 };
 
 // ---- keyed draws (masking.h's contract, spelled exactly like the CPU's philox_blocks_soa calls) ---------------
@@ -94,7 +72,7 @@ __device__ __forceinline__ int64_t replacement_id(const DeviceParams& p, int64_t
 // (the bitset lookup is skipped) and counts as not eligible; the caller reports it.
 __device__ __forceinline__ bool eligible_at(const DeviceParams& p, int64_t row, int64_t col, int64_t& id,
                                             bool& in_range) {
-  id = p.ids[row * p.ids_row_stride + col];
+  id = p.input_ids[row * p.ids_row_stride + col];
   in_range = id >= 0 && id < p.vocab_size;
   if (!in_range) return false;
   if (p.special_mask != nullptr && p.special_mask[row * p.special_row_stride + col] != 0) return false;
@@ -124,19 +102,30 @@ __device__ __forceinline__ bool ends_word(const DeviceParams& p, int64_t row, in
 }
 
 __device__ __forceinline__ void report_bad_id(const DeviceParams& p, int64_t flat) {
-  atomicMin(p.error, static_cast<unsigned long long>(flat));
+  atomicMin(reinterpret_cast<unsigned long long*>(p.error), static_cast<unsigned long long>(flat));
 }
 
-// A row tile's position (row, col) for the thread that owns it: its id and eligibility, with an out-of-range id
-// reported; a column past the row's end (valid false) is neither read nor eligible.
-__device__ __forceinline__ bool load_tile_position(const DeviceParams& p, int64_t row, int64_t col, bool valid,
-                                                   int64_t& id) {
-  id = 0;
-  if (!valid) return false;
-  bool in_range;
-  const bool eligible = eligible_at(p, row, col, id, in_range);
-  if (!in_range) report_bad_id(p, row * p.seq_len + col);
-  return eligible;
+// The position of a row tile (columns base .. base + kThreads - 1) that this thread owns: its id, eligibility
+// and whether it starts a word, with an out-of-range id reported; a column past the row's end (valid false) is
+// neither read nor eligible.
+struct TilePosition {
+  int64_t col, id;
+  bool valid, eligible, start;
+};
+
+__device__ __forceinline__ TilePosition load_tile_position(const DeviceParams& p, int64_t row, int64_t base) {
+  TilePosition t;
+  t.col = base + threadIdx.x;
+  t.valid = t.col < p.seq_len;
+  t.id = 0;
+  t.eligible = false;
+  if (t.valid) {
+    bool in_range;
+    t.eligible = eligible_at(p, row, t.col, t.id, in_range);
+    if (!in_range) report_bad_id(p, row * p.seq_len + t.col);
+  }
+  t.start = t.eligible && starts_word(p, row, t.col);
+  return t;
 }
 
 // ---- block scans over a row, one tile of kThreads columns at a time ---------------------------------------------
@@ -223,7 +212,7 @@ __global__ void __launch_bounds__(kThreads) mask_pieces_kernel(const DeviceParam
 __device__ __forceinline__ void choose_word_pieces(const DeviceParams& p, int64_t row, int32_t w) {
   const int64_t L = p.seq_len;
   const int32_t first = p.word_first[row * L + w], last = p.word_last[row * L + w];
-  for (int32_t c = first; c <= last; ++c) p.labels[row * L + c] = p.ids[row * p.ids_row_stride + c];
+  for (int32_t c = first; c <= last; ++c) p.labels[row * L + c] = p.input_ids[row * p.ids_row_stride + c];
 }
 
 // Whole-word Bernoulli, exact count and spans: one block per row (grid-stride over rows). Control flow is
@@ -240,14 +229,12 @@ __global__ void __launch_bounds__(kThreads) mask_rows_kernel(const DeviceParams 
       // start columns (words never cross a non-eligible position, so the latest start <= col is col's).
       int32_t start_carry = -1;
       for (int64_t base = 0; base < L; base += kThreads) {
-        const int64_t col = base + threadIdx.x;
-        const bool valid = col < L;
-        int64_t id;
-        const bool eligible = load_tile_position(p, row, col, valid, id);
-        const bool start = eligible && starts_word(p, row, col);
+        const TilePosition t = load_tile_position(p, row, base);
+        const int64_t col = t.col, id = t.id;
+        const bool eligible = t.eligible, start = t.start;
         const int32_t word_start =
             block_scan_inclusive(start ? static_cast<int32_t>(col) : -1, MaxOp{}, -1, warp_totals, start_carry);
-        if (valid) {
+        if (t.valid) {
           const bool chosen = eligible && (choose_word(p.seed, row, word_start) >> 8) < p.choose_threshold;
           out[col] = chosen ? replacement_id(p, row, col, id) : id;
           lab[col] = chosen ? id : kIgnoreIndex;
@@ -263,16 +250,14 @@ __global__ void __launch_bounds__(kThreads) mask_rows_kernel(const DeviceParams 
     uint64_t* keys = mode == kModeExact ? p.keys + row * p.keys_row_stride : nullptr;
     int32_t num_words = 0, num_lasts = 0, num_eligible = 0;
     for (int64_t base = 0; base < L; base += kThreads) {
-      const int64_t col = base + threadIdx.x;
-      const bool valid = col < L;
-      int64_t id;
-      const bool eligible = load_tile_position(p, row, col, valid, id);
-      const bool start = eligible && starts_word(p, row, col);
+      const TilePosition t = load_tile_position(p, row, base);
+      const int64_t col = t.col, id = t.id;
+      const bool eligible = t.eligible, start = t.start;
       const bool last = eligible && ends_word(p, row, col);
       const int32_t w = block_scan_inclusive(start ? 1 : 0, SumOp{}, 0, warp_totals, num_words) - 1;
       const int32_t wl = block_scan_inclusive(last ? 1 : 0, SumOp{}, 0, warp_totals, num_lasts) - 1;
       block_scan_inclusive(eligible ? 1 : 0, SumOp{}, 0, warp_totals, num_eligible);
-      if (valid) {
+      if (t.valid) {
         if (start) {
           word_first[w] = static_cast<int32_t>(col);
           // The CPU ranks by (c << 32) | start column; w increases with the start column within a row, so
@@ -292,7 +277,8 @@ __global__ void __launch_bounds__(kThreads) mask_rows_kernel(const DeviceParams 
       // (24 + 29 bits); __dmul_rn/__dadd_rn keep nvcc from contracting to an fma anyway.
       int64_t n = 0;
       if (num_eligible > 0) {
-        const double rounded = floor(__dadd_rn(__dmul_rn(p.mlm_probability, static_cast<double>(num_eligible)), 0.5));
+        const double prob = static_cast<double>(p.mlm_probability);  // the float32 value widened, as the CPU does
+        const double rounded = floor(__dadd_rn(__dmul_rn(prob, static_cast<double>(num_eligible)), 0.5));
         const int64_t at_least_one = rounded >= 1.0 ? static_cast<int64_t>(rounded) : int64_t{1};
         n = p.max_predictions < at_least_one ? p.max_predictions : at_least_one;
       }
@@ -346,6 +332,13 @@ __global__ void __launch_bounds__(kThreads) mask_rows_kernel(const DeviceParams 
   }
 }
 
+// The smallest power of two >= max(n, 1): the keys row length exact-count mode needs.
+int64_t next_power_of_two(int64_t n) {
+  int64_t s = 1;
+  while (s < n) s <<= 1;
+  return s;
+}
+
 // ceil(x * 2^24) as the integer threshold of "x <= u": 0 when x <= 0 (always true), 2^25 when x > 1 or NaN
 // (never true: s >> 8 < 2^24), exactly like the CPU's float compare otherwise.
 uint32_t cdf_threshold(float x) {
@@ -357,51 +350,31 @@ uint32_t cdf_threshold(float x) {
 }  // namespace
 
 void mask_tokens_cuda(const MaskTokensParams& p, const MaskTokensCudaScratch& s, std::uintptr_t stream) {
-  // The CPU kernel's scalar checks; its checks of excluded_ids would read device memory: the Python layer
+  // The CPU kernel's argument checks; its checks of excluded_ids would read device memory: the Python layer
   // builds that list sorted and in range.
-  check_mask_tokens_scalars(p, kOp);
+  check_mask_tokens_params(p, kOp);
   PYFAST_CHECK_ARG(s.error != nullptr, kOp, "the CUDA kernel needs the error flag buffer");
   const bool exact = p.max_predictions >= 0;
   const bool rows = exact || p.span != 0 || p.word_starts != nullptr;
   if (exact || p.span != 0)
     PYFAST_CHECK_ARG(s.word_first != nullptr && s.word_last != nullptr, kOp, "the word scratch buffers are missing");
   if (exact)
-    PYFAST_CHECK_ARG(s.keys != nullptr && s.keys_row_stride >= mask_keys_row_stride(std::max<int64_t>(p.seq_len, 1)),
-                     kOp, "the key scratch rows must hold the next power of two >= L");
+    PYFAST_CHECK_ARG(s.keys != nullptr && s.keys_row_stride >= next_power_of_two(p.seq_len), kOp,
+                     "the key scratch rows must hold the next power of two >= L");
   if (p.batch == 0 || p.seq_len == 0) return;
 
   DeviceParams d{};
-  d.batch = p.batch;
-  d.seq_len = p.seq_len;
-  d.ids = p.input_ids;
-  d.ids_row_stride = p.ids_row_stride;
-  d.special_mask = p.special_mask;
-  d.special_row_stride = p.special_row_stride;
-  d.special_id_bits = p.special_id_bits;
-  d.word_starts = p.word_starts;
-  d.word_starts_row_stride = p.word_starts_row_stride;
-  d.excluded_ids = p.excluded_ids;
-  d.num_excluded_ids = p.num_excluded_ids;
-  d.vocab_size = p.vocab_size;
-  d.mask_token_id = p.mask_token_id;
+  static_cast<MaskTokensParams&>(d) = p;
+  static_cast<MaskTokensCudaScratch&>(d) = s;
+  d.span_length_cdf = nullptr;  // host memory: read below into span_cdf_threshold
+  d.max_span_words = p.span ? p.max_span_words : 1;
   d.choose_threshold = mask_unit_threshold(p.mlm_probability);
   d.mask_threshold = mask_unit_threshold(p.mask_replace_prob);
   d.mask_or_random_threshold = mask_unit_threshold(p.mask_or_random_prob);
   d.span_start_threshold = mask_unit_threshold(p.span_start_prob);
   d.allowed_random_ids = static_cast<uint32_t>(p.vocab_size - p.num_excluded_ids);
-  d.mlm_probability = static_cast<double>(p.mlm_probability);
-  d.max_predictions = p.max_predictions;
-  d.max_span_words = p.span ? p.max_span_words : 1;
   for (int k = 0; k < kMaxSpanWords; ++k)
     d.span_cdf_threshold[k] = (p.span && k + 1 < p.max_span_words) ? cdf_threshold(p.span_length_cdf[k]) : 0u;
-  d.seed = p.seed;
-  d.out_ids = p.out_ids;
-  d.labels = p.labels;
-  d.error = reinterpret_cast<unsigned long long*>(s.error);
-  d.keys = s.keys;
-  d.keys_row_stride = s.keys_row_stride;
-  d.word_first = s.word_first;
-  d.word_last = s.word_last;
 
   const cudaStream_t st = cuda::as_stream(stream);
   if (!rows) {

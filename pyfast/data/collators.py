@@ -14,9 +14,8 @@ import numpy as np
 import torch
 
 from .. import _native, rng
-from ..ops.masking import IGNORE_INDEX, _mask_tokens_into, _special_ids_tuple, check_replace_probabilities, \
-    span_length_distribution  # noqa: F401  (re-exported helpers)
-from ..ops.masking import _check_probability
+from ..ops.masking import IGNORE_INDEX, check_probability, check_replace_probabilities, check_special_token_ids, \
+    mask_tokens
 
 __all__ = ["DataCollatorForLanguageModeling", "word_starts_from_continuation"]
 
@@ -78,7 +77,7 @@ class DataCollatorForLanguageModeling:
             raise ValueError(f"{_OP}: only return_tensors='pt' is supported, got {return_tensors!r}")
         self.tokenizer = tokenizer
         self.mlm = bool(mlm)
-        self.mlm_probability = _check_probability(mlm_probability, "mlm_probability", _OP)
+        self.mlm_probability = check_probability(mlm_probability, "mlm_probability", _OP)
         self.mask_replace_prob, self.random_replace_prob = check_replace_probabilities(
             mask_replace_prob, random_replace_prob, _OP)
         if pad_to_multiple_of is not None and (not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1):
@@ -96,7 +95,7 @@ class DataCollatorForLanguageModeling:
         self.vocab_size = len(tokenizer)
         self.pad_token_id = tokenizer.pad_token_id
         self.mask_token_id = tokenizer.mask_token_id if self.mlm else None
-        self.special_ids = _special_ids_tuple(list(tokenizer.all_special_ids), self.vocab_size)
+        self.special_ids = check_special_token_ids(list(tokenizer.all_special_ids), self.vocab_size, _OP)
         self.left_pad = getattr(tokenizer, "padding_side", "right") == "left"
         self._is_continuation = None
         if self.whole_word_mask:
@@ -187,20 +186,16 @@ class DataCollatorForLanguageModeling:
         # Padding is never chosen: its positions join the special mask (the pad id is also a special id).
         special_mask = is_pad if special_mask is None else (special_mask | is_pad)
         B, L = input_ids.shape
-        labels = _native.empty((B, L), torch.int64)  # pooled: no fresh page faults per batch
         if B and L:
-            masked = input_ids if input_ids.is_contiguous() else input_ids.contiguous()
-            # In place: the kernel reads each row before writing it, and input_ids is our own buffer.
-            _mask_tokens_into(
-                masked, masked, labels, special=special_mask.view(torch.uint8),
-                word_starts=None if word_starts is None else word_starts.contiguous().view(torch.uint8),
-                vocab_size=self.vocab_size, mask_token_id=self.mask_token_id, special_ids=self.special_ids,
+            # The op writes pooled buffers (see pyfast._native.empty), so a step of the same shapes reuses warm memory.
+            batch["input_ids"], labels = mask_tokens(
+                input_ids, mask_token_id=self.mask_token_id, vocab_size=self.vocab_size,
+                special_tokens_mask=special_mask, special_token_ids=self.special_ids,
                 mlm_probability=self.mlm_probability, mask_replace_prob=self.mask_replace_prob,
-                random_replace_prob=self.random_replace_prob, max_predictions=self.max_predictions,
-                span_masking=self.span_masking, span_p=0.2, max_span_words=10, seed=self._call_seed(),
+                random_replace_prob=self.random_replace_prob, seed=self._call_seed(), word_starts=word_starts,
+                max_predictions=self.max_predictions, span_masking=self.span_masking,
             )
-            batch["input_ids"] = masked
         else:
-            labels.fill_(IGNORE_INDEX)
+            labels = torch.full((B, L), IGNORE_INDEX, dtype=torch.int64)
         batch["labels"] = labels
         return batch

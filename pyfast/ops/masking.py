@@ -3,19 +3,24 @@
 `mask_tokens` chooses positions (per piece, per whole word, by SpanBERT spans, or an exact count per row) and
 replaces 80% with [MASK], 10% with a random non-special id, keeps 10%; labels hold the original id where chosen and
 -100 elsewhere. Draws are keyed by (seed, row, column) (see csrc/masking/masking.h), so the result does not depend
-on the thread count or on how much padding a row carries. Routed by the tensor's device: CPU tensors run
-csrc/masking/masking_cpu.cpp, CUDA tensors csrc/masking/masking_cuda.cu (pyfast/ops/masking_cuda.py; the same
-Philox stream, so the same seed gives bit-identical outputs on both, as checked on an H200 on 2026-11-28; a build
-without CUDA raises a RuntimeError that says how to rebuild), any other device is masked on the CPU and moved back.
+on the thread count or on how much padding a row carries.
+
+The kernel is the custom op ``pyfast::mask_tokens`` on (B, L) int64 ids, routed by the tensor's device: CPU tensors
+run csrc/masking/masking_cpu.cpp, CUDA tensors csrc/masking/masking_cuda.cu. Both follow masking.h's keying, so the
+same seed gives bit-identical ``(masked_input_ids, labels)`` on both, in every mode; a build without CUDA raises a
+RuntimeError that says how to rebuild. On CUDA, ids are bounds-checked on the device (a bad id never indexes
+anything) and the first bad position is read back: one device-to-host sync per call, the price of raising the CPU's
+ValueError. ``mask_tokens`` masks tensors on any other device on the CPU and moves the result back. The outputs are
+integers: there is no gradient to register.
 """
 from __future__ import annotations
 
 import functools
-import math
-from typing import Iterable
+from typing import Iterable, NamedTuple, Optional
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from .. import _native
 from ..rng import check_seed
@@ -26,9 +31,13 @@ MAX_SPAN_WORDS_LIMIT = 64  # kMaxSpanWords in masking.h
 __all__ = ["mask_tokens", "gather_masked", "span_length_distribution", "IGNORE_INDEX"]
 
 _OP = "mask_tokens"
+_NO_ERROR = torch.iinfo(torch.int64).max  # the CUDA error flag's "nothing wrong"; any flat index is smaller
 
 
-def _check_probability(value, name: str, op: str = _OP) -> float:
+# ---- validation and packing ----------------------------------------------------------------------------------------
+
+def check_probability(value, name: str, op: str = _OP) -> float:
+    """value as a float in [0, 1]; a TypeError / ValueError naming `op` and `name` otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{op}: {name} must be a float in [0, 1], got {type(value).__name__}")
     value = float(value)
@@ -38,8 +47,9 @@ def _check_probability(value, name: str, op: str = _OP) -> float:
 
 
 def check_replace_probabilities(mask_replace_prob, random_replace_prob, op: str = _OP) -> tuple[float, float]:
-    mask_replace_prob = _check_probability(mask_replace_prob, "mask_replace_prob", op)
-    random_replace_prob = _check_probability(random_replace_prob, "random_replace_prob", op)
+    """Both probabilities checked, and their sum <= 1."""
+    mask_replace_prob = check_probability(mask_replace_prob, "mask_replace_prob", op)
+    random_replace_prob = check_probability(random_replace_prob, "random_replace_prob", op)
     if mask_replace_prob + random_replace_prob > 1.0 + 1e-12:
         raise ValueError(
             f"{op}: mask_replace_prob + random_replace_prob must be <= 1, got {mask_replace_prob} + "
@@ -60,48 +70,32 @@ def _check_int(value, name: str, low: int, high: int | None = None, op: str = _O
     return int(value)
 
 
-@functools.lru_cache(maxsize=32)
-def _vocab_tables(vocab_size: int, special_ids: tuple[int, ...] | None, mask_token_id: int):
-    """(special-id bitset int32 ((V + 31) // 32,) or None, excluded ids int64 sorted): built once per vocabulary.
-
-    Random replacements are drawn from every id except the special ids and [MASK]: HF draws from the whole
-    vocabulary and can put [CLS] or [PAD] in the middle of a sentence; BERT's and fairseq's code do not.
-    """
-    bits = None
-    if special_ids is not None:
-        words = [0] * ((vocab_size + 31) // 32)
-        for i in special_ids:
-            words[i >> 5] |= 1 << (i & 31)
-        bits = torch.tensor([w - (1 << 32) if w >= 1 << 31 else w for w in words], dtype=torch.int32)
-    excluded = torch.tensor(sorted(set(special_ids or ()) | {mask_token_id}), dtype=torch.int64)
-    return bits, excluded
-
-
-def _special_ids_tuple(special_token_ids, vocab_size: int) -> tuple[int, ...] | None:
+def check_special_token_ids(special_token_ids, vocab_size: int, op: str = _OP) -> tuple[int, ...] | None:
+    """special_token_ids (ints or an integer tensor, or None) as a sorted, de-duplicated tuple of ids in
+    [0, vocab_size), or None; cached, since a collator passes the same list every step."""
     if special_token_ids is None:
         return None
     if isinstance(special_token_ids, torch.Tensor):
         if special_token_ids.is_floating_point() or special_token_ids.dtype == torch.bool:
-            raise TypeError(f"{_OP}: special_token_ids must hold integers, got {special_token_ids.dtype}")
+            raise TypeError(f"{op}: special_token_ids must hold integers, got {special_token_ids.dtype}")
         key = tuple(special_token_ids.reshape(-1).tolist())
     else:
         key = tuple(special_token_ids)
     try:
-        return _checked_special_ids(key, vocab_size)
+        return _checked_special_ids(key, vocab_size, op)
     except TypeError as exc:
         if "unhashable" not in str(exc):
             raise
-        raise TypeError(f"{_OP}: special_token_ids must hold ints") from None
+        raise TypeError(f"{op}: special_token_ids must hold ints") from None
 
 
 @functools.lru_cache(maxsize=64)
-def _checked_special_ids(ids: tuple, vocab_size: int) -> tuple[int, ...]:
-    """Validated, sorted, de-duplicated special ids: cached, since a collator passes the same list every step."""
+def _checked_special_ids(ids: tuple, vocab_size: int, op: str) -> tuple[int, ...]:
     for i in ids:
         if isinstance(i, bool) or not isinstance(i, int):
-            raise TypeError(f"{_OP}: special_token_ids must hold ints, got {type(i).__name__}")
+            raise TypeError(f"{op}: special_token_ids must hold ints, got {type(i).__name__}")
         if not 0 <= i < vocab_size:
-            raise ValueError(f"{_OP}: special token id {i} is outside the vocabulary [0, {vocab_size})")
+            raise ValueError(f"{op}: special token id {i} is outside the vocabulary [0, {vocab_size})")
     return tuple(sorted(set(int(i) for i in ids)))
 
 
@@ -128,7 +122,7 @@ def span_start_probability(mlm_probability: float, mean_span_words: float) -> fl
     return m / (mean_span_words * (1.0 - m) + m)
 
 
-def _as_row_mask(mask, like: torch.Tensor, name: str, device="cpu") -> torch.Tensor:
+def _as_row_mask(mask, like: torch.Tensor, name: str, device) -> torch.Tensor:
     """A (B, L) bool/int tensor -> uint8 on `device` with unit column stride, ready for the kernel."""
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"{_OP}: {name} must be a torch.Tensor, got {type(mask).__name__}")
@@ -146,6 +140,157 @@ def _as_row_mask(mask, like: torch.Tensor, name: str, device="cpu") -> torch.Ten
         mask = mask.contiguous()
     return mask
 
+
+class _Tables(NamedTuple):
+    """What the kernels read besides the batch, built once per configuration and device."""
+    special_id_bits: Optional[Tensor]  # ((V + 31) // 32,) int32 bitset of the special ids, or None
+    excluded_ids: Tensor               # int64, sorted: the special ids and [MASK], never drawn as random tokens
+    span_length_cdf: Optional[Tensor]  # (max_span_words - 1,) float32 on the host (CUDA folds it into its launch)
+    mean_span_words: float
+
+
+@functools.lru_cache(maxsize=32)
+def _vocab_tables(vocab_size: int, special_ids: tuple[int, ...] | None, mask_token_id: int, device: torch.device):
+    """(special-id bitset or None, excluded ids) on `device`: a few KB, built and copied once per vocabulary.
+
+    Random replacements are drawn from every id except the special ids and [MASK]: HF draws from the whole
+    vocabulary and can put [CLS] or [PAD] in the middle of a sentence; BERT's and fairseq's code do not.
+    """
+    bits = None
+    if special_ids is not None:
+        words = [0] * ((vocab_size + 31) // 32)
+        for i in special_ids:
+            words[i >> 5] |= 1 << (i & 31)
+        bits = torch.tensor([w - (1 << 32) if w >= 1 << 31 else w for w in words], dtype=torch.int32).to(device)
+    excluded = torch.tensor(sorted(set(special_ids or ()) | {mask_token_id}), dtype=torch.int64).to(device)
+    return bits, excluded
+
+
+@functools.lru_cache(maxsize=16)
+def _span_table(span_p: float, max_span_words: int) -> tuple[Tensor, float]:
+    cdf, mean = span_length_distribution(span_p, max_span_words)
+    return torch.tensor(cdf, dtype=torch.float32), mean
+
+
+def _tables(device: torch.device, special_token_ids: list[int], vocab_size: int, mask_token_id: int,
+            span_masking: bool, span_p: float, max_span_words: int) -> _Tables:
+    special_ids = tuple(special_token_ids) if special_token_ids else None
+    bits, excluded = _vocab_tables(vocab_size, special_ids, mask_token_id, device)
+    cdf, mean = _span_table(span_p, max_span_words) if span_masking else (None, 0.0)
+    return _Tables(bits, excluded, cdf, mean)
+
+
+def _pack_mask_tokens(native, input_ids: Tensor, special_mask: Optional[Tensor], word_starts: Optional[Tensor],
+                      tables: _Tables, out: Tensor, labels: Tensor, vocab_size: int, mask_token_id: int,
+                      mlm_probability: float, mask_replace_prob: float, random_replace_prob: float,
+                      max_predictions: int, span_masking: bool, max_span_words: int, seed: int):
+    """native.MaskTokensParams for validated tensors: input_ids (B, L) int64 with unit column stride; special_mask,
+    word_starts (B, L) uint8 likewise, or None; out, labels (B, L) int64 contiguous. The caller keeps `tables`
+    (and the tensors) alive until the kernel returns: the params hold raw pointers."""
+    p = native.MaskTokensParams()
+    p.batch, p.seq_len = input_ids.shape
+    p.input_ids, p.ids_row_stride = _native.ptr(input_ids), input_ids.stride(0)
+    if special_mask is not None:
+        p.special_mask, p.special_row_stride = _native.ptr(special_mask), special_mask.stride(0)
+    if word_starts is not None:
+        p.word_starts, p.word_starts_row_stride = _native.ptr(word_starts), word_starts.stride(0)
+    if tables.special_id_bits is not None:
+        p.special_id_bits = _native.ptr(tables.special_id_bits)
+    p.excluded_ids, p.num_excluded_ids = _native.ptr(tables.excluded_ids), tables.excluded_ids.numel()
+    p.vocab_size, p.mask_token_id = vocab_size, mask_token_id
+    p.mlm_probability, p.mask_replace_prob = mlm_probability, mask_replace_prob
+    p.mask_or_random_prob = float(np.float32(mask_replace_prob) + np.float32(random_replace_prob))  # float32 sum
+    p.max_predictions = max_predictions
+    if span_masking:
+        p.span = 1
+        p.span_start_prob = span_start_probability(mlm_probability, tables.mean_span_words)
+        p.max_span_words = max_span_words
+        p.span_length_cdf = _native.ptr(tables.span_length_cdf)
+    p.seed = seed & 0xFFFF_FFFF_FFFF_FFFF  # the op's int64 back to the kernel's uint64
+    p.out_ids, p.labels = _native.ptr(out), _native.ptr(labels)
+    return p
+
+
+# ---- the custom op ---------------------------------------------------------------------------------------------------
+
+@torch.library.custom_op("pyfast::mask_tokens", mutates_args=())
+def mask_tokens_op(
+    input_ids: Tensor, special_mask: Optional[Tensor], word_starts: Optional[Tensor], special_token_ids: list[int],
+    vocab_size: int, mask_token_id: int, mlm_probability: float, mask_replace_prob: float,
+    random_replace_prob: float, max_predictions: int, span_masking: bool, span_p: float, max_span_words: int,
+    seed: int,
+) -> tuple[Tensor, Tensor]:
+    """(masked ids, labels), both (B, L) int64, for validated arguments: input_ids (B, L) int64 with unit column
+    stride, special_mask / word_starts (B, L) uint8 on its device or None, special_token_ids sorted and unique
+    ([] for none), max_predictions -1 for Bernoulli choice, seed a uint64 reinterpreted as int64 (custom-op ints
+    are int64). mask_tokens validates and normalises; call that."""
+    raise NotImplementedError(f"pyfast::mask_tokens: no kernel for device {input_ids.device.type}")
+
+
+@mask_tokens_op.register_fake
+def _(input_ids, special_mask, word_starts, special_token_ids, vocab_size, mask_token_id, mlm_probability,
+      mask_replace_prob, random_replace_prob, max_predictions, span_masking, span_p, max_span_words, seed):
+    shape = tuple(input_ids.shape)
+    return input_ids.new_empty(shape, dtype=torch.int64), input_ids.new_empty(shape, dtype=torch.int64)
+
+
+@mask_tokens_op.register_kernel("cpu")
+def _mask_tokens_cpu(input_ids, special_mask, word_starts, special_token_ids, vocab_size, mask_token_id,
+                     mlm_probability, mask_replace_prob, random_replace_prob, max_predictions, span_masking, span_p,
+                     max_span_words, seed):
+    native = _native.cpu()
+    tables = _tables(input_ids.device, special_token_ids, vocab_size, mask_token_id, span_masking, span_p,
+                     max_span_words)
+    # Pooled outputs: a step that masks the same shapes every call reuses warm buffers instead of
+    # page-faulting two fresh mmaps (see pyfast._native.empty): most of the step's time before this.
+    out = _native.empty(tuple(input_ids.shape), torch.int64)
+    labels = _native.empty(tuple(input_ids.shape), torch.int64)
+    native.mask_tokens(_pack_mask_tokens(
+        native, input_ids, special_mask, word_starts, tables, out, labels, vocab_size, mask_token_id,
+        mlm_probability, mask_replace_prob, random_replace_prob, max_predictions, span_masking, max_span_words, seed))
+    return out, labels
+
+
+@mask_tokens_op.register_kernel("cuda")
+def _mask_tokens_cuda(input_ids, special_mask, word_starts, special_token_ids, vocab_size, mask_token_id,
+                      mlm_probability, mask_replace_prob, random_replace_prob, max_predictions, span_masking, span_p,
+                      max_span_words, seed):
+    native = _native.cuda()  # first: a build without CUDA raises its "rebuild with PYFAST_CUDA=ON" here
+    device = input_ids.device
+    batch, seq_len = input_ids.shape
+    tables = _tables(device, special_token_ids, vocab_size, mask_token_id, span_masking, span_p, max_span_words)
+    out = torch.empty((batch, seq_len), dtype=torch.int64, device=device)
+    labels = torch.empty((batch, seq_len), dtype=torch.int64, device=device)
+    p = _pack_mask_tokens(native, input_ids, special_mask, word_starts, tables, out, labels, vocab_size,
+                          mask_token_id, mlm_probability, mask_replace_prob, random_replace_prob, max_predictions,
+                          span_masking, max_span_words, seed)
+    # Scratch: the error flag, the per-row word lists (exact count, spans) and the exact-count sort keys.
+    error = torch.full((1,), _NO_ERROR, dtype=torch.int64, device=device)
+    scratch = native.MaskTokensCudaScratch()
+    scratch.error = _native.ptr(error)
+    if max_predictions >= 0 or span_masking:
+        first = torch.empty((batch, seq_len), dtype=torch.int32, device=device)
+        last = torch.empty((batch, seq_len), dtype=torch.int32, device=device)
+        scratch.word_first, scratch.word_last = _native.ptr(first), _native.ptr(last)
+    if max_predictions >= 0:
+        keys_stride = 1 << max(seq_len - 1, 0).bit_length()  # next power of two >= L (the bitonic sort's length)
+        keys = torch.empty((batch, keys_stride), dtype=torch.int64, device=device)
+        scratch.keys, scratch.keys_row_stride = _native.ptr(keys), keys_stride
+    if batch and seq_len:
+        with torch.cuda.device(device):
+            native.mask_tokens(p, scratch, _native.stream(input_ids))
+        bad = int(error.item())  # syncs the stream
+        if bad != _NO_ERROR:
+            row, col = divmod(bad, seq_len)
+            raise ValueError(f"{_OP}: input_ids[{row}, {col}] = {int(input_ids[row, col])} is outside the vocabulary "
+                             f"[0, {vocab_size})")
+    return out, labels
+
+
+KERNELS = ((mask_tokens_op, _mask_tokens_cpu, _mask_tokens_cuda),)
+
+
+# ---- public functions ------------------------------------------------------------------------------------------------
 
 def mask_tokens(
     input_ids: torch.Tensor,
@@ -187,7 +332,7 @@ def mask_tokens(
         raise ValueError(f"{_OP}: input_ids must be (B, L) or (L,), got shape {tuple(input_ids.shape)}")
     vocab_size = _check_int(vocab_size, "vocab_size", 1, 2**32)
     mask_token_id = _check_int(mask_token_id, "mask_token_id", 0, vocab_size)
-    mlm_probability = _check_probability(mlm_probability, "mlm_probability")
+    mlm_probability = check_probability(mlm_probability, "mlm_probability")
     mask_replace_prob, random_replace_prob = check_replace_probabilities(mask_replace_prob, random_replace_prob)
     if max_predictions is not None:
         max_predictions = _check_int(max_predictions, "max_predictions", 0)
@@ -196,92 +341,43 @@ def mask_tokens(
     if span_masking:
         if max_predictions is not None:
             raise ValueError(f"{_OP}: span_masking with max_predictions is not supported; use one or the other")
-        span_p = _check_probability(span_p, "span_p")
+        span_p = check_probability(span_p, "span_p")
         if span_p == 0.0:
             raise ValueError(f"{_OP}: span_p must be in (0, 1], got 0.0")
         max_span_words = _check_int(max_span_words, "max_span_words", 1, MAX_SPAN_WORDS_LIMIT + 1)
+    else:
+        span_p, max_span_words = 0.2, 10  # unused without spans
     seed = check_seed(seed, _OP)
-    special_ids = _special_ids_tuple(special_token_ids, vocab_size)
+    special_ids = check_special_token_ids(special_token_ids, vocab_size)
 
     device, dtype, shape = input_ids.device, input_ids.dtype, input_ids.shape
-    if device.type == "cuda":
-        from .masking_cuda import mask_tokens_cuda  # late: masking_cuda imports this module
+    run_on = device if device.type in ("cpu", "cuda") else torch.device("cpu")
+    ids = input_ids.to(run_on) if run_on != device else input_ids
+    ids = ids.reshape(1, -1) if ids.dim() == 1 else ids
+    if ids.dtype != torch.int64:
+        ids = ids.to(torch.int64)
+    if ids.shape[1] > 1 and ids.stride(1) != 1:
+        ids = ids.contiguous()
+    special = starts = None
+    if special_tokens_mask is not None:
+        special = _as_row_mask(special_tokens_mask, input_ids, "special_tokens_mask", run_on).reshape(ids.shape)
+    if word_starts is not None:
+        starts = _as_row_mask(word_starts, input_ids, "word_starts", run_on).reshape(ids.shape)
+    if random_replace_prob > 0 and len(set(special_ids or ()) | {mask_token_id}) >= vocab_size:
+        raise ValueError(f"{_OP}: random_replace_prob > 0 but every id in the vocabulary is special or [MASK]")
 
-        return mask_tokens_cuda(
-            input_ids, special_tokens_mask=special_tokens_mask, word_starts=word_starts, vocab_size=vocab_size,
-            mask_token_id=mask_token_id, special_ids=special_ids, mlm_probability=mlm_probability,
-            mask_replace_prob=mask_replace_prob, random_replace_prob=random_replace_prob,
-            max_predictions=max_predictions, span_masking=span_masking, span_p=span_p, max_span_words=max_span_words,
-            seed=seed)
-    ids = input_ids.to("cpu") if device.type != "cpu" else input_ids
-    ids2 = ids.reshape(1, -1) if ids.dim() == 1 else ids
-    if ids2.dtype != torch.int64:
-        ids2 = ids2.to(torch.int64)
-    if ids2.shape[1] > 1 and ids2.stride(1) != 1:
-        ids2 = ids2.contiguous()
-    special = _as_row_mask(special_tokens_mask, input_ids, "special_tokens_mask") if special_tokens_mask is not None else None
-    starts = _as_row_mask(word_starts, input_ids, "word_starts") if word_starts is not None else None
-    if special is not None:
-        special = special.reshape(ids2.shape)
-    if starts is not None:
-        starts = starts.reshape(ids2.shape)
-
-    # Pooled outputs: a step that masks the same shapes every call reuses warm buffers instead of
-    # page-faulting two fresh mmaps (see pyfast._native.empty): most of the step's time before this.
-    out = _native.empty(tuple(ids2.shape), torch.int64)
-    labels = _native.empty(tuple(ids2.shape), torch.int64)
-    _mask_tokens_into(
-        ids2, out, labels, special=special, word_starts=starts, vocab_size=vocab_size, mask_token_id=mask_token_id,
-        special_ids=special_ids, mlm_probability=mlm_probability, mask_replace_prob=mask_replace_prob,
-        random_replace_prob=random_replace_prob, max_predictions=max_predictions, span_masking=span_masking,
-        span_p=span_p, max_span_words=max_span_words, seed=seed,
-    )
+    out, labels = mask_tokens_op(
+        ids, special, starts, list(special_ids or ()), vocab_size, mask_token_id, mlm_probability,
+        mask_replace_prob, random_replace_prob, -1 if max_predictions is None else max_predictions, span_masking,
+        span_p, max_span_words, seed - 2**64 if seed >= 2**63 else seed)
     if out.dim() != len(shape):
         out = out.reshape(shape)
         labels = labels.reshape(shape)
     if out.dtype != dtype:
         out = out.to(dtype)
-    if device.type != "cpu":
+    if run_on != device:
         out, labels = out.to(device), labels.to(device)
     return out, labels
-
-
-def _scalar_args(vocab_size: int, excluded: torch.Tensor, mask_replace_prob: float, random_replace_prob: float,
-                 span_masking: bool, span_p: float, max_span_words: int, mlm_probability: float):
-    """(mask_or_random_prob summed in float32, span cdf table, span start probability): the same for CPU and GPU."""
-    mask_or_random = float(np.float32(mask_replace_prob) + np.float32(random_replace_prob))  # summed in float32
-    if excluded.numel() >= vocab_size and random_replace_prob > 0:
-        raise ValueError(f"{_OP}: random_replace_prob > 0 but every id in the vocabulary is special or [MASK]")
-    cdf: tuple[float, ...] = ()
-    start_prob = 0.0
-    if span_masking:
-        cdf, mean = span_length_distribution(span_p, max_span_words)
-        start_prob = span_start_probability(mlm_probability, mean)
-    return mask_or_random, cdf, start_prob
-
-
-def _mask_tokens_into(
-    ids: torch.Tensor, out: torch.Tensor, labels: torch.Tensor, *, special, word_starts, vocab_size: int,
-    mask_token_id: int, special_ids, mlm_probability: float, mask_replace_prob: float, random_replace_prob: float,
-    max_predictions, span_masking: bool, span_p: float, max_span_words: int, seed: int,
-) -> None:
-    """The native call on validated tensors. ids: (B, L) int64 CPU with unit column stride; out, labels: (B, L)
-    int64 contiguous (out may be ids itself); special, word_starts: (B, L) uint8 or None."""
-    special_bits, excluded = _vocab_tables(vocab_size, special_ids, mask_token_id)
-    batch, seq_len = ids.shape
-    mask_or_random, cdf, start_prob = _scalar_args(vocab_size, excluded, mask_replace_prob, random_replace_prob,
-                                                   span_masking, span_p, max_span_words, mlm_probability)
-    _native.cpu().mask_tokens_(
-        batch, seq_len, _native.ptr(ids), ids.stride(0),
-        _native.ptr(special) if special is not None else 0, special.stride(0) if special is not None else 0,
-        _native.ptr(special_bits) if special_bits is not None else 0,
-        _native.ptr(word_starts) if word_starts is not None else 0,
-        word_starts.stride(0) if word_starts is not None else 0,
-        _native.ptr(excluded), excluded.numel(), vocab_size, mask_token_id,
-        mlm_probability, mask_replace_prob, mask_or_random,
-        -1 if max_predictions is None else max_predictions, span_masking, start_prob, list(cdf), seed,
-        _native.ptr(out), _native.ptr(labels),
-    )
 
 
 def gather_masked(hidden: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX):
