@@ -40,6 +40,21 @@ def _naive(q, k, v, causal):
     return torch.softmax(scores, dim=-1) @ v
 
 
+def _timed(fn, backward: bool, inputs, grad):
+    """The timed call: fn() under no_grad, or fn() and its backward with the inputs' gradients cleared first."""
+    if not backward:
+        def run():
+            with torch.no_grad():
+                fn()
+        return run
+
+    def run():
+        for t in inputs:
+            t.grad = None
+        fn().backward(grad)
+    return run
+
+
 def _fwd_flops(b, h, n, d, causal):
     return 4.0 * b * h * n * n * d * (0.5 if causal else 1.0)
 
@@ -58,16 +73,7 @@ def _case(b, h, n, d, causal, dtype, backward, repeat):
     }
 
     def timed(fn):
-        if not backward:
-            def run():
-                with torch.no_grad():
-                    fn()
-            return run
-
-        def run():
-            q.grad = k.grad = v.grad = None
-            fn().backward(grad)
-        return run
+        return _timed(fn, backward, (q, k, v), grad)
 
     def check():  # outputs against the float64 reference on the first batch entry
         with torch.no_grad():
@@ -116,16 +122,7 @@ def _cuda_case(b, h, n, d, causal, backward, repeat):
         return run
 
     def timed(fn):
-        if not backward:
-            def run():
-                with torch.no_grad():
-                    fn()
-            return run
-
-        def run():
-            q.grad = k.grad = v.grad = None
-            fn().backward(grad)
-        return run
+        return _timed(fn, backward, (q, k, v), grad)
 
     params = {"B": b, "H": h, "N": n, "D": d, "causal": causal, "dtype": "bfloat16", "backward": backward}
 

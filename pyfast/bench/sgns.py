@@ -43,22 +43,25 @@ def _batch(num_embeddings: int, n: int, k: int, ids: str, seed: int):
     return centers, contexts, negatives
 
 
-def _step_case(num_embeddings: int, dim: int, n: int, k: int, ids: str, repeat: int) -> Case:
+def _step_case(num_embeddings: int, dim: int, n: int, k: int, ids: str, repeat: int, device: str = "cpu") -> Case:
+    """One training step (zero_grad, forward, backward with sparse gradients, SGD) of pyfast's SkipGramNS against
+    the plain PyTorch module, the same weights and batch, on `device`; loss and gradients checked first."""
     from ..nn.sgns import SkipGramNS
     from ..ops.sgns import advise_hugepages
     from ..reference.sgns import TorchSkipGramNS
 
     torch.manual_seed(0)
-    centers, contexts, negatives = _batch(num_embeddings, n, k, ids, seed=1)
-    w_in = torch.randn(num_embeddings, dim) * 0.1
-    w_out = torch.randn(num_embeddings, dim) * 0.1
+    centers, contexts, negatives = (t.to(device) for t in _batch(num_embeddings, n, k, ids, seed=1))
+    w_in = (torch.randn(num_embeddings, dim) * 0.1).to(device)
+    w_out = (torch.randn(num_embeddings, dim) * 0.1).to(device)
 
     def make(cls):
-        model = cls(num_embeddings, dim, sparse=True)
+        with torch.device(device):
+            model = cls(num_embeddings, dim, sparse=True)
         with torch.no_grad():
             model.in_embed.weight.copy_(w_in)
             model.out_embed.weight.copy_(w_out)
-        advise_hugepages(model.in_embed.weight)
+        advise_hugepages(model.in_embed.weight)  # CPU tables only (a no-op on the GPU)
         advise_hugepages(model.out_embed.weight)
         return model
 
@@ -73,6 +76,7 @@ def _step_case(num_embeddings: int, dim: int, n: int, k: int, ids: str, repeat: 
             gb = getattr(b, name).weight.grad.to_dense()
             torch.testing.assert_close(gb, ga, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name} grad: {m}")
 
+    suffix = " gpu" if device == "cuda" else ""
     contenders = []
     for label, cls in (("torch nn.Embedding(sparse)", TorchSkipGramNS), ("pyfast SkipGramNS", SkipGramNS)):
         model = make(cls)
@@ -84,66 +88,16 @@ def _step_case(num_embeddings: int, dim: int, n: int, k: int, ids: str, repeat: 
             loss.backward()
             opt.step()
 
-        contenders.append(Contender(label, step, check=check if cls is SkipGramNS else None))
+        contenders.append(Contender(label + suffix, step, check=check if cls is SkipGramNS else None))
+    params = {"V": num_embeddings, "D": dim, "N": n, "K": k, "ids": ids,
+              "timed": "zero_grad + forward + backward + SGD"}
+    if device == "cpu":
+        params["threads"] = torch.get_num_threads()
     return Case(
-        bench="sgns", name=f"step V{num_embeddings} D{dim} N{n} K{k} {ids} fp32",
-        contenders=contenders, work=n * 1e-6, unit="Mpairs/s", baseline="torch nn.Embedding(sparse)",
-        params={"V": num_embeddings, "D": dim, "N": n, "K": k, "ids": ids, "threads": torch.get_num_threads()},
-        repeat=repeat, warmup=2,
-        floor_note="~50 MB moved per step (~3.5 ms at 15 GB/s); ~19 MFLOP (negligible)",
-    )
-
-
-def _cuda_step_case(num_embeddings: int, dim: int, n: int, k: int, repeat: int) -> Case:
-    """One training step (zero_grad, forward, backward with sparse gradients, SGD) of pyfast's SkipGramNS on GPU
-    tensors vs the plain PyTorch module on the GPU, the same weights and uniform ids; loss and gradients checked
-    first."""
-    from ..nn.sgns import SkipGramNS
-    from ..reference.sgns import TorchSkipGramNS
-
-    torch.manual_seed(0)
-    with torch.device("cuda"):  # initialised on the device: no host-side init and copy
-        w_in = torch.randn(num_embeddings, dim) * 0.1
-        w_out = torch.randn(num_embeddings, dim) * 0.1
-        centers = torch.randint(0, num_embeddings, (n,))
-        contexts = torch.randint(0, num_embeddings, (n,))
-        negatives = torch.randint(0, num_embeddings, (n, k))
-
-    def make(cls):
-        with torch.device("cuda"):
-            model = cls(num_embeddings, dim, sparse=True)
-        with torch.no_grad():
-            model.in_embed.weight.copy_(w_in)
-            model.out_embed.weight.copy_(w_out)
-        return model
-
-    def check():
-        a, b = make(TorchSkipGramNS), make(SkipGramNS)
-        la, lb = a(centers, contexts, negatives), b(centers, contexts, negatives)
-        la.backward()
-        lb.backward()
-        torch.testing.assert_close(lb, la, rtol=1e-5, atol=1e-6)
-        for name in ("in_embed", "out_embed"):
-            ga = getattr(a, name).weight.grad.to_dense()
-            gb = getattr(b, name).weight.grad.to_dense()
-            torch.testing.assert_close(gb, ga, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name} grad: {m}")
-
-    contenders = []
-    for label, cls in (("torch nn.Embedding(sparse) gpu", TorchSkipGramNS), ("pyfast SkipGramNS gpu", SkipGramNS)):
-        model = make(cls)
-        opt = torch.optim.SGD(model.parameters(), lr=0.025)
-
-        def step(model=model, opt=opt):
-            opt.zero_grad(set_to_none=True)
-            model(centers, contexts, negatives).backward()
-            opt.step()
-
-        contenders.append(Contender(label, step, check=check if cls is SkipGramNS else None))
-    return Case(
-        bench="sgns", name=f"cuda step V{num_embeddings} D{dim} N{n} K{k} uniform fp32", contenders=contenders,
-        work=n * 1e-6, unit="Mpairs/s", baseline="torch nn.Embedding(sparse) gpu", repeat=repeat, warmup=2,
-        params={"V": num_embeddings, "D": dim, "N": n, "K": k, "timed": "zero_grad + forward + backward + SGD"},
-        device="cuda",
+        bench="sgns", name=f"{'cuda ' if device == 'cuda' else ''}step V{num_embeddings} D{dim} N{n} K{k} {ids} fp32",
+        contenders=contenders, work=n * 1e-6, unit="Mpairs/s", baseline="torch nn.Embedding(sparse)" + suffix,
+        params=params, repeat=repeat, warmup=2, device=device,
+        floor_note="" if device == "cuda" else "~50 MB moved per step (~3.5 ms at 15 GB/s); ~19 MFLOP (negligible)",
     )
 
 
@@ -151,7 +105,7 @@ def _cuda_cases(quick: bool):
     shapes = ((50_000, 128, 4096, 5), (100_000, 128, 8192, 5), (100_000, 300, 8192, 5), (1_000_000, 128, 65536, 5),
               (50_000, 100, 4096, 20))
     for shape in shapes[:1] if quick else shapes:  # the first is issue #18's acceptance shape
-        yield _cuda_step_case(*shape, repeat=5 if quick else 15)
+        yield _step_case(*shape, "uniform", repeat=5 if quick else 15, device="cuda")
         torch.cuda.empty_cache()
 
 
