@@ -22,9 +22,13 @@
 #include "common/parallel.h"
 #include "common/philox.h"
 #include "common/simd.h"
-#include "word2vec/word2vec.h"
 #include "masking/masking.h"
 #include "masking/masking_pack.h"
+#include "word2vec/noise_sampler.h"
+#include "word2vec/sgns_op.h"
+#include "word2vec/sgns_op_pack.h"
+#include "word2vec/word2vec.h"
+#include "word2vec/word2vec_pack.h"
 
 namespace py = pybind11;
 
@@ -246,11 +250,6 @@ void bind_common(py::module_& m) {
 // ================================================================================================
 // word2vec trainer
 // ================================================================================================
-// The includes sit inside the sections (closing and reopening the anonymous namespace) so that the sections,
-// edited in parallel, never touch the same lines.
-}  // namespace
-#include "word2vec/word2vec_pack.h"
-namespace {
 
 // A vector's bytes as Python bytes (numpy.frombuffer on the Python side; keeps numpy headers out of the build).
 template <typename T>
@@ -358,11 +357,6 @@ void bind_masking(py::module_& m) {
 // ================================================================================================
 // sgns op
 // ================================================================================================
-}  // namespace
-#include "word2vec/noise_sampler.h"
-#include "word2vec/sgns_op.h"
-#include "word2vec/sgns_op_pack.h"
-namespace {
 
 // Params structs bound by word2vec/sgns_op_pack.h (shared with bindings_cuda.cpp).
 void bind_sgns(py::module_& m) {

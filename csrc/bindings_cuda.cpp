@@ -1,8 +1,7 @@
 // The PYBIND11_MODULE of the CUDA module `pyfast._C_cuda` (built only when nvcc is found). Same rules as
-// bindings.cpp: integers in (data_ptr, sizes, strides, and the current CUDA stream as an int), GIL released,
-// kernels in csrc/<op>/*.cu. CUDA errors raise RuntimeError (the kernels check cudaGetLastError after every
-// launch); bad sizes raise ValueError. Status of the kernels: compiled for sm_80/sm_90, run on an H200 on
-// 2026-11-28 (README, GPU section).
+// bindings.cpp: each entry takes its op's params struct (bound by <op>_pack.h, filled by name in Python) and the
+// current CUDA stream as an int, GIL released; kernels in csrc/<op>/*.cu. CUDA errors raise RuntimeError (the
+// kernels check cudaGetLastError after every launch); bad sizes raise ValueError.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
