@@ -168,11 +168,7 @@ def test_fully_masked_rows_return_zero(device):
 
 # The CUDA-core kernel (fp32, and head dims other than 64 / 128) treats a row whose scores are NaN as fully masked
 # (out 0, lse -inf); the CPU and tensor-core kernels propagate the NaN.
-_NAN_ROW_IS_ZERO = pytest.mark.xfail(reason="CUDA-core attention kernel: a NaN score row returns 0", strict=False)
-
-
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=_NAN_ROW_IS_ZERO),
-                                    pytest.param("emu", marks=_NAN_ROW_IS_ZERO)], indirect=True)
+@pytest.mark.parametrize("device", ALL, indirect=True)
 def test_nan_propagates(device):
     q, k, v = _inputs(1, 1, 1, 10, 12, 16, 16, device=device)
     with torch.no_grad():

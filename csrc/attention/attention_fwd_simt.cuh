@@ -61,7 +61,9 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_kernel(const Attention
       const int64_t j = j0 + lane;
       const bool visible = lane < nk && (!p.is_causal || j <= i);
       const float s = visible ? dot_rows(q_s + r * E, k_s + lane * k_ld, E) + hs.mask_at(i, j) : -INFINITY;
-      const float new_max = fmaxf(row_max[rr], warp_max(s));
+      float new_max = fmaxf(row_max[rr], warp_max(s));
+      // fmaxf drops NaN: a NaN score (a NaN in q, k or the mask) must poison its row, as on the CPU and tensor cores.
+      if (__any_sync(kFullWarp, isnan(s))) new_max = NAN;
       if (new_max == -INFINITY) continue;  // nothing visible yet in this row (warp-uniform)
       const float rescale = __expf(row_max[rr] - new_max);  // 0 on the first visible tile
       float prob = s == -INFINITY ? 0.0f : __expf(s - new_max);
