@@ -32,17 +32,14 @@ def _use_installed_native_modules() -> None:
 _use_installed_native_modules()
 
 from ._info import empty_cache, get_num_threads, info, set_num_threads  # noqa: E402
-from .data import DataCollatorForLanguageModeling  # noqa: E402
+from .data import DataCollatorForLanguageModeling, NoiseSampler, sample_negatives, skipgram_pairs  # noqa: E402
 from .nn import MLMHead, MultiheadSelfAttention, SkipGramNS  # noqa: E402
 from .ops import (  # noqa: E402
-    NoiseSampler,
     attention_varlen,
     gather_masked,
     mask_tokens,
-    sample_negatives,
     scaled_dot_product_attention,
     sgns_loss,
-    skipgram_pairs,
 )
 from .word2vec import KeyedVectors, Word2Vec  # noqa: E402
 

@@ -14,7 +14,6 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 LAYERS = {
     "pyfast._native": 0, "pyfast.rng": 1, "pyfast._info": 1,
     "pyfast.ops": 2, "pyfast.reference": 2,
-    "pyfast.data.samplers": 2,  # draws for the SGNS op (only _native and rng below it); ops re-exports them
     "pyfast.data": 3, "pyfast.nn": 3, "pyfast.keyedvectors": 3,
     "pyfast.word2vec": 4, "pyfast.models": 4,
     "pyfast.demo": 5, "pyfast.bench": 5, "pyfast.cli": 5, "pyfast.__main__": 5, "pyfast": 6,

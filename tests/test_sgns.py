@@ -13,7 +13,8 @@ import torch
 
 import pyfast
 from pyfast.nn import SkipGramNS
-from pyfast.ops import NoiseSampler, sample_negatives, sgns_loss, skipgram_pairs
+from pyfast.data import NoiseSampler, sample_negatives, skipgram_pairs
+from pyfast.ops import sgns_loss
 from pyfast.ops import sgns as sgns_module
 from pyfast.ops import sgns_grad
 from pyfast.reference.sgns import sgns_loss_reference
@@ -177,7 +178,11 @@ def test_samplers_live_with_the_data_utilities():
     import pyfast.ops
 
     for name in ("NoiseSampler", "sample_negatives", "skipgram_pairs"):
-        assert getattr(pyfast.ops, name) is getattr(pyfast.data, name) is getattr(pyfast, name)
+        with pytest.warns(DeprecationWarning, match=f"pyfast.ops.{name} moved to pyfast.data"):
+            old_home = getattr(pyfast.ops, name)
+        assert old_home is getattr(pyfast.data, name) is getattr(pyfast, name)
+    with pytest.raises(AttributeError):
+        pyfast.ops.no_such_name
 
 
 def _score_sweep(scores):

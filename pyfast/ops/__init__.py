@@ -3,10 +3,21 @@ from .attention import attention_varlen, scaled_dot_product_attention
 from .masking import gather_masked, mask_tokens
 from .sgns import advise_hugepages, sgns_loss
 
-# The samplers live with the data utilities (pyfast.data.samplers); re-exported here because they feed sgns_loss.
-from ..data.samplers import NoiseSampler, sample_negatives, skipgram_pairs  # noqa: E402
+__all__ = ["scaled_dot_product_attention", "attention_varlen", "mask_tokens", "gather_masked", "sgns_loss",
+           "advise_hugepages"]
 
-__all__ = [
-    "scaled_dot_product_attention", "attention_varlen", "mask_tokens", "gather_masked", "sgns_loss",
-    "sample_negatives", "NoiseSampler", "skipgram_pairs", "advise_hugepages",
-]
+_MOVED_TO_DATA = ("NoiseSampler", "sample_negatives", "skipgram_pairs")
+
+
+def __getattr__(name: str):
+    """pyfast.ops.NoiseSampler & co. still resolve, with a DeprecationWarning: the samplers live with the data
+    utilities (pyfast.data; also pyfast.NoiseSampler). Looked up lazily, so the ops never import the data layer
+    (which imports the ops): no package cycle."""
+    if name in _MOVED_TO_DATA:
+        import importlib
+        import warnings
+
+        warnings.warn(f"pyfast.ops.{name} moved to pyfast.data.{name} (also pyfast.{name})", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(importlib.import_module("pyfast.data.samplers"), name)
+    raise AttributeError(f"module 'pyfast.ops' has no attribute {name!r}")
