@@ -64,6 +64,14 @@ def ptr(t: torch.Tensor) -> int:
     return int(t.data_ptr())
 
 
+def fill(params, **fields):
+    """Sets each field of a native params struct (csrc/<op>/<op>_pack.h) by name and returns it: a misspelt field
+    is an AttributeError, never a silently shifted argument."""
+    for name, value in fields.items():
+        setattr(params, name, value)
+    return params
+
+
 def stream(t: torch.Tensor) -> int:
     """The current CUDA stream of t's device, as the integer handle the CUDA entry points take."""
     return int(torch.cuda.current_stream(t.device).cuda_stream)

@@ -348,19 +348,16 @@ class Word2Vec:
                                  end_alpha, self.workers if per_worker else 0)
             try:
                 native = _native.cpu()
-                params = native.TrainParams()
-                for name, value in (
-                        ("syn0", self.wv.vectors.ctypes.data), ("syn1neg", self.syn1neg.ctypes.data),
-                        ("vocab_size", V), ("dim", d), ("ids", corpus.ids.ctypes.data), ("n_ids", len(corpus.ids)),
-                        ("sentence_offsets", corpus.offsets.ctypes.data), ("n_sentences", corpus.n_sentences),
-                        ("keep_prob", keep_prob.ctypes.data), ("noise_weights", noise.ctypes.data),
-                        ("sg", int(self.sg)), ("cbow_mean", int(self.cbow_mean)), ("negative", self.negative),
-                        ("window", self.window), ("shrink_windows", int(self.shrink_windows)),
-                        ("shared_negatives", int(self.shared_negatives)), ("workers", self.workers),
-                        ("compute_loss", int(self.compute_loss)), ("alpha0", start_alpha), ("min_alpha", end_alpha),
-                        ("total_words", total), ("words_done", words_done.ctypes.data), ("seed", self.seed),
-                        ("epoch", self.epochs_trained), ("alpha_per_worker", per_worker)):
-                    setattr(params, name, value)  # by name: a misspelt field is an AttributeError
+                params = _native.fill(
+                    native.TrainParams(), syn0=self.wv.vectors.ctypes.data,
+                    syn1neg=self.syn1neg.ctypes.data, vocab_size=V, dim=d, ids=corpus.ids.ctypes.data,
+                    n_ids=len(corpus.ids), sentence_offsets=corpus.offsets.ctypes.data,
+                    n_sentences=corpus.n_sentences, keep_prob=keep_prob.ctypes.data, noise_weights=noise.ctypes.data,
+                    sg=int(self.sg), cbow_mean=int(self.cbow_mean), negative=self.negative, window=self.window,
+                    shrink_windows=int(self.shrink_windows), shared_negatives=int(self.shared_negatives),
+                    workers=self.workers, compute_loss=int(self.compute_loss), alpha0=start_alpha,
+                    min_alpha=end_alpha, total_words=total, words_done=words_done.ctypes.data, seed=self.seed,
+                    epoch=self.epochs_trained, alpha_per_worker=per_worker)
                 result = native.w2v_train_epoch(params)
                 loss, kept, pairs, alpha_end = result.loss, result.trained_words, result.pairs, result.end_alpha
             finally:

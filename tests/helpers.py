@@ -1,23 +1,12 @@
-"""Shared test helpers: devices to parametrise over, an assert_close that says where the worst element is, a
-target for two-process DDP tests, the attention shapes and masking batches/modes the CPU, GPU and emulated-GPU
+"""Shared test helpers (the devices come from conftest's `device` fixture): an assert_close that says where the
+worst element is, a target for two-process DDP tests, the attention shapes and the masking batches / modes the op
 tests share."""
 from __future__ import annotations
 
 import os
 import sys
 
-import pytest
 import torch
-
-import pyfast
-
-
-def devices() -> list:
-    """cpu always; cuda when a GPU is visible and the CUDA module was built (otherwise a skipped param)."""
-    out = ["cpu"]
-    cuda_ok = torch.cuda.is_available() and pyfast.info()["cuda_built"]
-    out.append(pytest.param("cuda", marks=pytest.mark.skipif(not cuda_ok, reason="needs a CUDA device and a CUDA build")))
-    return out
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, atol: float, rtol: float, name: str = "tensor") -> None:

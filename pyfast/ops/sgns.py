@@ -80,17 +80,10 @@ def _row_major(w: torch.Tensor) -> torch.Tensor:
     return w if w.stride(1) == 1 else w.contiguous()
 
 
-def _fill(params, **fields):
-    """Sets each field of a native params struct by name (a misspelt name is an AttributeError) and returns it."""
-    for name, value in fields.items():
-        setattr(params, name, value)
-    return params
-
-
 def _pack_sgns(native, in_w, out_w, centers, contexts, negatives):
     """native.SgnsParams of one batch: row-major weights (any row stride), contiguous ids, on one device."""
     ptr = _native.ptr
-    return _fill(native.SgnsParams(), in_weight=ptr(in_w), out_weight=ptr(out_w), in_stride=in_w.stride(0),
+    return _native.fill(native.SgnsParams(), in_weight=ptr(in_w), out_weight=ptr(out_w), in_stride=in_w.stride(0),
                  out_stride=out_w.stride(0), centers=ptr(centers), contexts=ptr(contexts), negatives=ptr(negatives),
                  num_embeddings=in_w.shape[0], dim=in_w.shape[1], num_pairs=negatives.shape[0],
                  num_negatives=negatives.shape[1], dtype=_native.dtype_code(in_w.dtype, "sgns_loss"))
@@ -114,7 +107,7 @@ def _pack_sgns_fwd(native, in_w, out_w, centers, contexts, negatives, loss, coef
     in_grad_dir absent (0) when they have no rows (no backward to follow)."""
     ptr = _native.ptr
     saved = center_rows.shape[0] > 0
-    return _fill(native.SgnsForwardParams(), batch=_pack_sgns(native, in_w, out_w, centers, contexts, negatives),
+    return _native.fill(native.SgnsForwardParams(), batch=_pack_sgns(native, in_w, out_w, centers, contexts, negatives),
                  loss=ptr(loss), coef=ptr(coef), center_rows=ptr(center_rows) if saved else 0,
                  in_grad_dir=ptr(in_grad_dir) if saved else 0)
 
@@ -128,7 +121,7 @@ def _unique_slots(native, centers, contexts, negatives, num_embeddings: int):
     out_ids, target_slot = torch.empty(n * (k + 1), dtype=torch.int64), torch.empty(n * (k + 1), dtype=torch.int64)
     counts = torch.zeros(2, dtype=torch.int64)
     ptr = _native.ptr
-    native.sgns_unique(_fill(native.SgnsUniqueParams(), centers=ptr(centers), contexts=ptr(contexts),
+    native.sgns_unique(_native.fill(native.SgnsUniqueParams(), centers=ptr(centers), contexts=ptr(contexts),
                              negatives=ptr(negatives), num_embeddings=num_embeddings, num_pairs=n, num_negatives=k,
                              unique_centers=ptr(in_ids), center_slot=ptr(center_slot), unique_targets=ptr(out_ids),
                              target_slot=ptr(target_slot), counts=ptr(counts)))
@@ -286,7 +279,7 @@ def _sgns_bwd_cpu(coef, grad_loss, center_rows, in_grad_dir, centers, contexts, 
     in_rows = sgns_grad.new_rows(coef, in_ids.numel(), d)
     out_rows = sgns_grad.new_rows(coef, out_ids.numel(), d)
     ptr = _native.ptr
-    native.sgns_backward(_fill(
+    native.sgns_backward(_native.fill(
         native.SgnsBackwardParams(), num_pairs=n, num_negatives=k, dim=d,
         dtype=_native.dtype_code(coef.dtype, "sgns_loss"), coef=ptr(coef), grad_loss=ptr(grad_loss),
         center_rows=ptr(center_rows), in_grad_dir=ptr(in_grad_dir), center_slot=ptr(center_slot),
@@ -315,7 +308,7 @@ def _fused_forward(in_weight, out_weight, centers, contexts, negatives, scale: f
     out_rows = sgns_grad.new_rows(in_w, out_ids.numel() if need_out else 0, d)
     loss = in_w.new_empty(())
     ptr = _native.ptr
-    native.sgns_forward_fused(_fill(
+    native.sgns_forward_fused(_native.fill(
         native.SgnsFusedParams(), batch=_pack_sgns(native, in_w, out_w, centers, contexts, negatives), scale=scale,
         center_slot=ptr(center_slot), num_unique_centers=in_ids.numel(), target_slot=ptr(target_slot),
         num_unique_targets=out_ids.numel(), loss=ptr(loss), grad_in_rows=ptr(in_rows) if need_in else 0,
