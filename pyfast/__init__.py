@@ -32,7 +32,13 @@ def _use_installed_native_modules() -> None:
 _use_installed_native_modules()
 
 from ._info import empty_cache, get_num_threads, info, set_num_threads  # noqa: E402
-from .data import DataCollatorForLanguageModeling, NoiseSampler, sample_negatives, skipgram_pairs  # noqa: E402
+from .data import (  # noqa: E402
+    DataCollatorForLanguageModeling,
+    DataCollatorForMLMWithFlattening,
+    NoiseSampler,
+    sample_negatives,
+    skipgram_pairs,
+)
 from .nn import MLMHead, MultiheadSelfAttention, SkipGramNS  # noqa: E402
 from .ops import (  # noqa: E402
     attention_varlen,
@@ -60,6 +66,7 @@ __all__ = [
     "Word2Vec", "KeyedVectors",
     # masking
     "mask_tokens", "gather_masked", "MLMHead", "DataCollatorForLanguageModeling",
+    "DataCollatorForMLMWithFlattening",
     # SGNS op
     "sgns_loss", "sample_negatives", "NoiseSampler", "skipgram_pairs", "SkipGramNS",
     # subpackages

@@ -100,3 +100,44 @@ def assert_masking_equal(mode: str, cpu: tuple, other: tuple, other_name: str, e
         diff = torch.nonzero(c != g)
         assert diff.numel() == 0, (f"{mode}: {name} differ at {diff.shape[0]} positions, first {diff[0].tolist()}: "
                                    f"{expected_name} {c[tuple(diff[0])]}, {other_name} {g[tuple(diff[0])]}")
+
+
+# A small real tokenizer for the collator tests, built offline: HF tokenizers' WordPiece trained on an in-memory
+# corpus (vocab 110: the common words stay whole, the rare ones split into "##" pieces), wrapped as HF's
+# BertTokenizerFast with [CLS] ... [SEP] post-processing. Ids 0-4 are [PAD] [UNK] [CLS] [SEP] [MASK].
+COMMON_WORDS = ["the", "a", "of", "and", "to", "in", "is", "quick", "brown", "fox", "dog", "lazy", "jumps", "over", "cat"]
+RARE_WORDS = ["unbelievable", "international", "pretraining", "tokenization", "collaborator", "masking",
+              "whispering", "extraordinary", "misunderstanding", "reconstruction"]
+
+
+def wordpiece_tokenizer(vocab_size: int = 110):
+    """A transformers BertTokenizerFast over a WordPiece vocabulary trained here (no hub access)."""
+    import numpy as np
+    import tokenizers
+    import transformers
+    from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    rnd = np.random.default_rng(0)
+    corpus = [" ".join(rnd.choice(COMMON_WORDS, 10)) + " " + str(rnd.choice(RARE_WORDS)) + str(rnd.choice([".", ",", "!", ""]))
+              for _ in range(400)]
+    tok = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(corpus, trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], min_frequency=1))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tok.decoder = decoders.WordPiece()
+    return transformers.BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                                          cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+
+
+def random_texts(n: int, seed: int, max_words: int = 14) -> list[str]:
+    """n sentences of 1..max_words words, common and rare mixed, some with punctuation."""
+    import numpy as np
+
+    rnd = np.random.default_rng(seed)
+    words = COMMON_WORDS + RARE_WORDS
+    return [" ".join(rnd.choice(words, int(rnd.integers(1, max_words + 1)))) + str(rnd.choice(["", ".", ","]))
+            for _ in range(n)]

@@ -1,8 +1,10 @@
 """pyfast.data: what feeds the kernels: the MLM collator (collators.py) and the word2vec samplers (samplers.py)."""
-from .collators import DataCollatorForLanguageModeling, word_starts_from_continuation
+from .collators import DataCollatorForLanguageModeling, DataCollatorForMLMWithFlattening, \
+    word_starts_from_continuation, word_starts_from_offsets
 from .samplers import NoiseSampler, sample_negatives, skipgram_pairs
 
 __all__ = [
-    "DataCollatorForLanguageModeling", "word_starts_from_continuation",
+    "DataCollatorForLanguageModeling", "DataCollatorForMLMWithFlattening", "word_starts_from_continuation",
+    "word_starts_from_offsets",
     "NoiseSampler", "sample_negatives", "skipgram_pairs",
 ]
