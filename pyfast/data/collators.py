@@ -104,6 +104,8 @@ class DataCollatorForLanguageModeling:
     through to mask_tokens.
     """
 
+    _op = _OP  # the name error messages start with
+
     def __init__(self, tokenizer, mlm: bool = True, mlm_probability: float = 0.15, mask_replace_prob: float = 0.8,
                  random_replace_prob: float = 0.1, pad_to_multiple_of: int | None = None, return_tensors: str = "pt",
                  seed: int | None = None, whole_word_mask: bool = False, max_predictions: int | None = None,
