@@ -1,6 +1,6 @@
 """Shared test helpers (the devices come from conftest's `device` fixture): an assert_close that says where the
 worst element is, a target for two-process DDP tests, the attention shapes and the masking batches / modes the op
-tests share."""
+tests share, and the small offline WordPiece tokenizer of the collator tests."""
 from __future__ import annotations
 
 import os
@@ -105,7 +105,8 @@ def assert_masking_equal(mode: str, cpu: tuple, other: tuple, other_name: str, e
 # A small real tokenizer for the collator tests, built offline: HF tokenizers' WordPiece trained on an in-memory
 # corpus (vocab 110: the common words stay whole, the rare ones split into "##" pieces), wrapped as HF's
 # BertTokenizerFast with [CLS] ... [SEP] post-processing. Ids 0-4 are [PAD] [UNK] [CLS] [SEP] [MASK].
-COMMON_WORDS = ["the", "a", "of", "and", "to", "in", "is", "quick", "brown", "fox", "dog", "lazy", "jumps", "over", "cat"]
+COMMON_WORDS = ["the", "a", "of", "and", "to", "in", "is", "quick", "brown", "fox", "dog", "lazy", "jumps", "over",
+                "cat"]
 RARE_WORDS = ["unbelievable", "international", "pretraining", "tokenization", "collaborator", "masking",
               "whispering", "extraordinary", "misunderstanding", "reconstruction"]
 
@@ -118,8 +119,8 @@ def wordpiece_tokenizer(vocab_size: int = 110):
     from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     rnd = np.random.default_rng(0)
-    corpus = [" ".join(rnd.choice(COMMON_WORDS, 10)) + " " + str(rnd.choice(RARE_WORDS)) + str(rnd.choice([".", ",", "!", ""]))
-              for _ in range(400)]
+    corpus = [" ".join(rnd.choice(COMMON_WORDS, 10)) + " " + str(rnd.choice(RARE_WORDS))
+              + str(rnd.choice([".", ",", "!", ""])) for _ in range(400)]
     tok = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()

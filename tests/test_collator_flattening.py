@@ -174,7 +174,8 @@ def test_tokenizer_without_pad_token(tok):
 
 def test_bad_input(tok):
     C = DataCollatorForMLMWithFlattening
-    with pytest.raises(ValueError, match="^DataCollatorForMLMWithFlattening: cannot collate an empty list of features$"):
+    with pytest.raises(ValueError, match="^DataCollatorForMLMWithFlattening: cannot collate an empty list of "
+                                         "features$"):
         C(tok)([])
     with pytest.raises(ValueError, match="^DataCollatorForMLMWithFlattening: every example in the batch is empty$"):
         C(tok)([{"input_ids": []}, {"input_ids": []}])

@@ -56,8 +56,14 @@ EXPECTED_DIFFERENCES = {
 }
 
 
+HF_MAJOR = int(transformers.__version__.split(".")[0])
+
+
 @pytest.fixture(params=IMPLS)
 def impl(request):
+    if request.param == "hf" and HF_MAJOR < 5:
+        pytest.skip(f"the suite follows transformers 5's collator (whole_word_mask from offset_mapping); "
+                    f"{transformers.__version__} is installed")
     reason = EXPECTED_DIFFERENCES.get(request.node.name)
     if reason is not None:
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
