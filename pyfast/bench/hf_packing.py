@@ -10,6 +10,7 @@ Work unit: thousands of real (non-padding) tokens per second; the padding share 
 """
 from __future__ import annotations
 
+import copy
 import random
 
 import torch
@@ -46,8 +47,13 @@ def _case(batch: int, max_len: int, hidden: int, layers: int, heads: int, repeat
                         pad_token_id=tokenizer.pad_token_id, hidden_dropout_prob=0.0,
                         attention_probs_dropout_prob=0.0)
     torch.manual_seed(0)
-    models = {name: BertForMaskedLM._from_config(config, attn_implementation=impl)
+    # One config object each: _from_config writes attn_implementation into the config it is given, so a shared
+    # config would switch every model to the last implementation named.
+    models = {name: BertForMaskedLM._from_config(copy.deepcopy(config), attn_implementation=impl)
               for name, impl in (("padded", "pyfast"), ("packed", "pyfast"), ("sdpa", "sdpa"))}
+    impls = {k: m.config._attn_implementation for k, m in models.items()}
+    if impls != {"padded": "pyfast", "packed": "pyfast", "sdpa": "sdpa"}:
+        raise AssertionError(f"hf_packing bench: attention implementations {impls}")
     for m in models.values():
         m.load_state_dict(models["padded"].state_dict())
         m.train()

@@ -9,7 +9,10 @@ would have to import transformers, which takes seconds. Two paths:
   sequence bounds come from ``cu_seq_lens_q/k`` + ``max_length_q/k`` (``return_flash_attn_kwargs=True``) or, as for
   HF's flash attention, from ``position_ids`` that restart; then ``pyfast.attention_varlen`` attends within each
   sequence (causal for decoders, bidirectional for encoders), on the CPU as well as CUDA. Encoders (BERT) get no
-  mask from HF there, so without this they would attend across sequences, as HF's "sdpa" does.
+  mask from HF there, so without this they would attend across sequences, as HF's "sdpa" does. Decoders in
+  training get HF's (T, T) block-causal mask besides: when it says nothing beyond the bounds it is skipped (checked
+  once per forward); a mask that says more (ModernBERT's local window) is kept, cut to each sequence, and runs in
+  the masked kernel.
 Limits: softcap and output_attentions (attention weights) are not supported; the packed-input checks read tensor
 values (one host sync per forward, cached across layers), so they break torch.compile graphs as HF's flash path does.
 """
@@ -24,10 +27,11 @@ from torch import Tensor
 
 from ..ops import attention_varlen, scaled_dot_product_attention
 
-try:
-    import transformers as _transformers  # noqa: F401
+try:  # AttentionMaskInterface (masking_utils) appeared in transformers 4.53; tested with 5.24
+    from transformers.masking_utils import AttentionMaskInterface as _AttentionMaskInterface  # noqa: F401
 except ImportError as exc:  # say what is missing here, not deep inside register()
-    raise ImportError("pyfast.integrations.transformers needs transformers: pip install transformers") from exc
+    raise ImportError("pyfast.integrations.transformers needs transformers >= 4.53 (AttentionInterface and "
+                      "masking_utils.AttentionMaskInterface): pip install -U transformers") from exc
 
 __all__ = ["NAME", "register", "is_registered", "attention_forward", "packed_sequences"]
 
