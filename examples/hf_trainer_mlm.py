@@ -63,6 +63,7 @@ def main(argv=None) -> dict:
         learning_rate=args.lr, warmup_steps=max(1, args.max_steps // 10), logging_steps=max(1, args.max_steps // 10),
         save_strategy="no", report_to=[], seed=args.seed, disable_tqdm=True,
         remove_unused_columns=False,  # the examples are plain dicts, not a datasets.Dataset
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = Trainer(model=model, args=training_args, train_dataset=examples, data_collator=collator)
     trainer.train()

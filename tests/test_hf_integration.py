@@ -203,6 +203,24 @@ def test_packed_encoder_is_why_varlen_matters():
         assert not torch.allclose(theirs.eval()(**batch).logits[:, :LENGTHS[0]], first_alone, atol=1e-3)
 
 
+@pytest.mark.parametrize("family", ["llama", "bert"])
+def test_packed_batch_under_inference_mode(family):
+    """Inference tensors have no version counter: the per-forward cache steps aside, the result is the same."""
+    ours, _ = _pair(family, "cpu")
+    batch = transformers.DataCollatorWithFlattening()([{"input_ids": s} for s in _sequences()], return_tensors="pt")
+    batch.pop("labels")
+    with torch.no_grad():
+        want = ours.eval()(**batch, use_cache=False).logits
+    with torch.inference_mode():
+        for _ in range(2):
+            got = ours(input_ids=batch["input_ids"].clone(), position_ids=batch["position_ids"].clone(),
+                       use_cache=False).logits
+            assert_close(got, want, **TOL, name=f"{family} under inference_mode")
+    with torch.no_grad():
+        first_alone = ours(input_ids=batch["input_ids"][:, :LENGTHS[0]], use_cache=False).logits
+    assert_close(want[:, :LENGTHS[0]], first_alone, **TOL, name=f"{family} first sequence")
+
+
 def test_packed_sequences_from_position_ids():
     cu, longest = pfhf.packed_sequences(torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]]))
     assert cu.dtype == torch.int32 and cu.tolist() == [0, 3, 5, 9] and longest == 4

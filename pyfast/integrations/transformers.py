@@ -72,12 +72,16 @@ class _Memo:
         self._value = None
 
     def get(self, *tensors: Tensor):
+        if any(t.is_inference() for t in tensors):  # no version counter to tell an in-place change: never cached
+            return False, None
         key = tuple((id(t), t._version) for t in tensors)
         if key == self._key and all(r() is t for r, t in zip(self._refs, tensors)):
             return True, self._value
         return False, None
 
     def put(self, value, *tensors: Tensor):
+        if any(t.is_inference() for t in tensors):
+            return value
         self._key = tuple((id(t), t._version) for t in tensors)
         self._refs = tuple(weakref.ref(t) for t in tensors)
         self._value = value
