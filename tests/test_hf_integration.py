@@ -14,7 +14,7 @@ transformers = pytest.importorskip("transformers")
 pfhf = pytest.importorskip("pyfast.integrations.transformers")
 
 import pyfast  # noqa: E402
-from tests.helpers import assert_close  # noqa: E402
+from helpers import assert_close  # noqa: E402
 
 TOL = dict(atol=1e-4, rtol=1e-4)
 VOCAB = 97
