@@ -10,6 +10,7 @@ REGISTRY = {
     "word2vec": "pyfast.bench.word2vec",
     "masking": "pyfast.bench.masking",
     "sgns": "pyfast.bench.sgns",
+    "hf_packing": "pyfast.bench.hf_packing",
 }
 
 __all__ = ["Case", "CaseResult", "Contender", "REGISTRY", "machine_info", "run_case", "run_cases"]
