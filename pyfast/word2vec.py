@@ -15,7 +15,8 @@ over all epochs). Differences, on purpose:
 - ``get_latest_training_loss()`` is the loss of the latest epoch, summed in float64 over all threads;
   ``training_losses`` holds one value per epoch. (gensim's is a cumulative float32 that saturates.)
 - initial vectors come from Philox keyed by (seed, row, column), so ``workers=1`` + seed is bitwise reproducible
-  whatever PYTHONHASHSEED is. Hierarchical softmax (hs=1) and online vocabulary updates are not implemented.
+  whatever PYTHONHASHSEED is. Hierarchical softmax (hs=1, and so score()) is not implemented. Online vocabulary
+  updates (build_vocab(update=True)) append new words after the existing ones, as gensim does.
 """
 from __future__ import annotations
 
@@ -171,7 +172,8 @@ class Word2Vec:
             raise ValueError("Word2Vec: negative must be >= 1 (negative sampling is the only training objective; "
                              "hs=1 is not implemented)")
         if trim_rule is not None and not callable(trim_rule):
-            raise TypeError(f"Word2Vec: trim_rule must be callable (word, count, min_count) -> RULE_*, got {trim_rule!r}")
+            raise TypeError(f"Word2Vec: trim_rule must be callable (word, count, min_count) -> RULE_*, "
+                            f"got {trim_rule!r}")
         self.trim_rule = trim_rule  # used by build_vocab; not saved (gensim does not save it either)
         self.null_word = int(bool(null_word))
         self.raw_vocab = None

@@ -42,7 +42,10 @@ PATCHED = _MODE != "gensim"
 
 _HS = "hs=1 (hierarchical softmax) is not implemented: Word2Vec raises NotImplementedError"
 
-# "Class::test" -> why pyfast fails it. Reviewed one by one; grouped by reason.
+# "Class::test" -> (the exception pyfast raises there, why). Reviewed one by one. Strict: a test that starts passing
+# fails the run; and a test that fails with any other exception fails it too (so a new bug cannot hide behind an
+# old entry).
+_HS = (NotImplementedError, "hs=1 (hierarchical softmax) is not implemented: Word2Vec(hs=1) raises NotImplementedError")
 EXPECTED_FAILURES = {
     **{f"TestWord2VecModel::{name}": _HS for name in (
         "test_build_vocab_from_freq", "test_prune_vocab", "test_online_learning", "test_online_learning_from_file",
@@ -52,19 +55,28 @@ EXPECTED_FAILURES = {
         "test_similar_by", "test_train_hs_and_neg", "test_train_with_explicit_param", "test_compute_training_loss",
         "test_predict_output_word",
     )},
-    "TestWord2VecModel::test_persistence_backwards_compatible":
-        "Word2Vec.score needs hierarchical softmax (hs=1): raises NotImplementedError (the gensim 3.8 model loads)",
-    "TestWord2VecModel::test_load_old_model":
-        "gensim internals pyfast lacks: wv.vectors_lockf (per-vector learning-rate locks) and cum_table (the noise "
-        "table; pyfast's is native); the old model itself loads",
-    "TestWord2VecModel::test_load_old_model_separates":
-        "gensim internals pyfast lacks: wv.vectors_lockf and cum_table (see test_load_old_model)",
-    "TestWord2VecModel::test_build_vocab_warning":
-        "a str where a sentence (list of tokens) belongs: pyfast raises TypeError, gensim logs a warning and trains "
-        "on single characters",
-    "TestWord2VecModel::test_persistence_word2vec_format_combination_with_standard_persistence":
-        "Word2Vec.load of a KeyedVectors file: pyfast raises ValueError ('not a pyfast Word2Vec file ... kind "
-        "KeyedVectors'), gensim an AttributeError",
+    "TestWord2VecModel::test_persistence_backwards_compatible": (
+        NotImplementedError, "Word2Vec.score needs hierarchical softmax (hs=1): raises NotImplementedError (the "
+        "gensim 3.8 model itself loads)"),
+    "TestWord2VecModel::test_load_old_model": (
+        AttributeError, "gensim internals pyfast lacks: wv.vectors_lockf (per-vector learning-rate locks) and "
+        "cum_table (the noise table; pyfast's is native); the old model itself loads"),
+    "TestWord2VecModel::test_load_old_model_separates": (
+        AttributeError, "gensim internals pyfast lacks: wv.vectors_lockf and cum_table (see test_load_old_model)"),
+    "TestWord2VecModel::test_build_vocab_warning": (
+        TypeError, "a str where a sentence (list of tokens) belongs: pyfast raises TypeError, gensim logs a warning "
+        "and trains on single characters"),
+    "TestWord2VecModel::test_persistence_word2vec_format_combination_with_standard_persistence": (
+        ValueError, "Word2Vec.load of a KeyedVectors file: pyfast raises ValueError ('not a pyfast Word2Vec file ... "
+        "kind KeyedVectors'), gensim an AttributeError"),
+}
+
+# Seed- and thread-timing-dependent tests, run as non-strict xfails (they may pass or fail; an error other than an
+# assertion still fails the run). Rates measured on the 2-core CI VM with the test's own settings (workers=4).
+FLAKY = {
+    "TestWord2VecModel::test_parallel":
+        "rank of 'palestinian' among 'israeli's neighbours must be < 6 in a 16-dim Hogwild model: gensim itself "
+        "fails it in 2 of 8 seeds, pyfast in 4 of 20",
 }
 
 
@@ -160,14 +172,19 @@ _CLASSES = {
 }
 
 if _MODE == "pyfast":
-    for _node, _reason in EXPECTED_FAILURES.items():
+    for _node, (_raises, _reason) in EXPECTED_FAILURES.items():
         _cls, _method = _node.split("::")
-        setattr(_CLASSES[_cls], _method, pytest.mark.xfail(strict=True, reason=_reason)(getattr(_CLASSES[_cls], _method)))
+        _mark = pytest.mark.xfail(strict=True, raises=_raises, reason=_reason)
+        setattr(_CLASSES[_cls], _method, _mark(getattr(_CLASSES[_cls], _method)))
+    for _node, _reason in FLAKY.items():
+        _cls, _method = _node.split("::")
+        _mark = pytest.mark.xfail(strict=False, raises=AssertionError, reason=_reason)
+        setattr(_CLASSES[_cls], _method, _mark(getattr(_CLASSES[_cls], _method)))
 
 globals().update(_CLASSES)  # pytest collects gensim's TestCase classes from this module
 
 
 def test_expected_failures_name_real_tests():
     """A renamed or removed gensim test must not leave a dead entry behind (another gensim version: re-review)."""
-    missing = [n for n in EXPECTED_FAILURES if not hasattr(_CLASSES[n.split("::")[0]], n.split("::")[1])]
+    missing = [n for n in {**EXPECTED_FAILURES, **FLAKY} if not hasattr(_CLASSES[n.split("::")[0]], n.split("::")[1])]
     assert not missing, f"EXPECTED_FAILURES names tests the installed gensim {gensim.__version__} lacks: {missing}"
