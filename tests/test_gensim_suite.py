@@ -138,15 +138,14 @@ def _log_capture():
 
 @contextlib.contextmanager
 def _testfixtures_available():
-    try:
-        import testfixtures  # noqa: F401
+    if importlib.util.find_spec("testfixtures") is not None:
         yield
-    except ImportError:
-        sys.modules["testfixtures"] = types.SimpleNamespace(log_capture=_log_capture)
-        try:
-            yield
-        finally:
-            del sys.modules["testfixtures"]
+        return
+    sys.modules["testfixtures"] = types.SimpleNamespace(log_capture=_log_capture)
+    try:
+        yield
+    finally:
+        del sys.modules["testfixtures"]
 
 
 def _load(name: str, patch: dict):
