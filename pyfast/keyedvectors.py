@@ -73,6 +73,17 @@ class KeyedVectors:
             return self.get_vector(key_or_keys)
         return np.vstack([self.get_vector(k) for k in key_or_keys])
 
+    def __setitem__(self, keys, weights):
+        """``kv[key] = vector`` / ``kv[keys] = vectors``: replace known keys' vectors, append new keys."""
+        if isinstance(keys, (str, int, np.integer)):
+            keys, weights = [keys], np.asarray(weights).reshape(1, -1)
+        self.add_vectors(keys, weights, replace=True)
+
+    @property
+    def expandos(self) -> dict:
+        """gensim's per-key attribute arrays; pyfast stores one, ``count``."""
+        return {"count": self.counts}
+
     def get_index(self, key, default=None) -> int:
         index = self.key_to_index.get(key)
         if index is not None:
@@ -95,6 +106,78 @@ class KeyedVectors:
         if attr != "count":
             raise KeyError(f"KeyedVectors: unknown attribute {attr!r} (only 'count' is stored)")
         return int(self.counts[self.get_index(key)])
+
+    def set_vecattr(self, key, attr: str, value) -> None:
+        if attr != "count":
+            raise KeyError(f"KeyedVectors: unknown attribute {attr!r} (only 'count' is stored)")
+        self.counts[self.get_index(key)] = int(value)
+
+    def add_vectors(self, keys, weights, extras=None, replace=False) -> None:
+        """Append vectors for new keys (count 0, or ``extras={"count": [...]}``); keys already present keep their
+        vectors unless ``replace=True``. One reallocation per call: add many keys at once, not one by one."""
+        if isinstance(keys, (str, int, np.integer)):
+            keys, weights = [keys], np.asarray(weights).reshape(1, -1)
+        keys = list(keys)
+        if not keys:
+            return
+        weights = np.asarray(weights).reshape(len(keys), -1)
+        if weights.shape[1] != self.vector_size:
+            raise ValueError(f"add_vectors: vectors have {weights.shape[1]} values, this KeyedVectors has "
+                             f"vector_size={self.vector_size}")
+        extras = dict(extras or {})
+        counts = np.asarray(extras.pop("count", np.zeros(len(keys))), dtype=np.int64).reshape(len(keys))
+        if extras:
+            raise KeyError(f"add_vectors: unknown attributes {sorted(extras)} (only 'count' is stored)")
+        new: dict = {}  # new key -> position of its last vector in this call (a repeated key: the last one wins)
+        for i, k in enumerate(keys):
+            index = self.key_to_index.get(k)
+            if index is None:
+                new[k] = i
+            elif replace:
+                self.vectors[index] = weights[i]
+                if counts[i]:
+                    self.counts[index] = counts[i]
+        if new:
+            at = list(new.values())
+            dtype = self.vectors.dtype
+            self.vectors = np.vstack([self.vectors, weights[at].astype(dtype)])
+            self.counts = np.concatenate([self.counts, counts[at]])
+            for k in new:
+                self.key_to_index[k] = len(self.index_to_key)
+                self.index_to_key.append(k)
+        self.norms = None
+
+    def add_vector(self, key, vector) -> int:
+        """Add (or replace) one key's vector; returns its index."""
+        self.add_vectors([key], np.asarray(vector).reshape(1, -1), replace=True)
+        return self.key_to_index[key]
+
+    def resize_vectors(self, seed=0) -> None:
+        """Make ``vectors`` as long as ``index_to_key``: rows past the end get small random values (gensim's
+        range, [-1/d, 1/d)), rows past the vocabulary are dropped."""
+        n, have = len(self.index_to_key), self.vectors.shape[0]
+        if have < n:
+            rng = np.random.default_rng(seed)
+            extra = ((rng.random((n - have, self.vector_size)) * 2 - 1) / self.vector_size).astype(self.vectors.dtype)
+            self.vectors = np.vstack([self.vectors, extra])
+        self.vectors = self.vectors[:n]
+        self.counts = np.concatenate([self.counts, np.zeros(max(0, n - len(self.counts)), np.int64)])[:n]
+        self.norms = None
+
+    def vectors_for_all(self, keys, allow_inference=True, copy_vecattrs=False) -> "KeyedVectors":
+        """A new KeyedVectors with the vectors of those ``keys`` that are present (first occurrence order).
+        ``allow_inference`` is for gensim's FastText (vectors of unknown words from n-grams): no effect here."""
+        keys = [k for k in dict.fromkeys(keys) if k in self.key_to_index]
+        at = [self.key_to_index[k] for k in keys]
+        kv = type(self)(self.vector_size, 0, dtype=self.vectors.dtype)
+        kv.set_vocab(keys, self.counts[at] if copy_vecattrs else np.zeros(len(keys), np.int64))
+        kv.vectors = self.vectors[at].copy()
+        return kv
+
+    def unit_normalize_all(self) -> None:
+        """Scale every vector to unit length, in place (the raw vectors are gone)."""
+        self.vectors = self.vectors / self._get_norms()[:, None].astype(self.vectors.dtype)
+        self.norms = np.ones(len(self.vectors), dtype=np.float32)
 
     def set_vocab(self, keys: list[str], counts) -> None:
         self.index_to_key = list(keys)
@@ -121,21 +204,130 @@ class KeyedVectors:
         return self.vectors / self._get_norms()[:, None]
 
     def similarity(self, w1, w2) -> float:
-        return float(np.dot(self.get_vector(w1, norm=True), self.get_vector(w2, norm=True)))
+        return _cosine(self.get_vector(w1), self.get_vector(w2))
 
     def n_similarity(self, ws1, ws2) -> float:
+        """Cosine similarity of the means of two sets of (raw) vectors, gensim's definition; one key each gives
+        exactly ``similarity``."""
         if not len(ws1) or not len(ws2):
             raise ZeroDivisionError("At least one of the passed lists is empty.")
-        a = np.mean([self.get_vector(k, norm=True) for k in ws1], axis=0)
-        b = np.mean([self.get_vector(k, norm=True) for k in ws2], axis=0)
-        return float(np.dot(a / np.linalg.norm(a), b / np.linalg.norm(b)))
+        a = np.mean([self.get_vector(k) for k in ws1], axis=0)
+        b = np.mean([self.get_vector(k) for k in ws2], axis=0)
+        return _cosine(a, b)
+
+    def distance(self, w1, w2) -> float:
+        """Cosine distance, 1 - similarity."""
+        return 1.0 - self.similarity(w1, w2)
+
+    @staticmethod
+    def cosine_similarities(vector_1, vectors_all) -> np.ndarray:
+        """Cosine similarity of one vector (d,) with each row of (n, d)."""
+        vectors_all = np.asarray(vectors_all)
+        norms = np.linalg.norm(vectors_all, axis=1) * np.linalg.norm(vector_1)
+        return vectors_all @ vector_1 / np.where(norms == 0, 1.0, norms)
+
+    def distances(self, word_or_vector, other_words=()) -> np.ndarray:
+        """Cosine distances from a key (or vector) to ``other_words``, or to every key when none are given."""
+        query = self.get_vector(word_or_vector) if not isinstance(word_or_vector, np.ndarray) else word_or_vector
+        others = self.vectors if not len(other_words) else self.vectors[[self.get_index(k) for k in other_words]]
+        return 1.0 - self.cosine_similarities(query, others)
+
+    def closer_than(self, key1, key2) -> list:
+        """Keys closer to ``key1`` than ``key2`` is (``key1`` itself left out), in index order."""
+        dists = self.distances(key1)
+        i1, i2 = self.get_index(key1), self.get_index(key2)
+        return [self.index_to_key[i] for i in np.flatnonzero(dists < dists[i2]) if i != i1]
+
+    words_closer_than = closer_than
+
+    def rank(self, key1, key2) -> int:
+        """The rank of ``key2`` among the neighbours of ``key1`` (1 = nearest)."""
+        return len(self.closer_than(key1, key2)) + 1
+
+    def most_similar_to_given(self, key1, keys_list):
+        """The key of ``keys_list`` most similar to ``key1``."""
+        return keys_list[int(np.argmax([self.similarity(key1, k) for k in keys_list]))]
+
+    def relative_cosine_similarity(self, wa, wb, topn=10) -> float:
+        """Artetxe et al.'s relative cosine similarity: similarity(wa, wb) over the sum of wa's top-n
+        similarities."""
+        top = self.similar_by_word(wa, topn=topn)
+        return self.similarity(wa, wb) / sum(sim for _, sim in top)
+
+    def get_mean_vector(self, keys, weights=None, pre_normalize=True, post_normalize=False, ignore_missing=True):
+        """Weighted mean of keys' vectors (unit vectors with ``pre_normalize``) or of given vectors, divided by
+        the sum of |weights| of the entries used; missing keys are skipped (``ignore_missing``) or raise
+        KeyError."""
+        if len(keys) == 0:
+            raise ValueError("cannot compute mean with no input")
+        weights = np.ones(len(keys)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if weights.shape != (len(keys),):
+            raise ValueError("keys and weights array must have same number of elements")
+        total = 0.0
+        mean = np.zeros(self.vector_size, dtype=np.float64)
+        for key, w in zip(keys, weights):
+            if isinstance(key, np.ndarray):
+                vec = key
+            elif key in self.key_to_index:
+                vec = self.get_vector(key, norm=pre_normalize)
+            elif ignore_missing:
+                continue
+            else:
+                raise KeyError(f"Key '{key}' not present in vocabulary")
+            mean += w * vec
+            total += abs(w)
+        if total > 0:
+            mean /= total
+        if post_normalize:
+            mean = _unit(mean)
+        return mean.astype(self.vectors.dtype if self.vectors.dtype.kind == "f" else np.float32)
+
+    def most_similar_cosmul(self, positive=None, negative=None, topn=10, restrict_vocab=None):
+        """3CosMul (Levy & Goldberg 2014): rank keys by the product of (1 + cos) / 2 to each positive over the
+        product for each negative (+1e-6); query keys are left out. ``topn=None`` returns every score."""
+        if isinstance(topn, (int, np.integer)) and topn < 1:
+            return []
+        positive, negative = _as_list(positive), _as_list(negative)
+        query_indices = set()
+        terms = []
+        for items in (positive, negative):
+            vecs = []
+            for item in items:
+                if isinstance(item, np.ndarray):
+                    vecs.append(_unit(item.astype(np.float32)))
+                else:
+                    query_indices.add(self.get_index(item))
+                    vecs.append(self.get_vector(item, norm=True))
+            terms.append(vecs)
+        if not terms[0] and not terms[1]:
+            raise ValueError("cannot compute similarity with no input")
+        limit = len(self.vectors) if restrict_vocab is None else min(int(restrict_vocab), len(self.vectors))
+        normed = self.vectors[:limit] / self._get_norms()[:limit, None]
+        pos = np.prod([(1 + normed @ v) / 2 for v in terms[0]], axis=0) if terms[0] else np.ones(limit)
+        neg = np.prod([(1 + normed @ v) / 2 for v in terms[1]], axis=0) if terms[1] else np.ones(limit)
+        dists = pos / (neg + 1e-6)
+        if topn is None:
+            return dists
+        return self._top(dists, topn, query_indices, 0)
+
+    def _top(self, dists, topn, skip, offset) -> list:
+        order = np.argsort(-dists, kind="stable")[: topn + len(skip)]
+        out = []
+        for i in order:
+            index = int(i) + offset
+            if index in skip:
+                continue
+            out.append((self.index_to_key[index], float(dists[i])))
+            if len(out) == topn:
+                break
+        return out
 
     def most_similar(self, positive=None, negative=None, topn=10, clip_start=0, clip_end=None, restrict_vocab=None,
                      indexer=None):
         """Top-N keys by cosine similarity to the mean of the unit vectors of ``positive`` minus ``negative``
         (gensim's 3CosAdd); the query keys themselves are left out. Keys may be strings, indices, vectors or
         ``(key, weight)`` pairs. ``topn=None`` returns the similarity to every key."""
-        if isinstance(topn, int) and topn < 1:
+        if isinstance(topn, (int, np.integer)) and topn < 1:
             return []
         positive = _as_list(positive)
         negative = _as_list(negative)
@@ -163,16 +355,7 @@ class KeyedVectors:
         dists = normed @ mean
         if topn is None:
             return dists
-        order = np.argsort(-dists, kind="stable")[: topn + len(query_indices)]
-        out = []
-        for i in order:
-            index = int(i) + clip_start
-            if index in query_indices:
-                continue
-            out.append((self.index_to_key[index], float(dists[i])))
-            if len(out) == topn:
-                break
-        return out
+        return self._top(dists, topn, query_indices, clip_start)
 
     def similar_by_word(self, word, topn=10, restrict_vocab=None):
         return self.most_similar(positive=[word], topn=topn, restrict_vocab=restrict_vocab)
@@ -202,8 +385,9 @@ class KeyedVectors:
         """Accuracy on an analogy file in word2vec's questions-words.txt format (``: section`` headers, then
         ``a b c expected`` lines), the same way gensim scores it: 3CosAdd over the ``restrict_vocab`` most frequent
         keys, the first of the top 5 predictions that is not a question word. Returns ``(score, sections)``."""
-        if similarity_function != "most_similar":
-            raise ValueError("evaluate_word_analogies: only similarity_function='most_similar' is supported")
+        if similarity_function not in ("most_similar", "most_similar_cosmul"):
+            raise ValueError("evaluate_word_analogies: similarity_function must be 'most_similar' (3CosAdd) or "
+                             f"'most_similar_cosmul' (3CosMul), got {similarity_function!r}")
         ok_vocab = self._ok_vocab(restrict_vocab, case_insensitive)
         limit = min(int(restrict_vocab), len(self.vectors))
         normed = self.vectors[:limit] / self._get_norms()[:limit, None]
@@ -238,9 +422,13 @@ class KeyedVectors:
             ia = np.array([q[5] for q in block])
             ib = np.array([q[6] for q in block])
             ic = np.array([q[7] for q in block])
-            query = (normed[ib] + normed[ic] - normed[ia]) / 3.0
-            query /= np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-30)
-            sims = query @ normed.T
+            if similarity_function == "most_similar":
+                query = (normed[ib] + normed[ic] - normed[ia]) / 3.0
+                query /= np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-30)
+                sims = query @ normed.T
+            else:  # 3CosMul, as most_similar_cosmul(positive=[b, c], negative=[a])
+                sims = ((1 + normed[ib] @ normed.T) / 2) * ((1 + normed[ic] @ normed.T) / 2)
+                sims /= (1 + normed[ia] @ normed.T) / 2 + 1e-6
             rows = np.arange(len(block))
             for cols in (ia, ib, ic):  # most_similar leaves the query keys out
                 sims[rows, cols] = -np.inf
@@ -362,7 +550,7 @@ class KeyedVectors:
             lines = data.decode(encoding, unicode_errors).splitlines()
             first = lines[0].split() if lines else []
             header = f"{len(lines)} {max(len(first) - 1, 0)}"
-            data = (header + "\n").encode() + b"\n".join(ln.encode(encoding, unicode_errors) for ln in lines)
+            data = (header + "\n").encode() + b"".join(ln.encode(encoding, unicode_errors) + b"\n" for ln in lines)
         nl = data.find(b"\n")
         if nl < 0:
             raise EOFError(f"{fname}: no header line")
@@ -444,9 +632,26 @@ class KeyedVectors:
         atomic_write(fname, lambda fh: np.savez(fh, **arrays))
 
     @classmethod
-    def load(cls, fname) -> "KeyedVectors":
+    def load(cls, fname, mmap=None) -> "KeyedVectors":
+        """Load a file written by ``save``; KeyedVectors pickled by gensim's ``save`` are converted (needs gensim
+        installed, and runs gensim's unpickler: load only files you trust)."""
+        if not is_npz(fname):
+            return cls.from_gensim(load_gensim_pickle(fname, "KeyedVectors", mmap))
         arrays = load_npz(fname, "KeyedVectors")
         return cls.from_arrays(arrays, "")
+
+    @classmethod
+    def from_gensim(cls, gkv) -> "KeyedVectors":
+        """Copy a gensim KeyedVectors (keys in index order, vectors, counts where gensim kept them)."""
+        keys = list(gkv.index_to_key)
+        vectors = np.asarray(gkv.vectors)
+        counts = getattr(gkv, "expandos", {}).get("count")
+        if counts is None or len(counts) != len(keys):
+            counts = np.zeros(len(keys), dtype=np.int64)
+        kv = cls(vectors.shape[1], 0, dtype=vectors.dtype)
+        kv.set_vocab(keys, np.asarray(counts, dtype=np.int64))
+        kv.vectors = np.array(vectors)  # a copy: gensim may hand out a read-only mmap
+        return kv
 
     @classmethod
     def from_arrays(cls, arrays: dict, prefix: str) -> "KeyedVectors":
@@ -461,12 +666,60 @@ class KeyedVectors:
         return kv
 
 
+def _cosine(a, b) -> float:
+    """Cosine in float64, rounded to float32 (the vectors' precision): a key with itself gives exactly 1.0, so
+    distance(w, w) is exactly 0 (gensim's tests rely on it)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(np.float32(np.dot(a, b) / norms)) if norms > 0 else 0.0
+
+
+def _unit(v) -> np.ndarray:
+    norm = np.linalg.norm(v)
+    return v / norm if norm > 0 else v
+
+
 def _as_list(x) -> list:
     if x is None:
         return []
+    if isinstance(x, np.ndarray) and x.ndim == 2:  # a matrix of query vectors, one per row
+        return list(x)
     if isinstance(x, (str, np.ndarray, int, np.integer)) or (isinstance(x, tuple) and len(x) == 2):
         return [x]
     return list(x)
+
+
+def is_npz(fname) -> bool:
+    """True for a zip file (pyfast's .npz); anything else (a gensim pickle) is not."""
+    fname = os.fspath(fname)
+    if not os.path.exists(fname):
+        raise FileNotFoundError(f"No such file: {fname!r}")
+    return zipfile.is_zipfile(fname)
+
+
+def load_gensim_pickle(fname, kind: str, mmap=None):
+    """A model pickled by gensim's ``save`` (``kind``: "Word2Vec" or "KeyedVectors"), loaded by gensim itself,
+    which knows every old version's layout. Without gensim: a ValueError that says how to convert."""
+    convert = ("in an environment with gensim, save the vectors in word2vec format: "
+               "gensim_model.wv.save_word2vec_format('vec.bin', binary=True) (or kv.save_word2vec_format for "
+               "KeyedVectors), then load them with pyfast.KeyedVectors.load_word2vec_format('vec.bin', binary=True)")
+    try:
+        import gensim.models
+    except ImportError:
+        raise ValueError(f"{fname}: not a pyfast {kind} file; if gensim saved it, install gensim to load it here, "
+                         f"or {convert}") from None
+    loader = gensim.models.Word2Vec if kind == "Word2Vec" else gensim.models.KeyedVectors
+    try:
+        obj = loader.load(os.fspath(fname), mmap=mmap)
+    except Exception as exc:
+        raise ValueError(f"{fname}: not a pyfast {kind} file, and gensim could not load it either "
+                         f"({type(exc).__name__}: {exc})") from exc
+    if kind == "Word2Vec" and not hasattr(obj, "wv"):
+        raise ValueError(f"{fname}: gensim loaded a {type(obj).__name__}, not a Word2Vec model; "
+                         f"load it with KeyedVectors.load")
+    if kind == "KeyedVectors" and hasattr(obj, "wv"):
+        obj = obj.wv  # a whole gensim model: its vectors
+    return obj
 
 
 def json_array(obj) -> np.ndarray:
@@ -490,4 +743,5 @@ def load_npz(fname, kind: str) -> dict:
     return arrays
 
 
-__all__ = ["KeyedVectors", "SAVE_FORMAT", "atomic_write", "decode_key", "encode_key", "json_array", "load_npz"]
+__all__ = ["KeyedVectors", "SAVE_FORMAT", "atomic_write", "decode_key", "encode_key", "is_npz", "json_array",
+           "load_gensim_pickle", "load_npz"]

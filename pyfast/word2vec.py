@@ -15,7 +15,8 @@ over all epochs). Differences, on purpose:
 - ``get_latest_training_loss()`` is the loss of the latest epoch, summed in float64 over all threads;
   ``training_losses`` holds one value per epoch. (gensim's is a cumulative float32 that saturates.)
 - initial vectors come from Philox keyed by (seed, row, column), so ``workers=1`` + seed is bitwise reproducible
-  whatever PYTHONHASHSEED is. Hierarchical softmax (hs=1) and online vocabulary updates are not implemented.
+  whatever PYTHONHASHSEED is. Hierarchical softmax (hs=1, and so score()) is not implemented. Online vocabulary
+  updates (build_vocab(update=True)) append new words after the existing ones, as gensim does.
 """
 from __future__ import annotations
 
@@ -27,13 +28,15 @@ import os
 import sys
 import threading
 import time
+import types
 from collections import Counter
 
 import numpy as np
 
 from . import _native
 from . import rng as _rng
-from .keyedvectors import SAVE_FORMAT, KeyedVectors, atomic_write, decode_key, encode_key, json_array, load_npz
+from .keyedvectors import (SAVE_FORMAT, KeyedVectors, atomic_write, decode_key, encode_key, is_npz as _is_npz,
+                           json_array, load_gensim_pickle, load_npz)
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +103,21 @@ def _resolve_schedule(schedule: str, corpus_file) -> str:
     return "gensim_corpus_file" if corpus_file is not None else "linear"
 
 
+class _class_only:
+    """A classmethod that refuses to run on an instance (gensim's rule for load: ``model.load(f)`` returns a new
+    model and leaves ``model`` unchanged, a silent bug when the result is dropped)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, instance, owner):
+        if instance is not None:
+            raise AttributeError(f"{self.fn.__name__} is a class method: call {owner.__name__}.{self.fn.__name__}"
+                                 f"(fname), which returns the loaded model, not model.{self.fn.__name__}(fname)")
+        return self.fn.__get__(owner, owner)
+
+
 class Word2Vec:
     """Skip-gram / CBOW with negative sampling, gensim's constructor and methods. Extra keyword-only options:
     ``shared_negatives`` (skip-gram: share one set of negatives per window; False = classic per-pair),
@@ -153,8 +171,12 @@ class Word2Vec:
         if self.negative == 0:
             raise ValueError("Word2Vec: negative must be >= 1 (negative sampling is the only training objective; "
                              "hs=1 is not implemented)")
-        if trim_rule is not None:
-            raise NotImplementedError("Word2Vec: trim_rule is not supported")
+        if trim_rule is not None and not callable(trim_rule):
+            raise TypeError(f"Word2Vec: trim_rule must be callable (word, count, min_count) -> RULE_*, "
+                            f"got {trim_rule!r}")
+        self.trim_rule = trim_rule  # used by build_vocab; not saved (gensim does not save it either)
+        self.null_word = int(bool(null_word))
+        self.raw_vocab = None
         self.wv = KeyedVectors(self.vector_size)
         self.syn1neg = np.zeros((0, self.vector_size), dtype=np.float32)
         self.corpus_count = 0
@@ -163,112 +185,186 @@ class Word2Vec:
         self.epochs_trained = 0        # global epoch index (keys the RNG streams of later train() calls)
         self.training_losses: list[float] = []
         self.running_training_loss = 0.0
+        self.min_alpha_yet_reached = self.alpha  # lowest rate a train() call ended at (gensim's alpha warning)
         self.train_stats: list[dict] = []
         self._keep_prob = np.zeros(0, dtype=np.float32)
         self._noise_weights = np.zeros(0, dtype=np.float64)
         if sentences is not None and corpus_file is not None:
             raise TypeError("Word2Vec: pass either sentences or corpus_file, not both")
+        if isinstance(sentences, types.GeneratorType):
+            # build_vocab and train each need a pass: a generator would be empty for the second (gensim's rule).
+            raise TypeError("Word2Vec: sentences is a generator, which can be read only once; pass a list or a "
+                            "restartable iterable (an object whose __iter__ starts over), or call build_vocab and "
+                            "train yourself with a fresh generator each")
         if sentences is not None or corpus_file is not None:
-            self.build_vocab(sentences, corpus_file=corpus_file)
+            self.build_vocab(sentences, corpus_file=corpus_file, trim_rule=trim_rule)
             self.train(sentences, corpus_file=corpus_file, total_examples=self.corpus_count,
                        total_words=self.corpus_total_words, epochs=self.epochs, start_alpha=self.alpha,
                        end_alpha=self.min_alpha, compute_loss=self.compute_loss, callbacks=self.callbacks)
 
     # ---- vocabulary ------------------------------------------------------------------------------------------------
-    def scan_vocab(self, corpus_iterable=None, corpus_file=None):
-        """Count tokens. Returns (raw counts dict, total words, sentences)."""
+    def scan_vocab(self, corpus_iterable=None, corpus_file=None, progress_per=10000, trim_rule=None):
+        """Count tokens into ``self.raw_vocab`` (word -> count); sets corpus_count / corpus_total_words and returns
+        gensim's ``(total_words, corpus_count)``. ``max_vocab_size`` prunes while counting (word2vec.c's
+        ReduceVocab: drop words seen at most n times, n = 1, 2, ... until the table fits)."""
         if corpus_file is not None:
             path = _check_corpus_file(corpus_file)
             words, counts, total, sentences = _native.cpu().w2v_count_file(path, self.max_vocab_size or 0,
                                                                            self.workers)
             counts = np.frombuffer(counts, dtype=np.int64)
             raw = dict(zip((decode_key(w) for w in words), counts.tolist()))
-            return raw, int(total), int(sentences)
-        if corpus_iterable is None:
-            raise TypeError("Word2Vec: pass sentences (corpus_iterable) or corpus_file")
-        counter: Counter = Counter()
-        total = sentences = 0
-        min_reduce = 1
-        for chunk in _iter_chunks(corpus_iterable):
-            for s in chunk[:1]:
-                _check_sentence(s)
-            counter.update(itertools.chain.from_iterable(chunk))
-            sentences += len(chunk)
-            total += sum(map(len, chunk))
-            if self.max_vocab_size and len(counter) > self.max_vocab_size:
-                # word2vec.c's ReduceVocab: drop words seen at most min_reduce times, then raise the bar.
-                while len(counter) > self.max_vocab_size:
-                    counter = Counter({w: c for w, c in counter.items() if c > min_reduce})
-                    min_reduce += 1
-        return dict(counter), total, sentences
+        else:
+            if corpus_iterable is None:
+                raise TypeError("Word2Vec: pass sentences (corpus_iterable) or corpus_file")
+            counter: Counter = Counter()
+            total = sentences = 0
+            min_reduce = 1
+            for chunk in _iter_chunks(corpus_iterable):
+                for s in chunk[:1]:
+                    _check_sentence(s)
+                counter.update(itertools.chain.from_iterable(chunk))
+                sentences += len(chunk)
+                total += sum(map(len, chunk))
+                if self.max_vocab_size and len(counter) > self.max_vocab_size:
+                    while len(counter) > self.max_vocab_size:
+                        counter = Counter({w: c for w, c in counter.items() if c > min_reduce})
+                        min_reduce += 1
+            raw = dict(counter)
+        self.raw_vocab = raw
+        self.corpus_count = int(sentences)
+        self.corpus_total_words = int(total)
+        return int(total), int(sentences)
 
     def build_vocab(self, corpus_iterable=None, corpus_file=None, update=False, progress_per=10000,
                     keep_raw_vocab=False, trim_rule=None, **kwargs):
-        """Count the corpus, keep words with count >= min_count (raised to fit max_final_vocab), sort by count,
-        set up subsampling and the noise distribution, and initialise the vectors."""
+        """Count the corpus, keep words with count >= min_count (raised to fit max_final_vocab; ``trim_rule``
+        overrides per word), sort by count, set up subsampling and the noise distribution, initialise the vectors.
+        ``update=True`` grows a built model instead (gensim's online training): counts of known words that pass
+        min_count in the new corpus go up, new words are appended after the existing ones with fresh vectors
+        (zero output weights); the existing vectors and their order are kept."""
         corpus_iterable = kwargs.pop("sentences", corpus_iterable)
         if kwargs:
             raise TypeError(f"build_vocab: unexpected arguments {sorted(kwargs)}")
-        if update:
-            raise NotImplementedError("build_vocab: update=True (online vocabulary growth) is not supported; "
-                                      "build a new model")
         if corpus_iterable is not None and corpus_file is not None:
             raise TypeError("build_vocab: pass either sentences or corpus_file, not both")
-        raw, total, sentences = self.scan_vocab(corpus_iterable, corpus_file)
-        if total == 0:
+        if update and not len(self.wv):
+            raise RuntimeError("build_vocab: update=True needs a model whose vocabulary is already built")
+        total, _ = self.scan_vocab(corpus_iterable, corpus_file)
+        if total == 0 and not update:
             raise ValueError("Word2Vec: the corpus is empty (no tokens)")
-        self.corpus_count = sentences
-        self.corpus_total_words = total
-        self.prepare_vocab(raw)
-        self.init_weights()
+        self.prepare_vocab(update=update, keep_raw_vocab=keep_raw_vocab, trim_rule=trim_rule)
 
-    def build_vocab_from_freq(self, word_freq: dict, corpus_count=None, **_ignored):
+    def build_vocab_from_freq(self, word_freq: dict, keep_raw_vocab=False, corpus_count=None, trim_rule=None,
+                              update=False):
+        """build_vocab from a word -> count dict instead of a corpus (``update=True``: grow the model)."""
         if not word_freq:
             raise ValueError("Word2Vec: empty word frequencies")
+        self.raw_vocab = dict(word_freq)
         self.corpus_count = int(corpus_count or 0)
         self.corpus_total_words = int(sum(word_freq.values()))
-        self.prepare_vocab(dict(word_freq))
-        self.init_weights()
+        self.prepare_vocab(update=update, keep_raw_vocab=keep_raw_vocab, trim_rule=trim_rule)
 
-    def prepare_vocab(self, raw: dict) -> None:
+    def prepare_vocab(self, update=False, keep_raw_vocab=False, trim_rule=None, dry_run=False, **_ignored) -> dict:
+        """Turn ``self.raw_vocab`` into the model's vocabulary (see build_vocab) and return gensim's report:
+        drop_unique, retain_total, num_retained_words, downsample_unique, downsample_total."""
+        raw = getattr(self, "raw_vocab", None)
+        if raw is None:
+            raise RuntimeError("prepare_vocab: no raw vocabulary; call scan_vocab first")
+        trim_rule = self.trim_rule if trim_rule is None else trim_rule
         min_count = self.min_count
-        if self.max_final_vocab is not None and self.max_final_vocab < len(raw):
+        if not update and self.max_final_vocab is not None and self.max_final_vocab < len(raw):
             # gensim's rule: raise min_count just past the count of the first word that does not fit.
             sorted_counts = sorted(raw.values(), reverse=True)
             min_count = max(min_count, sorted_counts[self.max_final_vocab] + 1)
-        self.effective_min_count = min_count
-        kept = [(w, c) for w, c in raw.items() if c >= min_count]
-        if not kept:
-            raise ValueError(f"Word2Vec: no word occurs at least min_count={min_count} times "
-                             f"({len(raw)} distinct words); lower min_count")
-        if self.sorted_vocab:
-            kept.sort(key=lambda wc: -wc[1])  # stable: ties keep first-seen (or native byte) order
-        keys = [w for w, _ in kept]
-        counts = np.array([c for _, c in kept], dtype=np.int64)
+        if not update:
+            self.effective_min_count = min_count
+        kept = [(w, c) for w, c in raw.items() if _keep_word(w, c, min_count, trim_rule)]
+        report = {"drop_unique": len(raw) - len(kept), "retain_total": sum(c for _, c in kept),
+                  "num_retained_words": len(kept)}
+        if dry_run:
+            return report
+        old_size = len(self.wv)
+        if update:
+            counts = self.wv.counts.copy()
+            new = []
+            for w, c in kept:
+                index = self.wv.key_to_index.get(w)
+                if index is None:
+                    new.append((w, c))
+                else:
+                    counts[index] += c
+            keys = self.wv.index_to_key + [w for w, _ in new]
+            counts = np.concatenate([counts, np.array([c for _, c in new], dtype=np.int64)])
+        else:
+            if not kept:
+                raise ValueError(f"Word2Vec: no word occurs at least min_count={min_count} times "
+                                 f"({len(raw)} distinct words); lower min_count")
+            if self.sorted_vocab:
+                kept.sort(key=lambda wc: -wc[1])  # stable: ties keep first-seen (or native byte) order
+            if self.null_word and "\0" not in raw:
+                kept.append(("\0", 1))  # gensim's null word: the last key, count 1
+            keys = [w for w, _ in kept]
+            counts = np.array([c for _, c in kept], dtype=np.int64)
         self.wv.set_vocab(keys, counts)
-        # Subsampling (word2vec.c / gensim): keep an occurrence of a word with count c with probability
-        # (sqrt(c / t) + 1) * t / c, t = sample * (retained words); capped at 1.
-        retain_total = float(counts.sum())
+        report.update(self._set_vocab_tables())
+        if update:
+            self._grow_weights(old_size)
+        else:
+            self.init_weights()
+        if not keep_raw_vocab:
+            self.raw_vocab = None
+        return report
+
+    def _set_vocab_tables(self) -> dict:
+        """Subsampling keep probabilities and noise weights from the counts (word2vec.c / gensim): keep an
+        occurrence of a word with count c with probability (sqrt(c / t) + 1) * t / c, t = sample * (retained
+        words), capped at 1; noise weight c ** ns_exponent."""
+        c = self.wv.counts.astype(np.float64)
+        retain_total = float(c.sum())
         if not self.sample:
             threshold = retain_total
         elif self.sample < 1.0:
             threshold = self.sample * retain_total
         else:
             threshold = self.sample * (3 + math.sqrt(5)) / 2
-        c = counts.astype(np.float64)
-        keep = (np.sqrt(c / threshold) + 1.0) * (threshold / c)
-        self._keep_prob = np.minimum(keep, 1.0).astype(np.float32)
-        self._noise_weights = np.power(c, self.ns_exponent)
+        keep = np.minimum((np.sqrt(c / threshold) + 1.0) * (threshold / np.maximum(c, 1.0)), 1.0)
+        self._keep_prob = keep.astype(np.float32)
+        self._noise_weights = np.power(np.maximum(c, 1.0), self.ns_exponent)
+        return {"downsample_unique": int((keep < 1.0).sum()), "downsample_total": int(round(float((keep * c).sum())))}
+
+    def _initial_vectors(self, first_row: int, rows: int) -> np.ndarray:
+        """Rows [first_row, first_row + rows) of the initial vectors: uniform in [-1/d, 1/d) (gensim 4's range;
+        word2vec.c's is half as wide) from Philox keyed by (seed, element); a row does not depend on how many were
+        drawn with it, so a model grown by build_vocab(update=True) gets the rows a fresh one would."""
+        d = self.vector_size
+        draws = _rng.uniform(rows * d, self.seed, offset=first_row * d, stream=_INIT_STREAM).numpy()
+        return ((2.0 * draws - 1.0) / d).astype(np.float32).reshape(rows, d)
 
     def init_weights(self) -> None:
-        """syn0 uniform in [-1/d, 1/d) (gensim 4's range; word2vec.c's is half as wide) from Philox keyed by
-        (seed, element), syn1neg zero. Reproducible from the seed alone."""
+        """Fresh vectors (see _initial_vectors), zero syn1neg. Reproducible from the seed alone."""
         V, d = len(self.wv.index_to_key), self.vector_size
-        draws = _rng.uniform(V * d, self.seed, offset=0, stream=_INIT_STREAM).numpy()
-        self.wv.vectors = ((2.0 * draws - 1.0) / d).astype(np.float32).reshape(V, d)
+        self.wv.vectors = self._initial_vectors(0, V)
         self.wv.norms = None
         self.syn1neg = np.zeros((V, d), dtype=np.float32)
         self.epochs_trained = 0
+
+    def _grow_weights(self, old_size: int) -> None:
+        V, d = len(self.wv.index_to_key), self.vector_size
+        if self.wv.vectors.shape[0] != old_size or self.syn1neg.shape != (old_size, d):
+            raise ValueError("build_vocab(update=True): the model's vectors or syn1neg do not match its vocabulary "
+                             "(vectors loaded from word2vec format have no output weights to grow)")
+        self.wv.vectors = np.vstack([self.wv.vectors.astype(np.float32), self._initial_vectors(old_size, V - old_size)])
+        self.syn1neg = np.vstack([self.syn1neg, np.zeros((V - old_size, d), dtype=np.float32)])
+        self.wv.norms = None
+
+    def reset_from(self, other_model: "Word2Vec") -> None:
+        """Take another model's vocabulary (keys, counts, corpus counts) and start from fresh weights."""
+        self.wv.set_vocab(list(other_model.wv.index_to_key), other_model.wv.counts)
+        self.corpus_count = other_model.corpus_count
+        self.corpus_total_words = other_model.corpus_total_words
+        self.effective_min_count = other_model.effective_min_count
+        self._set_vocab_tables()
+        self.init_weights()
 
     # ---- corpus ----------------------------------------------------------------------------------------------------
     def _load_corpus(self, corpus_iterable, corpus_file) -> _Corpus:
@@ -322,14 +418,19 @@ class Word2Vec:
         end_alpha = self.min_alpha if end_alpha is None else _check_float("end_alpha", end_alpha, 0.0, False)
         self.compute_loss = bool(compute_loss) or self.compute_loss
         callbacks = tuple(callbacks) or self.callbacks
+        V, d = self.wv.vectors.shape
+        if self.syn1neg.shape != (V, d):
+            raise ValueError("Word2Vec.train: the model has no output weights (syn1neg) for its vectors: vectors "
+                             "assigned to model.wv or read from word2vec format cannot be trained further; train "
+                             "a model built with build_vocab, or one saved with Word2Vec.save")
+        if start_alpha > self.min_alpha_yet_reached:
+            logger.warning("Effective 'alpha' higher than previous training cycles: start_alpha %g > %g, the lowest "
+                           "rate an earlier train() call ended at", start_alpha, self.min_alpha_yet_reached)
         corpus = self._load_corpus(corpus_iterable, corpus_file)
         if len(corpus.ids) == 0:
             raise ValueError("Word2Vec.train: no in-vocabulary word in the corpus")
         schedule = _resolve_schedule(self.alpha_schedule, corpus_file)
         per_worker = _ALPHA_SCHEDULES[schedule]
-        V, d = self.wv.vectors.shape
-        if self.syn1neg.shape != (V, d):
-            raise RuntimeError("Word2Vec.train: syn1neg does not match the vocabulary (corrupt model)")
         self.wv.vectors = np.ascontiguousarray(self.wv.vectors, dtype=np.float32)
         self.syn1neg = np.ascontiguousarray(self.syn1neg, dtype=np.float32)
         keep_prob = np.ascontiguousarray(self._keep_prob, dtype=np.float32)
@@ -376,9 +477,39 @@ class Word2Vec:
             self.wv.norms = None
             for cb in callbacks:
                 _call(cb, "on_epoch_end", self)
+        self.min_alpha_yet_reached = min(self.min_alpha_yet_reached, end_alpha)
         for cb in callbacks:
             _call(cb, "on_train_end", self)
         return trained, raw
+
+    def predict_output_word(self, context_words_list, topn=10):
+        """The ``topn`` most probable center words given context words (keys or indices), as gensim: the softmax
+        of syn1neg against the (mean, for cbow_mean) context vector. Returns [(key, probability)], or None when no
+        context word is in the vocabulary."""
+        if not self.negative:
+            raise RuntimeError("predict_output_word needs a model trained with negative sampling (negative > 0)")
+        if self.syn1neg.shape != self.wv.vectors.shape or not len(self.wv):
+            raise RuntimeError("predict_output_word needs the model's output weights (syn1neg); vectors assigned "
+                               "to model.wv or read from word2vec format have none")
+        indices = [self.wv.get_index(w) for w in context_words_list if w in self.wv.key_to_index
+                   or (isinstance(w, (int, np.integer)) and 0 <= w < len(self.wv))]
+        if not indices:
+            logger.warning("predict_output_word: none of the context words is in the vocabulary")
+            return None
+        context = self.wv.vectors[indices].astype(np.float64).sum(axis=0)
+        if self.cbow_mean:
+            context /= len(indices)
+        logits = self.syn1neg.astype(np.float64) @ context
+        prob = np.exp(logits - logits.max())
+        prob /= prob.sum()
+        top = np.argsort(-prob, kind="stable")[:topn]
+        return [(self.wv.index_to_key[i], float(prob[i])) for i in top]
+
+    def score(self, sentences, total_sentences=int(1e6), chunksize=100, queue_factor=2, report_delay=1):
+        """gensim's score() is the log probability of each sentence under hierarchical softmax, which pyfast
+        does not implement."""
+        raise NotImplementedError("Word2Vec.score needs hierarchical softmax (hs=1), which pyfast does not "
+                                  "implement; score with gensim (gensim.models.Word2Vec(..., hs=1, negative=0))")
 
     def get_latest_training_loss(self) -> float:
         """Loss of the latest epoch (sum of -log sigmoid over every positive and negative example, float64 over
@@ -389,7 +520,8 @@ class Word2Vec:
     _PARAMS = ("vector_size", "alpha", "window", "min_count", "max_vocab_size", "sample", "seed", "workers",
                "min_alpha", "sg", "hs", "negative", "ns_exponent", "cbow_mean", "epochs", "sorted_vocab",
                "batch_words", "compute_loss", "max_final_vocab", "shrink_windows", "shared_negatives",
-               "alpha_schedule", "corpus_count", "corpus_total_words", "effective_min_count", "epochs_trained")
+               "alpha_schedule", "null_word", "corpus_count", "corpus_total_words", "effective_min_count",
+               "epochs_trained")
 
     def save(self, fname, **_ignored) -> None:
         """Save everything needed to continue training (vectors, syn1neg, vocabulary with counts, settings, the
@@ -401,8 +533,12 @@ class Word2Vec:
                   "meta": json_array(meta)}
         atomic_write(fname, lambda fh: np.savez(fh, **arrays))
 
-    @classmethod
-    def load(cls, fname, **_ignored) -> "Word2Vec":
+    @_class_only
+    def load(cls, fname, mmap=None, **_ignored) -> "Word2Vec":
+        """Load a model saved by ``save``; a model pickled by gensim's ``save`` is converted (needs gensim
+        installed, and runs gensim's unpickler: load only files you trust)."""
+        if not _is_npz(fname):
+            return cls._from_gensim(load_gensim_pickle(fname, "Word2Vec", mmap))
         arrays = load_npz(fname, "Word2Vec")
         meta = arrays["meta"]
         params = dict(meta["params"])
@@ -412,7 +548,8 @@ class Word2Vec:
                                       "cbow_mean", "epochs", "sorted_vocab", "batch_words", "compute_loss",
                                       "max_final_vocab", "shrink_windows")}
         model.__init__(**ctor, shared_negatives=params["shared_negatives"],
-                       alpha_schedule=params.get("alpha_schedule", "linear"))  # files saved before the option
+                       alpha_schedule=params.get("alpha_schedule", "linear"),  # files saved before the option
+                       null_word=params.get("null_word", 0))
         model.wv = KeyedVectors.from_arrays(arrays, "")
         if arrays["syn1neg"].shape != model.wv.vectors.shape or model.wv.vector_size != model.vector_size:
             raise ValueError(f"{fname}: syn1neg and vectors disagree in shape: the file is corrupt")
@@ -423,22 +560,60 @@ class Word2Vec:
         model.epochs_trained = params["epochs_trained"]
         model.training_losses = list(meta.get("training_losses", []))
         model.running_training_loss = model.training_losses[-1] if model.training_losses else 0.0
-        # Subsampling and noise depend only on the counts: rebuild them exactly as build_vocab did.
-        keys, counts, vectors = model.wv.index_to_key, model.wv.counts, model.wv.vectors
-        model.prepare_vocab_from_counts(keys, counts)
-        model.wv.vectors = vectors
+        model._set_vocab_tables()  # subsampling and noise depend only on the counts
         return model
 
-    def prepare_vocab_from_counts(self, keys, counts) -> None:
-        saved_min, saved_final, saved_sorted = self.min_count, self.max_final_vocab, self.sorted_vocab
-        self.min_count, self.max_final_vocab, self.sorted_vocab = 0, None, 0
-        try:
-            self.prepare_vocab(dict(zip(keys, np.asarray(counts).tolist())))
-        finally:
-            self.min_count, self.max_final_vocab, self.sorted_vocab = saved_min, saved_final, saved_sorted
+    @classmethod
+    def _from_gensim(cls, g) -> "Word2Vec":
+        """A pyfast model from a gensim Word2Vec object: settings, vocabulary with counts, vectors, syn1neg."""
+        if not getattr(g, "negative", 0) or getattr(g, "syn1neg", None) is None:
+            raise NotImplementedError(
+                "Word2Vec.load: this gensim model was trained with hierarchical softmax only (hs=1, negative=0), "
+                "which pyfast cannot continue training; use its vectors: gensim_model.wv.save_word2vec_format("
+                "'vec.bin', binary=True), then pyfast.KeyedVectors.load_word2vec_format('vec.bin', binary=True)")
+        names = ("vector_size", "alpha", "window", "min_count", "max_vocab_size", "sample", "seed", "workers",
+                 "min_alpha", "sg", "negative", "ns_exponent", "cbow_mean", "epochs", "sorted_vocab", "batch_words",
+                 "max_final_vocab")
+        if getattr(g, "hs", 0):
+            logger.warning("Word2Vec.load: the gensim model also has hierarchical softmax weights (syn1); pyfast "
+                           "keeps training it with negative sampling only")
+        ctor = {k: getattr(g, k) for k in names if getattr(g, k, None) is not None}
+        ctor["vector_size"] = g.wv.vector_size
+        ctor["shrink_windows"] = getattr(g, "shrink_windows", True)
+        if hasattr(g, "null_word"):
+            ctor["null_word"] = g.null_word
+        model = cls(**ctor)
+        model.wv = KeyedVectors.from_gensim(g.wv)
+        model.syn1neg = np.ascontiguousarray(g.syn1neg, dtype=np.float32)
+        if model.syn1neg.shape != model.wv.vectors.shape:
+            raise ValueError("Word2Vec.load: the gensim model's syn1neg and vectors disagree in shape")
+        model.corpus_count = getattr(g, "corpus_count", 0)
+        model.corpus_total_words = getattr(g, "corpus_total_words", None)  # None in models saved before gensim 3.4
+        model.effective_min_count = getattr(g, "effective_min_count", model.min_count)
+        model.min_alpha_yet_reached = getattr(g, "min_alpha_yet_reached", model.alpha)
+        model._set_vocab_tables()
+        return model
 
     def __str__(self) -> str:
         return f"Word2Vec<vocab={len(self.wv)}, vector_size={self.vector_size}, alpha={self.alpha}>"
+
+
+# trim_rule results (gensim.utils' values, so gensim's constants work unchanged)
+RULE_DEFAULT, RULE_DISCARD, RULE_KEEP = 0, 1, 2
+
+
+def _keep_word(word, count, min_count, trim_rule) -> bool:
+    """gensim's rule: trim_rule(word, count, min_count) decides (RULE_KEEP / RULE_DISCARD), RULE_DEFAULT (or
+    None) falls back to count >= min_count."""
+    default = count >= min_count
+    if trim_rule is None:
+        return default
+    decision = trim_rule(word, count, min_count)
+    if decision == RULE_KEEP:
+        return True
+    if decision == RULE_DISCARD:
+        return False
+    return default
 
 
 def _check_corpus_file(corpus_file) -> str:
