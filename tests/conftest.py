@@ -26,7 +26,20 @@ except ImportError:  # pragma: no cover
     pass
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_EMU_BUILD = sorted(glob.glob(os.path.join(_ROOT, "build", "cuda-emu", "_C_cuda*.so")))
+# PYFAST_CUDA_EMU_DIR: another emulator build (.ci/sanitize points it at its sanitized one).
+_EMU_DIR = os.environ.get("PYFAST_CUDA_EMU_DIR") or os.path.join(_ROOT, "build", "cuda-emu")
+_EMU_BUILD = sorted(glob.glob(os.path.join(_EMU_DIR, "_C_cuda*.so")))
+
+
+def pytest_configure(config):
+    # Under .ci/sanitize a silently unsanitized run (the in-tree module shadowing the ASan one) would pass for the
+    # wrong reason: check that the loaded _C links the ASan runtime.
+    if os.environ.get("PYFAST_EXPECT_SANITIZED"):
+        import pyfast._C as native
+
+        with open(native.__file__, "rb") as fh:
+            if b"__asan_init" not in fh.read():
+                raise pytest.UsageError(f"PYFAST_EXPECT_SANITIZED: {native.__file__} is not an ASan build")
 
 
 @pytest.fixture(autouse=True)
