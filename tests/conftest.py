@@ -21,7 +21,10 @@ try:
     # CI machines are 2 noisy cores: no deadlines, a fixed example budget, reproducible derandomized runs in CI.
     settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
     settings.register_profile("dev", max_examples=25, deadline=None)
-    settings.load_profile("ci" if os.environ.get("CI") else "dev")
+    # .ci/sanitize: the same properties on fewer examples (ASan/UBSan code runs 2-5x slower, the emulator more).
+    settings.register_profile("sanitize", max_examples=8, deadline=None, derandomize=True)
+    settings.load_profile("sanitize" if os.environ.get("PYFAST_EXPECT_SANITIZED") else
+                          "ci" if os.environ.get("CI") else "dev")
 except ImportError:  # pragma: no cover
     pass
 

@@ -297,6 +297,34 @@ def test_sigint_stops_native_training_promptly(tmp_path):
     assert lines["SAVED"] == "2", out
 
 
+def test_sigint_in_the_word2vec_cli_saves_a_resumable_checkpoint(tmp_path):
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(300)])
+    corpus = tmp_path / "corpus.txt"
+    with open(corpus, "w") as fh:
+        for _ in range(40):  # 2M tokens, -iter 50: minutes of training, interrupted after the first second
+            fh.write(" ".join(words[rng.integers(0, 300, 50000)]) + "\n")
+    out = str(tmp_path / "vec.txt")
+    child = subprocess.Popen([sys.executable, "-m", "pyfast", "word2vec", "-train", str(corpus), "-output", out,
+                              "-size", "32", "-iter", "50", "-threads", "2", "-min-count", "1", "-debug", "1"],
+                             env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = child.stderr.readline()  # "vocab size: ...": printed once the vocabulary is built, before training
+        assert line.startswith("vocab size"), line
+        time.sleep(1.0)  # the corpus is read (~0.2 s) and training runs
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 130, err[-3000:]
+    assert "interrupted after" in err and not os.path.exists(out)
+    model = Word2Vec.load(out + ".interrupted.npz")
+    assert len(model.wv) == 300 and model.epochs_trained < 50
+    model.train(corpus_iterable=[["w1", "w2", "w3"]] * 10, epochs=1)  # resumes from the checkpoint
+
+
 def test_training_from_a_worker_thread_is_not_intercepted():
     # Off the main thread (no signals there) the native epoch is called directly; results match the main thread's.
     a = _w2v_model(5)

@@ -7,6 +7,7 @@ a crash, which .ci/sanitize also checks for out-of-bounds access under ASan/UBSa
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -24,7 +25,8 @@ from pyfast.reference.sgns import sgns_loss_reference
 pytestmark = pytest.mark.sanitize  # .ci/sanitize runs this file against the ASan/UBSan build
 
 CLEAR = (ValueError, TypeError, RuntimeError, NotImplementedError)
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SANITIZED = bool(os.environ.get("PYFAST_EXPECT_SANITIZED"))  # .ci/sanitize: fewer examples, the code runs slower
+FUZZ = settings(max_examples=20 if SANITIZED else 60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SIZES = st.sampled_from([0, 1, 1, 2, 3, 7, 17])
 
 
@@ -215,7 +217,7 @@ def test_fuzz_sample_negatives(v, rows, k, kind, exponent, seed):
 
 
 # ---- word2vec trainer ---------------------------------------------------------------------------------------------
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8 if SANITIZED else 25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n_sent=st.sampled_from([1, 2, 9]), length=st.sampled_from([1, 2, 30]), vocab=st.sampled_from([1, 2, 40]),
        dim=st.sampled_from([1, 3, 16]), window=st.sampled_from([1, 2, 8]), negative=st.sampled_from([1, 7, 7, 0]),
        sg=st.booleans(), shared=st.booleans(), workers=st.sampled_from([1, 2, 5]),
