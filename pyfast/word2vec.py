@@ -341,7 +341,7 @@ class Word2Vec:
         keep_prob = np.ascontiguousarray(self._keep_prob, dtype=np.float32)
         noise = np.ascontiguousarray(self._noise_weights, dtype=np.float64)
         words_done = np.zeros(1, dtype=np.int64)  # the native workers add to it; the progress thread reads it
-        cancel = np.zeros(1, dtype=np.int32)  # set to 1 on Ctrl-C: the native workers stop (see _train_epoch_interruptibly)
+        cancel = np.zeros(1, dtype=np.int32)  # 1 on Ctrl-C: the native workers stop (_train_epoch_interruptibly)
         total = len(corpus.ids) * epochs
         for cb in callbacks:
             _call(cb, "on_train_begin", self)

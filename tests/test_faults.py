@@ -22,7 +22,8 @@ import pyfast
 from pyfast import KeyedVectors, Word2Vec
 from pyfast.models import BertConfig, BertForMaskedLM
 
-# The package the tests import (in-tree, installed or the sanitizer's copy): children must import the same one.
+# The package the tests import (in-tree, installed or the sanitizer's copy): children must import the same one,
+# so they run in its parent folder (`python -c` and `-m` put the working directory first on sys.path).
 _PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(pyfast.__file__)))
 
 
@@ -32,6 +33,7 @@ def _child_env() -> dict:
 
 def _run_child(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=_child_env(),
+                          cwd=_PKG_ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -274,6 +276,7 @@ print("SAVED", Word2Vec.load(sys.argv[1]).epochs_trained, flush=True)
 
 def test_sigint_stops_native_training_promptly(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", _SIGINT_CHILD, str(tmp_path / "m.npz")], env=_child_env(),
+                             cwd=_PKG_ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = child.stdout.readline()
@@ -307,7 +310,8 @@ def test_sigint_in_the_word2vec_cli_saves_a_resumable_checkpoint(tmp_path):
     out = str(tmp_path / "vec.txt")
     child = subprocess.Popen([sys.executable, "-m", "pyfast", "word2vec", "-train", str(corpus), "-output", out,
                               "-size", "32", "-iter", "50", "-threads", "2", "-min-count", "1", "-debug", "1"],
-                             env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             env=_child_env(), cwd=_PKG_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
     try:
         line = child.stderr.readline()  # "vocab size: ...": printed once the vocabulary is built, before training
         assert line.startswith("vocab size"), line

@@ -158,7 +158,8 @@ def test_fuzz_mask_tokens(b, l, vocab, lo, hi_extra, dtype, mask_at, p, replace,
        dtype=st.sampled_from([torch.float32, torch.float32, torch.float64, torch.float16, torch.int64]),
        id_dtype=st.sampled_from([torch.int64, torch.int64, torch.int32, torch.float32]),
        layout=st.sampled_from(["contiguous", "transposed", "sliced"]),
-       reduction=st.sampled_from(["mean", "sum", "none", "mean", "max"]), poison=st.sampled_from(["finite", "nan", "inf"]),
+       reduction=st.sampled_from(["mean", "sum", "none", "mean", "max"]),
+       poison=st.sampled_from(["finite", "nan", "inf"]),
        where=st.integers(0, 10**6), seed=st.integers(0, 2**31 - 1))
 def test_fuzz_sgns_loss(v, d, n, k, id_lo, id_extra, dtype, id_dtype, layout, reduction, poison, where, seed):
     g = torch.Generator().manual_seed(seed)

@@ -95,7 +95,8 @@ for name in sys.argv[2:]:
     for _ in range(n):
         op()
     gc.collect()
-    print(json.dumps({"op": name, "calls": n, "growth_mib": rss_mib() - before, "rss_mib": rss_mib()}), flush=True)
+    print(json.dumps({"op": name, "calls": n, "growth_mib": rss_mib() - before, "rss_mib": rss_mib(),
+                      "module": pyfast._C.__file__}), flush=True)
 """
 
 
@@ -109,7 +110,7 @@ def growth() -> dict:
     # deliberate leak runs last so it cannot inflate another op's figure.
     env = dict(os.environ, PYTHONPATH=_PKG_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     child = subprocess.run([sys.executable, "-c", textwrap.dedent(_HARNESS), str(CALLS), *OPS, "deliberate_leak"],
-                           env=env, capture_output=True, text=True, timeout=300)
+                           env=env, cwd=_PKG_ROOT, capture_output=True, text=True, timeout=300)
     assert child.returncode == 0, child.stderr[-3000:]
     return {r["op"]: r for r in map(json.loads, child.stdout.strip().splitlines())}
 
@@ -118,7 +119,8 @@ def growth() -> dict:
 def test_no_leak(growth, op):
     result = growth[op]
     print(result)
-    assert result["growth_mib"] < LIMIT_MIB, f"{op}: RSS grew {result['growth_mib']:.1f} MiB over {result['calls']} calls"
+    assert result["growth_mib"] < LIMIT_MIB, \
+        f"{op}: RSS grew {result['growth_mib']:.1f} MiB over {result['calls']} calls"
 
 
 def test_leak_harness_detects_a_leak(growth):
