@@ -103,7 +103,16 @@ def _cmd_word2vec(argv: list[str]) -> int:
 
             atomic_write(args.save_vocab, write_vocab)
         if args.output:
-            model.train(corpus_file=args.train)
+            try:
+                model.train(corpus_file=args.train)
+            except KeyboardInterrupt:
+                # Ctrl-C: the trainer has stopped and joined its threads; keep what was trained, resumable.
+                checkpoint = args.output + ".interrupted.npz"
+                model.save(checkpoint)
+                print(f"python -m pyfast word2vec: interrupted after {model.epochs_trained} of {args.iter} epochs; "
+                      f"model saved to {checkpoint} (continue with pyfast.Word2Vec.load(path).train(corpus_file=..., "
+                      "epochs=N))", file=sys.stderr)
+                return 130
             model.wv.save_word2vec_format(args.output, binary=bool(args.binary))
     except (FileNotFoundError, ValueError) as exc:
         print(f"python -m pyfast word2vec: {exc}", file=sys.stderr)

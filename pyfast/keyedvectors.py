@@ -13,6 +13,8 @@ import zipfile
 
 import numpy as np
 
+from ._io import atomic_write  # re-exported: word2vec.py and cli.py save through it
+
 logger = logging.getLogger(__name__)
 
 SAVE_FORMAT = "pyfast.word2vec/1"  # the format tag of pyfast's .npz files (KeyedVectors and Word2Vec)
@@ -25,24 +27,6 @@ def decode_key(raw: bytes) -> str:
 
 def encode_key(key: str) -> bytes:
     return key.encode("utf-8", "surrogateescape")
-
-
-def atomic_write(path: str, write) -> None:
-    """Write through ``write(fileobj)`` into a temp file beside ``path``, then rename over it."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class KeyedVectors:
@@ -734,7 +718,8 @@ def load_npz(fname, kind: str) -> dict:
         with np.load(fname, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(arrays["meta"].tobytes().decode())
-    except (zipfile.BadZipFile, KeyError, OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError, ValueError, UnicodeDecodeError) as exc:  # ValueError: a
+        # garbled .npy header (numpy's own message names no file); json.JSONDecodeError is one too
         raise ValueError(f"{fname}: not a pyfast {kind} file, or truncated/corrupt ({exc})") from None
     if meta.get("format") != SAVE_FORMAT or meta.get("kind") != kind:
         raise ValueError(f"{fname}: not a pyfast {kind} file (format {meta.get('format')!r}, "

@@ -405,7 +405,13 @@ class Word2Vec:
         """Train for ``epochs`` epochs (continues from the current weights). The learning rate decays from
         start_alpha (default alpha) to end_alpha (default min_alpha) over all epochs of this call, by the model's
         ``alpha_schedule`` (see the class docstring; "auto" picks by whether corpus_file is given). Returns
-        (trained_words, raw_words) summed over the epochs, like gensim."""
+        (trained_words, raw_words) summed over the epochs, like gensim.
+
+        Ctrl-C (KeyboardInterrupt, or any exception raised by a signal handler) stops the native workers within a
+        sentence piece (<= 10,000 tokens each, milliseconds), joins them and re-raises. The model is then left with
+        the counters of the last finished epoch (``epochs_trained``, ``training_losses``, ``train_stats``) and its
+        vectors holding the finished epochs plus the interrupted epoch's partial updates (Hogwild writes are not
+        rolled back): it stays valid, can be saved, and ``train()`` continues from it."""
         corpus_iterable = kwargs.pop("sentences", corpus_iterable)
         if kwargs:
             raise TypeError(f"train: unexpected arguments {sorted(kwargs)}")
@@ -436,6 +442,7 @@ class Word2Vec:
         keep_prob = np.ascontiguousarray(self._keep_prob, dtype=np.float32)
         noise = np.ascontiguousarray(self._noise_weights, dtype=np.float64)
         words_done = np.zeros(1, dtype=np.int64)  # the native workers add to it; the progress thread reads it
+        cancel = np.zeros(1, dtype=np.int32)  # 1 on Ctrl-C: the native workers stop (_train_epoch_interruptibly)
         total = len(corpus.ids) * epochs
         for cb in callbacks:
             _call(cb, "on_train_begin", self)
@@ -458,8 +465,8 @@ class Word2Vec:
                     shrink_windows=int(self.shrink_windows), shared_negatives=int(self.shared_negatives),
                     workers=self.workers, compute_loss=int(self.compute_loss), alpha0=start_alpha,
                     min_alpha=end_alpha, total_words=total, words_done=words_done.ctypes.data, seed=self.seed,
-                    epoch=self.epochs_trained, alpha_per_worker=per_worker)
-                result = native.w2v_train_epoch(params)
+                    epoch=self.epochs_trained, alpha_per_worker=per_worker, cancel=cancel.ctypes.data)
+                result = _train_epoch_interruptibly(native, params, cancel)
                 loss, kept, pairs, alpha_end = result.loss, result.trained_words, result.pairs, result.end_alpha
             finally:
                 reporter.close()
@@ -614,6 +621,43 @@ def _keep_word(word, count, min_count, trim_rule) -> bool:
     if decision == RULE_DISCARD:
         return False
     return default
+
+
+def _train_epoch_interruptibly(native, params, cancel: np.ndarray):
+    """One native epoch, interruptible by Ctrl-C. The native call releases the GIL but Python runs signal handlers
+    only between bytecodes of the main thread, so a main thread blocked in the call would see SIGINT only when the
+    epoch ends (minutes). The epoch therefore runs on a helper thread while the main thread waits in short joins;
+    when a signal handler raises there, ``cancel`` is set, the workers stop at their next sentence piece, the helper
+    is joined (no native thread outlives the call) and the exception propagates. Off the main thread (which gets no
+    signals) the call is made directly."""
+    if threading.current_thread() is not threading.main_thread():
+        return native.w2v_train_epoch(params)
+    outcome = {}
+    finished = threading.Event()  # not Thread.join: an interrupted join marks a live thread stopped (3.11, bpo-45274)
+
+    def run():
+        try:
+            outcome["result"] = native.w2v_train_epoch(params)
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the calling thread
+            outcome["error"] = exc
+        finally:
+            finished.set()
+
+    helper = threading.Thread(target=run, name="pyfast-word2vec-epoch", daemon=True)
+    helper.start()
+    try:
+        while not finished.wait(0.05):
+            pass
+    except BaseException:
+        cancel[0] = 1
+        finished.wait()
+        raise
+    finally:
+        if finished.is_set():
+            helper.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def _check_corpus_file(corpus_file) -> str:

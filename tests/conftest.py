@@ -21,12 +21,28 @@ try:
     # CI machines are 2 noisy cores: no deadlines, a fixed example budget, reproducible derandomized runs in CI.
     settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
     settings.register_profile("dev", max_examples=25, deadline=None)
-    settings.load_profile("ci" if os.environ.get("CI") else "dev")
+    # .ci/sanitize: the same properties on fewer examples (ASan/UBSan code runs 2-5x slower, the emulator more).
+    settings.register_profile("sanitize", max_examples=8, deadline=None, derandomize=True)
+    settings.load_profile("sanitize" if os.environ.get("PYFAST_EXPECT_SANITIZED") else
+                          "ci" if os.environ.get("CI") else "dev")
 except ImportError:  # pragma: no cover
     pass
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_EMU_BUILD = sorted(glob.glob(os.path.join(_ROOT, "build", "cuda-emu", "_C_cuda*.so")))
+# PYFAST_CUDA_EMU_DIR: another emulator build (.ci/sanitize points it at its sanitized one).
+_EMU_DIR = os.environ.get("PYFAST_CUDA_EMU_DIR") or os.path.join(_ROOT, "build", "cuda-emu")
+_EMU_BUILD = sorted(glob.glob(os.path.join(_EMU_DIR, "_C_cuda*.so")))
+
+
+def pytest_configure(config):
+    # Under .ci/sanitize a silently unsanitized run (the in-tree module shadowing the ASan one) would pass for the
+    # wrong reason: check that the loaded _C links the ASan runtime.
+    if os.environ.get("PYFAST_EXPECT_SANITIZED"):
+        import pyfast._C as native
+
+        with open(native.__file__, "rb") as fh:
+            if b"__asan_init" not in fh.read():
+                raise pytest.UsageError(f"PYFAST_EXPECT_SANITIZED: {native.__file__} is not an ASan build")
 
 
 @pytest.fixture(autouse=True)

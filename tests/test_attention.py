@@ -17,6 +17,8 @@ from pyfast import _native
 from pyfast.ops import attention as ops
 from pyfast.reference import attention as ref
 
+pytestmark = pytest.mark.sanitize  # .ci/sanitize runs this file against the ASan/UBSan build
+
 F32_OUT = dict(atol=2e-5, rtol=1e-4)
 F32_GRAD = dict(atol=1e-4, rtol=1e-3)
 ALL = ["cpu", "cuda", "emu"]

@@ -12,7 +12,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 
 # Lower layers never import higher ones. A module's layer is that of its longest listed prefix.
 LAYERS = {
-    "pyfast._native": 0, "pyfast.rng": 1, "pyfast._info": 1,
+    "pyfast._native": 0, "pyfast._io": 0, "pyfast.rng": 1, "pyfast._info": 1,
     "pyfast.ops": 2, "pyfast.reference": 2,
     "pyfast.data": 3, "pyfast.nn": 3, "pyfast.keyedvectors": 3,
     "pyfast.word2vec": 4, "pyfast.models": 4,

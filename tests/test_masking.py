@@ -18,6 +18,8 @@ from pyfast.ops import masking as M
 from pyfast.ops.masking import span_length_distribution, span_start_probability
 from pyfast.reference.masking import mask_tokens_reference
 
+pytestmark = pytest.mark.sanitize  # .ci/sanitize runs this file against the ASan/UBSan build
+
 V = 97          # a prime vocabulary
 MASK = 4
 SPECIALS = [0, 1, 2, 3, 4]

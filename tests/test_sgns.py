@@ -20,6 +20,8 @@ from pyfast.ops import sgns_grad
 from pyfast.reference.sgns import sgns_loss_reference
 from helpers import assert_close, spawn_target
 
+pytestmark = pytest.mark.sanitize  # .ci/sanitize runs this file against the ASan/UBSan build
+
 
 def _problem(v, d, n, k, dtype, dup=False, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -15,6 +15,8 @@ from pyfast import KeyedVectors, Word2Vec
 from pyfast import _native
 from pyfast.reference import word2vec as ref
 
+pytestmark = pytest.mark.sanitize  # .ci/sanitize runs this file against the ASan/UBSan build
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -119,8 +119,13 @@ EpochResult run_epoch(const TrainParams& p, const AliasTable& noise) {
       for (int t = 0; t < T; ++t) prefetch_row(p.syn1neg + static_cast<int64_t>(next_targets[t]) * p.dim);
     };
 
-    for (int64_t s = first[w]; s < first[w + 1]; ++s) {
+    bool cancelled = false;
+    for (int64_t s = first[w]; s < first[w + 1] && !cancelled; ++s) {
       for (int64_t piece = p.sentence_offsets[s]; piece < p.sentence_offsets[s + 1]; piece += kMaxSentenceLen) {
+        if (p.cancel && __atomic_load_n(p.cancel, __ATOMIC_RELAXED)) {
+          cancelled = true;
+          break;
+        }
         const int64_t n = std::min(kMaxSentenceLen, p.sentence_offsets[s + 1] - piece);
         // Subsampling, per occurrence, before windowing (word2vec.c): dropped words do not take window slots.
         int m = 0;
@@ -177,6 +182,7 @@ EpochResult run_epoch(const TrainParams& p, const AliasTable& noise) {
     const int64_t done = __atomic_add_fetch(words_done, unreported, __ATOMIC_RELAXED);
     local_done += unreported;
     mine.end_alpha = alpha_at(p, p.alpha_per_worker ? epoch_base + local_done : done);
+    mine.cancelled = cancelled ? 1 : 0;
     partial[w] = mine;
   });
 
@@ -188,6 +194,7 @@ EpochResult run_epoch(const TrainParams& p, const AliasTable& noise) {
     total.loss += r.loss;
     total.trained_words += r.trained_words;
     total.pairs += r.pairs;
+    total.cancelled |= r.cancelled;
   }
   return total;
 }

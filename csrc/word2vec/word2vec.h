@@ -73,6 +73,9 @@ struct TrainParams {
   int64_t* words_done = nullptr;  // shared progress counter (ids processed so far), atomically updated
   uint64_t seed = 0;
   uint64_t epoch = 0;         // global epoch index: with the worker index it keys the worker's RNG stream
+  // Optional cancellation flag in Python-owned memory (nullptr: none). Once *cancel != 0 every worker stops before
+  // its next sentence piece (<= kMaxSentenceLen tokens, ~10 ms), so Ctrl-C in Python ends an epoch promptly.
+  const int32_t* cancel = nullptr;
 };
 
 struct EpochResult {
@@ -80,6 +83,7 @@ struct EpochResult {
   int64_t trained_words = 0;  // occurrences kept by subsampling
   int64_t pairs = 0;          // positive examples trained (skip-gram: context-center pairs; CBOW: windows)
   double end_alpha = 0.0;     // lowest rate the schedule reached in any worker when it finished its slice
+  int cancelled = 0;          // 1 when *cancel stopped the epoch early (the counts above cover the part trained)
 };
 
 // One epoch over the corpus with p.workers threads, each on its own contiguous slice of sentences.

@@ -40,12 +40,14 @@ inline void bind_word2vec_params(pybind11::module_& m) {
   def_ptr(p, "words_done", &TrainParams::words_done);
   p.def_readwrite("seed", &TrainParams::seed);
   p.def_readwrite("epoch", &TrainParams::epoch);
+  def_ptr(p, "cancel", &TrainParams::cancel);
 
   py::class_<EpochResult>(m, "EpochResult", py::module_local())
       .def_readonly("loss", &EpochResult::loss)
       .def_readonly("trained_words", &EpochResult::trained_words)
       .def_readonly("pairs", &EpochResult::pairs)
-      .def_readonly("end_alpha", &EpochResult::end_alpha);
+      .def_readonly("end_alpha", &EpochResult::end_alpha)
+      .def_readonly("cancelled", &EpochResult::cancelled);
 }
 
 }  // namespace pyfast

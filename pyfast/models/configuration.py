@@ -10,6 +10,8 @@ import json
 import os
 from dataclasses import dataclass
 
+from .._io import atomic_write
+
 
 class _ConfigBase:
     model_type = ""
@@ -27,15 +29,18 @@ class _ConfigBase:
         return cls(**data)
 
     def save(self, path: str) -> None:
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as fh:
-            json.dump(self.to_dict(), fh, indent=2, sort_keys=True)
-        os.replace(tmp, path)
+        atomic_write(path, lambda fh: json.dump(self.to_dict(), fh, indent=2, sort_keys=True), text=True)
 
     @classmethod
     def load(cls, path: str, **overrides):
-        with open(path) as fh:
-            data = json.load(fh)
+        with open(path, "rb") as fh:  # a missing file: FileNotFoundError, which names it
+            raw = fh.read()
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{cls.__name__}.load: {path} is not valid JSON (truncated or corrupt?): {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{cls.__name__}.load: {path} holds a JSON {type(data).__name__}, not an object")
         if data.get("model_type", cls.model_type) != cls.model_type:
             raise ValueError(f"{cls.__name__}.load: {path} holds a {data['model_type']!r} config, not {cls.model_type!r}")
         return cls.from_dict(data, **overrides)

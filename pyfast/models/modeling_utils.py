@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._io import atomic_save_with
+
 try:
     import safetensors.torch as _safetensors
 except ImportError:  # optional: torch.save is the fallback format
@@ -125,12 +127,10 @@ class PreTrainedModel(nn.Module):
                  if not (self._is_tied() and k in self._tied_keys)}
         name = SAFETENSORS_NAME if use_safetensors else TORCH_NAME
         path = os.path.join(directory, name)
-        tmp = f"{path}.tmp{os.getpid()}"
         if use_safetensors:
-            _safetensors.save_file(state, tmp, metadata={"format": "pt"})
+            atomic_save_with(path, lambda tmp: _safetensors.save_file(state, tmp, metadata={"format": "pt"}))
         else:
-            torch.save(state, tmp)
-        os.replace(tmp, path)
+            atomic_save_with(path, lambda tmp: torch.save(state, tmp))
         stale = os.path.join(directory, TORCH_NAME if use_safetensors else SAFETENSORS_NAME)
         if os.path.exists(stale):  # never leave two weight files that disagree
             os.remove(stale)
@@ -138,15 +138,20 @@ class PreTrainedModel(nn.Module):
         return path
 
     @classmethod
-    def from_pretrained(cls, directory: str, map_location="cpu", **config_overrides):
+    def from_pretrained(cls, directory: str, map_location="cpu", ignore_mismatched_sizes: bool = False,
+                        **config_overrides):
         """Build from directory/config.json (fields overridable, e.g. num_labels=3) and load the weights.
 
         Encoder weights load across head types (an MLM checkpoint into a classifier); heads the checkpoint lacks
         keep their fresh init and are reported with a warning, as are checkpoint keys the model does not use.
+        A weight whose shape differs from the config's is a ValueError naming the file (a config and weights that
+        do not belong together), unless ignore_mismatched_sizes=True (HF's flag: such weights are re-initialised).
         """
         config = cls.config_class.load(os.path.join(directory, CONFIG_NAME), **config_overrides)
         model = cls(config)
         state = load_state_dict(directory, map_location=map_location)
+        if not ignore_mismatched_sizes:
+            model._check_shapes(state, directory)
         missing, unexpected = model._load_adapting_prefix(state)
         if missing or unexpected:
             warnings.warn(f"{cls.__name__}.from_pretrained({directory!r}): newly initialised {missing or 'none'}; "
@@ -157,6 +162,22 @@ class PreTrainedModel(nn.Module):
 
     def _is_tied(self) -> bool:
         return bool(getattr(self.config, "tie_word_embeddings", False))
+
+    def _check_shapes(self, state: dict, directory: str) -> None:
+        own = self.state_dict()
+        prefix = self.base_model_prefix + "." if self.base_model_prefix else ""
+        bad = []
+        for key, value in state.items():
+            for name in (key, prefix + key, key[len(prefix):] if prefix and key.startswith(prefix) else None):
+                if name in own and own[name].shape != value.shape:
+                    bad.append(f"{key}: file {tuple(value.shape)}, config {tuple(own[name].shape)}")
+                    break
+        if bad:
+            weights = [n for n in (SAFETENSORS_NAME, TORCH_NAME) if os.path.exists(os.path.join(directory, n))]
+            raise ValueError(f"{os.path.join(directory, weights[0] if weights else '')}: {len(bad)} weight(s) do not "
+                             f"match {os.path.join(directory, CONFIG_NAME)}: {'; '.join(bad[:5])}"
+                             f"{' ...' if len(bad) > 5 else ''} (pass ignore_mismatched_sizes=True to re-initialise "
+                             "them)")
 
     def _load_adapting_prefix(self, state: dict) -> tuple[list, list]:
         own = self.state_dict()
@@ -181,7 +202,22 @@ def load_state_dict(directory: str, map_location="cpu") -> dict:
     if os.path.exists(st_path):
         if _safetensors is None:
             raise ImportError(f"{st_path} needs the safetensors package to load")
-        return _safetensors.load_file(st_path, device=str(map_location))
+        return _read_weights(st_path, lambda: _safetensors.load_file(st_path, device=str(map_location)))
     if os.path.exists(pt_path):
-        return torch.load(pt_path, map_location=map_location, weights_only=True)
+        return _read_weights(pt_path, lambda: torch.load(pt_path, map_location=map_location, weights_only=True))
     raise FileNotFoundError(f"no {SAFETENSORS_NAME} or {TORCH_NAME} in {directory}")
+
+
+def _read_weights(path: str, load) -> dict:
+    # safetensors and torch.load report a truncated or garbled file without its name ("Error while deserializing
+    # header", "PytorchStreamReader failed reading zip archive"): say which file it was.
+    try:
+        state = load()
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - safetensors' SafetensorError derives from Exception only
+        raise ValueError(f"{path}: cannot read the weights (truncated or corrupt?): {type(exc).__name__}: {exc}") \
+            from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: not a state dict of tensors")
+    return state

@@ -11,7 +11,8 @@ from __future__ import annotations
 import collections
 import os
 import re
-import tempfile
+
+from .._io import atomic_write
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _WORD_RE = re.compile(r"\w+|[^\w\s]")
@@ -65,10 +66,7 @@ class WordPieceTokenizer:
         """Write vocab.txt (one token a line, id = line number) atomically; returns its path."""
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, "vocab.txt")
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".vocab.")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("\n".join(self.vocab) + "\n")
-        os.replace(tmp, path)
+        atomic_write(path, lambda fh: fh.write("\n".join(self.vocab) + "\n"), text=True)
         return path
 
     @classmethod

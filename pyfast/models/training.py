@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._io import fsync_dir, fsync_file, replace
+
 
 def set_seed(seed: int) -> None:
     random.seed(seed)
@@ -129,12 +131,15 @@ def save_checkpoint(model, directory: str, optimizer=None, step: int | None = No
         tokenizer.save(tmp)
     if optimizer is not None or step is not None:
         state = {"step": step, "optimizer": optimizer.state_dict() if optimizer is not None else None}
-        torch.save(state, os.path.join(tmp, "trainer_state.pt"))
+        state_path = os.path.join(tmp, "trainer_state.pt")
+        torch.save(state, state_path)
+        fsync_file(state_path)
+    fsync_dir(tmp)  # the files inside are fsynced by their writers; their directory entries now too
     old = None
     if os.path.exists(directory):  # os.replace cannot replace a non-empty directory: move the old one aside first
         old = os.path.join(parent, f".{os.path.basename(directory)}.old{os.getpid()}")
         os.replace(directory, old)
-    os.replace(tmp, directory)
+    replace(tmp, directory)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return directory

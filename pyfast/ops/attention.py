@@ -363,7 +363,8 @@ def scaled_dot_product_attention(
         except RuntimeError:
             raise ValueError(f"{op}: attn_mask of shape {tuple(attn_mask.shape)} does not broadcast to "
                              f"{full[-2:] if squeeze_head else full}") from None
-        mask4 = _float_mask(attn_mask, s).expand(full).reshape(-1, hq, l, s)
+        # An explicit batch size, not -1: with 0 elements (an empty batch, L or S = 0) -1 is ambiguous to torch.
+        mask4 = _float_mask(attn_mask, s).expand(full).reshape(math.prod(batch), hq, l, s)
 
     bflat = math.prod(batch)
     q4 = query.reshape(bflat, hq, l, e)

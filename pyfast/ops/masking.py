@@ -401,4 +401,5 @@ def gather_masked(hidden: torch.Tensor, labels: torch.Tensor, ignore_index: int 
         raise ValueError(f"gather_masked: hidden is on {hidden.device} but labels are on {labels.device}")
     flat_labels = labels.reshape(-1)
     index = torch.nonzero(flat_labels != ignore_index).reshape(-1)
-    return hidden.reshape(-1, hidden.shape[-1]).index_select(0, index), flat_labels.index_select(0, index)
+    rows = hidden.reshape(flat_labels.numel(), hidden.shape[-1])  # not -1: ambiguous when H = 0
+    return rows.index_select(0, index), flat_labels.index_select(0, index)

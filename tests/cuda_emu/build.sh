@@ -3,10 +3,11 @@
 # by g++ against the host emulator (include/emu_cuda.h), with the real csrc/bindings_cuda.cpp, so
 # tests/test_cuda_emu.py can run the kernels' logic and the Python CUDA layer's calls without a GPU.
 # Usage (repo root): bash tests/cuda_emu/build.sh
+# Environment: EMU_OUT (output folder, default build/cuda-emu), EMU_CXXFLAGS (extra g++ flags, e.g. sanitizers).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY="${PYTHON:-python3}"
-OUT=build/cuda-emu
+OUT="${EMU_OUT:-build/cuda-emu}"
 rm -rf "$OUT/include-pre"
 mkdir -p "$OUT/src" "$OUT/include-pre"
 for f in csrc/*/*.cu; do
@@ -20,7 +21,7 @@ for f in csrc/*/*.cuh; do
 done
 # -O1: the kernels run as one OS thread per CUDA thread; optimisation matters little, compile time does.
 g++ -std=c++20 -O1 -g0 -fPIC -shared -pthread -w -Itests/cuda_emu/include -include emu_cuda.h \
-  -I"$OUT/include-pre" -Icsrc \
+  -I"$OUT/include-pre" -Icsrc ${EMU_CXXFLAGS:-} \
   $("$PY" -m pybind11 --includes) "$OUT"/src/*.cpp csrc/bindings_cuda.cpp \
   -o "$OUT/_C_cuda$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
 echo "built $OUT"
