@@ -147,6 +147,16 @@ class DataCollatorForLanguageModeling:
         """Mix the epoch into every following call's seed (needed for non-persistent DataLoader workers)."""
         self.epoch = int(epoch)
 
+    def state_dict(self) -> dict:
+        """Where this collator's mask stream stands (seed, epoch, calls so far): load_state_dict of it makes the
+        next call draw what this one's next call would (for resumable training; ``seed=None`` draws from the
+        global RNG, whose state the caller saves)."""
+        return {"seed": self.seed, "epoch": self.epoch, "calls": self._calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed = None if state["seed"] is None else rng.check_seed(state["seed"], self._op)
+        self.epoch, self._calls = int(state["epoch"]), int(state["calls"])
+
     def _call_seed(self, return_tensors: str) -> int:
         """The kernel seed of this call: Philox of (call counter, worker id, epoch) under key `seed`."""
         self._calls += 1

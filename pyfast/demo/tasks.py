@@ -20,8 +20,9 @@ from pyfast.models import (BertConfig, BertForMaskedLM, BertForSequenceClassific
                            WordPieceTokenizer)
 from pyfast.data import DataCollatorForLanguageModeling
 from pyfast.word2vec import Word2Vec
-from pyfast.models.training import (DistInfo, LossLog, Timer, cosine_lr, max_parameter_difference, pack_blocks,
-                                    pad_batch, progress_bar, save_checkpoint, set_seed)
+from pyfast.models.training import (DistInfo, LossLog, ShuffledBatches, StopRequest, Timer, resumable_run, cosine_lr,
+                                    max_parameter_difference, pack_blocks, pad_batch, progress_bar, save_checkpoint,
+                                    set_seed)
 
 # Probe words for word2vec: (word, words that a sensible neighbour list of an Austen model contains one of).
 W2V_PROBES = [
@@ -102,9 +103,11 @@ def _batches(n_rows, batch_size, seed):
 
 def pretrain_bert(tokenizer, train_paragraphs, test_paragraphs, *, steps=300, batch_size=32, seq_len=64, hidden=128,
                   layers=2, heads=4, lr=1e-3, seed=0, out_dir=None, save_every=0, dist: DistInfo | None = None,
-                  quiet=False, log_every=1):
+                  quiet=False, log_every=1, resume=False, stop: StopRequest | None = None, dropout=0.0):
     """MLM pretraining with the pyfast collator (15%, 80/10/10) and sparse prediction. Under DDP every rank takes
     its own share of the blocks and its own masking stream; gradients are averaged, so parameters stay identical.
+    Resumable checkpoints (see ResumableRun) go to out_dir/checkpoints every save_every steps and when ``stop``
+    fires (then TrainingInterrupted is raised); ``resume`` continues from the latest one.
     -> dict(model, log, tokens_per_s, first_loss, last_loss, masked_acc, param_diff, checkpoint)."""
     from torch.nn.parallel import DistributedDataParallel
 
@@ -115,35 +118,40 @@ def pretrain_bert(tokenizer, train_paragraphs, test_paragraphs, *, steps=300, ba
                          f"{batch_size * dist.world_size} for one batch per rank")
     shard = blocks[dist.rank::dist.world_size]
     set_seed(seed)  # identical initial parameters on every rank (DDP also broadcasts rank 0's at wrap time)
-    model = BertForMaskedLM(bert_config(tokenizer, seq_len, hidden, layers, heads)).to(dist.device)
+    model = BertForMaskedLM(bert_config(tokenizer, seq_len, hidden, layers, heads, dropout)).to(dist.device)
     train_model = DistributedDataParallel(model) if dist.enabled else model
     optimizer = _adamw(model, lr)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=0.15, seed=seed + 1000 * dist.rank)
-    log, batches = LossLog(), _batches(shard.shape[0], batch_size, seed + dist.rank)
+    log, batches = LossLog(), ShuffledBatches(shard.shape[0], batch_size, seed + dist.rank)
+    run = resumable_run("pretrain_bert", out_dir, model, optimizer, tokenizer, dist, save_every, resume, stop, log=log,
+                        batches=batches, collator=collator, settings=dict(
+                            steps=steps, batch_size=batch_size, seq_len=seq_len, hidden=hidden, layers=layers,
+                            heads=heads, lr=lr, seed=seed, dropout=dropout))
+    first = run.restore() if resume else 0
     bar = progress_bar(steps, "bert mlm", disable=quiet or not dist.is_main)
+    bar.update(first)
     model.train()
     tokens, train_seconds = 0, 0.0
-    for step in range(steps):
-        t0 = time.perf_counter()
-        batch = collator([{"input_ids": row} for row in shard[next(batches)]])
-        batch = {k: v.to(dist.device) for k, v in batch.items()}
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, steps, lr, warmup=max(1, steps // 10))
-        loss = train_model(batch["input_ids"], attention_mask=batch.get("attention_mask"), labels=batch["labels"]).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        train_seconds += time.perf_counter() - t0
-        tokens += batch["input_ids"].numel()
-        if step % log_every == 0 or step == steps - 1:
-            log.add(step, loss.item(), lr=optimizer.param_groups[0]["lr"])
-        bar.update(1)
-        bar.set_postfix_str(f"loss {loss.item():.3f}")
-        if out_dir and save_every and (step + 1) % save_every == 0 and step + 1 < steps:
-            if dist.is_main:
-                save_checkpoint(model, os.path.join(out_dir, "checkpoint"), optimizer, step + 1, tokenizer)
-            _barrier(dist)
+    with run:
+        for step in range(first, steps):
+            t0 = time.perf_counter()
+            batch = collator([{"input_ids": row} for row in shard[next(batches)]])
+            batch = {k: v.to(dist.device) for k, v in batch.items()}
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(step, steps, lr, warmup=max(1, steps // 10))
+            loss = train_model(batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                               labels=batch["labels"]).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            train_seconds += time.perf_counter() - t0
+            tokens += batch["input_ids"].numel()
+            if step % log_every == 0 or step == steps - 1:
+                log.add(step, loss.item(), lr=optimizer.param_groups[0]["lr"])
+            bar.update(1)
+            bar.set_postfix_str(f"loss {loss.item():.3f}")
+            run.step_done(step + 1, steps)
     bar.close()
     param_diff = max_parameter_difference(model)
     checkpoint = None
@@ -196,33 +204,42 @@ def unigram_baseline(tokenizer, train_paragraphs, test_paragraphs, seq_len):
 
 def pretrain_gpt(tokenizer, train_paragraphs, test_paragraphs, *, steps=300, batch_size=16, seq_len=64, hidden=128,
                  layers=2, heads=4, lr=1e-3, seed=0, out_dir=None, quiet=False, prompt="It is a truth",
-                 sample_tokens=30):
-    """Causal-LM pretraining. -> dict(model, log, tokens_per_s, first_loss, last_loss, perplexity, sample)."""
+                 sample_tokens=30, save_every=0, resume=False, stop: StopRequest | None = None, dropout=0.0):
+    """Causal-LM pretraining; resumable checkpoints as in pretrain_bert.
+    -> dict(model, log, tokens_per_s, first_loss, last_loss, perplexity, sample)."""
     blocks = causal_blocks(tokenizer, train_paragraphs, seq_len)
     if blocks.shape[0] < batch_size:
         raise ValueError(f"pretrain_gpt: {blocks.shape[0]} blocks of {seq_len} tokens; need at least {batch_size}")
     set_seed(seed)
-    model = GPTLMHeadModel(gpt_config(tokenizer, seq_len, hidden, layers, heads))
+    model = GPTLMHeadModel(gpt_config(tokenizer, seq_len, hidden, layers, heads, dropout))
     optimizer = _adamw(model, lr)
-    log, batches = LossLog(), _batches(blocks.shape[0], batch_size, seed)
+    log, batches = LossLog(), ShuffledBatches(blocks.shape[0], batch_size, seed)
+    run = resumable_run("pretrain_gpt", out_dir, model, optimizer, tokenizer, None, save_every, resume, stop, log=log,
+                        batches=batches, settings=dict(
+                            steps=steps, batch_size=batch_size, seq_len=seq_len, hidden=hidden, layers=layers,
+                            heads=heads, lr=lr, seed=seed, dropout=dropout))
+    first = run.restore() if resume else 0
     bar = progress_bar(steps, "gpt clm", disable=quiet)
+    bar.update(first)
     model.train()
     tokens, train_seconds = 0, 0.0
-    for step in range(steps):
-        t0 = time.perf_counter()
-        input_ids = blocks[next(batches)]
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, steps, lr, warmup=max(1, steps // 10))
-        loss = model(input_ids, labels=input_ids).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        train_seconds += time.perf_counter() - t0
-        tokens += input_ids.numel()
-        log.add(step, loss.item(), lr=optimizer.param_groups[0]["lr"])
-        bar.update(1)
-        bar.set_postfix_str(f"loss {loss.item():.3f}")
+    with run:
+        for step in range(first, steps):
+            t0 = time.perf_counter()
+            input_ids = blocks[next(batches)]
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(step, steps, lr, warmup=max(1, steps // 10))
+            loss = model(input_ids, labels=input_ids).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            train_seconds += time.perf_counter() - t0
+            tokens += input_ids.numel()
+            log.add(step, loss.item(), lr=optimizer.param_groups[0]["lr"])
+            bar.update(1)
+            bar.set_postfix_str(f"loss {loss.item():.3f}")
+            run.step_done(step + 1, steps)
     bar.close()
     perplexity = evaluate_perplexity(model, tokenizer, test_paragraphs, seq_len)
     prompt_ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)])
