@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 
 def base_parser(description: str, steps: int, out: str) -> argparse.ArgumentParser:
@@ -23,6 +24,27 @@ def base_parser(description: str, steps: int, out: str) -> argparse.ArgumentPars
     return parser
 
 
+def add_resume_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The pretraining scripts' --dropout, --save-every, --resume and --stop-after."""
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout probability (default 0: short runs)")
+    parser.add_argument("--save-every", type=int, default=100,
+                        help="resumable checkpoint every N steps under OUT/checkpoints (0: only on a stop)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the latest checkpoint under --out (same settings; a fresh start, said "
+                             "so, when there is none)")
+    parser.add_argument("--stop-after", type=int, default=None, metavar="N",
+                        help="checkpoint and exit after N steps of this run (continue later with --resume)")
+    return parser
+
+
+def report_interruption(exc, dist=None) -> int:
+    """Print a TrainingInterrupted on rank 0 -> the exit status (130 for SIGINT, 143 for SIGTERM, 0 for
+    --stop-after)."""
+    if dist is None or dist.is_main:
+        print(f"{os.path.basename(sys.argv[0])}: {exc}", file=sys.stderr, flush=True)
+    return exc.exit_code
+
+
 def load_paragraphs(files):
     """-> (train, test) paragraph lists: the shipped corpus split by book, or the given files' lines (last 10%
     held out)."""
@@ -39,16 +61,24 @@ def load_paragraphs(files):
     return lines[:cut], lines[cut:]
 
 
-def tokenizer_for(paragraphs, vocab_size, directory, dist=None):
-    """Train a WordPiece vocabulary on rank 0, save it to directory/tokenizer, and load it on every rank (so all
-    ranks hold the very same vocabulary)."""
+def tokenizer_for(paragraphs, vocab_size, directory, dist=None, reuse=False):
+    """Train a WordPiece vocabulary on rank 0 (or, with ``reuse``, load the one saved before when there is one:
+    a resumed run keeps its vocabulary), save it to directory/tokenizer and send it to every rank, so all ranks
+    hold the very same vocabulary without sharing a filesystem (multi-node)."""
     from pyfast.models import WordPieceTokenizer
 
     path = os.path.join(directory, "tokenizer")
+    vocab = None
     if dist is None or dist.is_main:
-        WordPieceTokenizer.train(paragraphs, vocab_size=vocab_size).save(path)
+        if reuse and os.path.exists(os.path.join(path, "vocab.txt")):
+            vocab = WordPieceTokenizer.from_file(path).vocab
+        else:
+            vocab = WordPieceTokenizer.train(paragraphs, vocab_size=vocab_size).vocab
+            WordPieceTokenizer(vocab).save(path)
     if dist is not None and dist.enabled:
         import torch.distributed
 
-        torch.distributed.barrier()
-    return WordPieceTokenizer.from_file(path)
+        box = [vocab]
+        torch.distributed.broadcast_object_list(box, src=0)
+        vocab = box[0]
+    return WordPieceTokenizer(vocab)

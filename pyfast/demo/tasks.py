@@ -129,7 +129,8 @@ def pretrain_bert(tokenizer, train_paragraphs, test_paragraphs, *, steps=300, ba
                             heads=heads, lr=lr, seed=seed, dropout=dropout))
     first = run.restore() if resume else 0
     bar = progress_bar(steps, "bert mlm", disable=quiet or not dist.is_main)
-    bar.update(first)
+    if first:
+        bar.update(first)
     model.train()
     tokens, train_seconds = 0, 0.0
     with run:
@@ -220,7 +221,8 @@ def pretrain_gpt(tokenizer, train_paragraphs, test_paragraphs, *, steps=300, bat
                             heads=heads, lr=lr, seed=seed, dropout=dropout))
     first = run.restore() if resume else 0
     bar = progress_bar(steps, "gpt clm", disable=quiet)
-    bar.update(first)
+    if first:
+        bar.update(first)
     model.train()
     tokens, train_seconds = 0, 0.0
     with run:
