@@ -329,6 +329,55 @@ def test_sigint_in_the_word2vec_cli_saves_a_resumable_checkpoint(tmp_path):
     model.train(corpus_iterable=[["w1", "w2", "w3"]] * 10, epochs=1)  # resumes from the checkpoint
 
 
+# The pretraining examples: a signal stops them at the next step boundary with a resumable checkpoint.
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # examples/ live in the repository only
+
+
+@pytest.mark.parametrize("example, sig", [("pretrain_bert", signal.SIGINT), ("pretrain_bert", signal.SIGTERM),
+                                          ("pretrain_gpt", signal.SIGINT)])
+def test_signal_in_a_pretraining_example_saves_a_resumable_checkpoint(tmp_path, example, sig):
+    from pyfast.demo.corpus import load_books
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join([p for b in load_books().values() for p in b][:400]) + "\n")
+    # 2000 steps of a tiny model: ~20 s uninterrupted; the first progress line comes at 10% (step 200).
+    cmd = [sys.executable, os.path.join(_REPO, "examples", f"{example}.py"), "--corpus", str(corpus),
+           "--vocab-size", "300", "--steps", "2000", "--batch-size", "4", "--seq-len", "16", "--hidden", "16",
+           "--layers", "1", "--heads", "2", "--save-every", "0", "--out", str(tmp_path / "out")]
+    child = subprocess.Popen(cmd, env=_child_env(), cwd=str(tmp_path), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(120, child.kill)  # readline below must not wait forever on a hung child
+    watchdog.start()
+    try:
+        seen = []
+        for line in child.stderr:  # tqdm is off (not a terminal): "  bert mlm: 200/2000 loss 5.3"
+            seen.append(line)
+            if "/2000 loss" in line:
+                break
+        assert seen and "/2000 loss" in seen[-1], "".join(seen)[-3000:]
+        child.send_signal(sig)
+        out, err = child.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 128 + sig, (out, err[-3000:])
+    stopped = [line for line in err.splitlines() if f"interrupted by {signal.Signals(sig).name} at step" in line]
+    assert stopped, err[-3000:]
+    step = int(stopped[0].split(" at step ")[1].split()[0])
+    assert 200 <= step < 2000, stopped
+    name = f"step-{step:08d}"
+    assert (tmp_path / "out" / "checkpoints" / "latest").read_text().strip() == name
+    assert not os.path.exists(tmp_path / "out" / "checkpoint")  # no final model: the run did not finish
+    # --resume continues from that step (three more steps here, then a planned stop: status 0).
+    resumed = subprocess.run(cmd + ["--resume", "--stop-after", "3"], env=_child_env(), cwd=str(tmp_path),
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resume: continuing from {tmp_path / 'out' / 'checkpoints' / name} (step {step})" in resumed.stdout
+    assert f"stopped as asked at step {step + 3} of 2000" in resumed.stderr
+
+
 def test_training_from_a_worker_thread_is_not_intercepted():
     # Off the main thread (no signals there) the native epoch is called directly; results match the main thread's.
     a = _w2v_model(5)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import pyfast
-from pyfast.data import sample_negatives
+from pyfast.data import sample_negatives, skipgram_pairs
 from pyfast.ops import mask_tokens
 from pyfast.reference import attention as attention_ref
 from pyfast.reference.masking import mask_tokens_reference
@@ -237,3 +237,175 @@ def test_fuzz_word2vec_training(n_sent, length, vocab, dim, window, negative, sg
     sims = _clear_or(lambda: model.wv.most_similar(key, topn=vocab + 3))
     if sims is not None:
         assert len(sims) == len(model.wv) - 1 and all(k != key for k, _ in sims)
+
+
+# ---- packed (varlen) attention ------------------------------------------------------------------------------------
+def _cu(lengths) -> torch.Tensor:
+    return torch.tensor([0, *np.cumsum(lengths).tolist()], dtype=torch.int32)
+
+
+def _damage_cu(cu: torch.Tensor, kind: str) -> torch.Tensor:
+    """cu_seqlens made invalid in one way (or left as it is when the damage does not apply to it)."""
+    if kind == "unsorted" and cu.numel() >= 3 and cu[1] != cu[2]:
+        cu = cu.clone()
+        cu[1], cu[2] = cu[2].item(), cu[1].item()
+    elif kind == "not-from-0":
+        cu = cu + 1
+    elif kind == "beyond-total":
+        cu = cu.clone()
+        cu[-1] += 1
+    elif kind == "int64":
+        cu = cu.long()
+    elif kind == "float":
+        cu = cu.float()
+    elif kind == "2-D":
+        cu = cu.unsqueeze(0)
+    elif kind == "strided":  # valid values in a non-contiguous view
+        wide = torch.zeros(2 * cu.numel(), dtype=torch.int32)
+        wide[::2] = cu
+        cu = wide[::2]
+    return cu
+
+
+@FUZZ
+@given(lengths=st.lists(st.sampled_from([0, 0, 1, 1, 2, 5, 9]), min_size=0, max_size=4), self_attn=st.booleans(),
+       k_lengths=st.lists(st.sampled_from([0, 1, 3, 7]), min_size=4, max_size=4),
+       hkv=st.sampled_from([1, 2]), group=st.sampled_from([1, 2, 3]), bad_heads=st.sampled_from([False] * 5 + [True]),
+       e=st.sampled_from([1, 8, 17]), ev=st.sampled_from([1, 8]),
+       dtype=st.sampled_from([torch.float32, torch.float32, torch.bfloat16, torch.float64, torch.int32]),
+       damage=st.sampled_from(["none"] * 6 + ["unsorted", "not-from-0", "beyond-total", "int64", "float", "2-D",
+                                              "strided", "k-count"]),
+       damaged=st.sampled_from(["q", "k"]), max_len=st.sampled_from(["exact", "exact", "larger", "smaller", "-1"]),
+       causal=st.booleans(), layout=st.sampled_from(["contiguous", "transposed", "sliced"]),
+       seed=st.integers(0, 2**31 - 1))
+def test_fuzz_attention_varlen(lengths, self_attn, k_lengths, hkv, group, bad_heads, e, ev, dtype, damage, damaged,
+                               max_len, causal, layout, seed):
+    g = torch.Generator().manual_seed(seed)
+    k_lengths = lengths if self_attn else k_lengths[:len(lengths)]
+    hq = hkv * group + (1 if bad_heads else 0)
+    cu_q, cu_k = _cu(lengths), _cu(k_lengths)
+    mk = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
+    q, k, v = mk(int(cu_q[-1]), hq, e), mk(int(cu_k[-1]), hkv, e), mk(int(cu_k[-1]), hkv, ev)
+    q, k, v = (_layout(x.to(dtype) if dtype.is_floating_point else x.round().to(dtype), layout) for x in (q, k, v))
+    longest_q, longest_k = max(lengths, default=0), max(k_lengths, default=0)
+    max_q, max_k = {"exact": (longest_q, longest_k), "larger": (longest_q + 3, longest_k + 3),
+                    "smaller": (longest_q - 1, longest_k - 1), "-1": (-1, -1)}[max_len]
+    if damage == "k-count":  # one sequence more in k than in q
+        cu_k = torch.cat([cu_k, cu_k[-1:]])
+    elif damaged == "q":
+        cu_q = _damage_cu(cu_q, damage)
+    else:
+        cu_k = _damage_cu(cu_k, damage)
+    if dtype.is_floating_point and dtype != torch.float64:
+        q, k, v = (x.detach().requires_grad_() for x in (q, k, v))
+    out = _clear_or(lambda: pyfast.attention_varlen(q, k, v, cu_q, cu_k, max_q, max_k, is_causal=causal))
+    if out is None:
+        return
+    # Accepted: then the inputs were valid, and the result is the per-sequence reference's.
+    assert dtype in (torch.float32, torch.bfloat16), f"{dtype} accepted"
+    assert hq % hkv == 0, "q heads not a multiple of k/v heads accepted"
+    for cu, total, mx in ((cu_q, q.shape[0], max_q), (cu_k, k.shape[0], max_k)):
+        assert cu.dtype == torch.int32 and cu.dim() == 1 and cu.numel() == len(lengths) + 1, cu
+        assert int(cu[0]) == 0 and int(cu[-1]) == total and bool((cu[1:] >= cu[:-1]).all()), cu
+        assert int((cu[1:] - cu[:-1]).max()) <= mx if cu.numel() > 1 else True, (cu, mx)
+    assert out.shape == (q.shape[0], hq, ev) and out.dtype == dtype
+    ref_inputs = [x.detach().double().requires_grad_() for x in (q, k, v)]
+    want = attention_ref.attention_varlen(*ref_inputs, cu_q, cu_k, is_causal=causal)
+    tol = {torch.float32: 2e-5, torch.bfloat16: 5e-2}[dtype]
+    torch.testing.assert_close(out.double(), want, atol=tol, rtol=tol)
+    if out.numel():
+        grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
+        out.backward(grad.to(dtype))
+        if want.requires_grad:  # not when every key set is empty: the reference's zeros hang off no graph
+            want.backward(grad)
+        for name, got, ref in zip("qkv", (q, k, v), ref_inputs):
+            ref_grad = torch.zeros_like(ref) if ref.grad is None else ref.grad
+            torch.testing.assert_close(got.grad.double(), ref_grad, atol=10 * tol, rtol=10 * tol,
+                                       msg=lambda m, name=name: f"d{name}: {m}")
+
+
+# ---- skip-gram pairs ------------------------------------------------------------------------------------------------
+def _skipgram_reference(sentences, window, counts, sample, seed, shrink_window):
+    """Plain loops over word2vec's rule, the same Philox draws (pyfast.rng) as the function."""
+    from pyfast import rng
+
+    tokens = [t for s in sentences for t in s]
+    segment = [i for i, s in enumerate(sentences) for _ in s]
+    if not tokens:
+        return [], []
+    if sample > 0:
+        counts = np.bincount(tokens).astype(np.float64) if counts is None else np.asarray(counts, np.float64)
+        threshold = sample * counts.sum()
+        draws = rng.uniform(len(tokens), seed, stream=0x5B5A).double().tolist()
+        keep = []
+        for i, t in enumerate(tokens):
+            c = max(counts[t], 1e-300)
+            p = (math.sqrt(c / threshold) + 1) * threshold / c if threshold > 0 else 0.0
+            keep.append(draws[i] < p)
+        tokens = [t for t, kept in zip(tokens, keep) if kept]
+        segment = [s for s, kept in zip(segment, keep) if kept]
+    n = len(tokens)
+    if shrink_window and n:
+        # float32 products, as the function's tensor arithmetic (a float64 one may round across an integer)
+        draws = rng.uniform(n, seed, stream=0x5B5B).numpy()
+        reach = [1 + min(int(u * np.float32(window)), window - 1) for u in draws]
+    else:
+        reach = [window] * n
+    centers, contexts = [], []
+    for i in range(n):
+        for off in [*range(-min(window, n), 0), *range(1, min(window, n) + 1)]:
+            j = i + off
+            if 0 <= j < n and abs(off) <= reach[i] and segment[j] == segment[i]:
+                centers.append(tokens[i])
+                contexts.append(tokens[j])
+    return centers, contexts
+
+
+@FUZZ
+@given(n_sent=st.sampled_from([0, 1, 1, 3]), lengths=st.lists(SIZES, min_size=3, max_size=3),
+       vocab=st.sampled_from([1, 2, 9]), lo=st.sampled_from([0, 0, 0, -1]), hi_extra=st.sampled_from([0, 0, 1]),
+       window=st.sampled_from([1, 1, 2, 5, 10**9, 0, -1, 2.0, True]),
+       counts_kind=st.sampled_from(["none", "none", "exact", "short", "zeros", "nan", "2-D", "negative"]),
+       sample=st.sampled_from([0.0, 1e-3, 0.5, 1.0, math.inf, -1.0, math.nan]),
+       dtype=st.sampled_from([torch.int64, torch.int64, torch.int32, torch.uint8, torch.float32, torch.bool]),
+       form=st.sampled_from(["tensors", "lists", "one-tensor", "rows"]), shrink=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_fuzz_skipgram_pairs(n_sent, lengths, vocab, lo, hi_extra, window, counts_kind, sample, dtype, form, shrink,
+                             seed):
+    gen = np.random.default_rng(seed)
+    sentences = [gen.integers(lo, vocab + hi_extra, lengths[i]).tolist() for i in range(n_sent)]
+    if dtype == torch.uint8:
+        sentences = [[max(t, 0) for t in s] for s in sentences]
+    counts = {"none": None, "exact": np.bincount([max(t, 0) for s in sentences for t in s] + [vocab + hi_extra],
+                                                 minlength=vocab + hi_extra).astype(np.float64),
+              "short": np.ones(max(vocab - 1, 0)), "zeros": np.zeros(vocab + hi_extra),
+              "nan": np.full(vocab + hi_extra, np.nan), "2-D": np.ones((2, vocab + hi_extra)),
+              "negative": -np.ones(vocab + hi_extra)}[counts_kind]
+    if form == "tensors":
+        tokens = [torch.tensor(s, dtype=torch.int64).to(dtype) for s in sentences]
+    elif form == "lists":
+        tokens = sentences
+    elif form == "one-tensor":
+        tokens = torch.tensor([t for s in sentences for t in s], dtype=torch.int64).to(dtype)
+        sentences = [[t for s in sentences for t in s]]
+    else:  # a 2-D tensor is a sequence of 1-D ones: its rows are the sentences
+        sentences = [s[:lengths[0]] + [0] * (lengths[0] - len(s)) for s in sentences]
+        tokens = torch.tensor(sentences, dtype=torch.int64).reshape(n_sent, lengths[0]).to(dtype)
+    counts_t = None if counts is None else torch.from_numpy(counts)
+    call = lambda: skipgram_pairs(tokens, window, counts=counts_t, sample=sample, seed=seed,  # noqa: E731
+                                  shrink_window=shrink)
+    got = _clear_or(call)
+    if got is None:
+        return
+    assert isinstance(window, int) and not isinstance(window, bool) and window >= 1, f"window {window!r} accepted"
+    assert sample >= 0, f"sample {sample} accepted"
+    every = [t for s in sentences for t in s]
+    assert not every or min(every) >= 0, "a negative id was accepted"
+    if every and sample > 0 and counts is not None:
+        assert counts.ndim == 1 and len(counts) > max(every) and np.isfinite(counts).all() and (counts >= 0).all()
+    if every and dtype in (torch.float32, torch.bool) and form != "lists":
+        raise AssertionError(f"{dtype} tokens accepted")
+    centers, contexts = got
+    assert centers.dtype == contexts.dtype == torch.int64 and centers.shape == contexts.shape
+    want = _skipgram_reference(sentences, window, counts, sample, seed, shrink)
+    assert centers.tolist() == want[0] and contexts.tolist() == want[1]

@@ -251,7 +251,6 @@ def _two_nodes(tmp_path, extra, timeout=240):
     return results
 
 
-@pytest.mark.slow
 def test_bert_example_on_two_torchrun_nodes_over_the_loopback(tmp_path):
     results = _two_nodes(tmp_path, ["--quiet"])
     for node, (rc, out, err) in enumerate(results):

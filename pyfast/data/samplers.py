@@ -78,7 +78,7 @@ def skipgram_pairs(tokens, window: int, counts=None, sample: float = 1e-3, seed:
         shrink_window: draw each center's window uniformly from [1, window] (word2vec's reduced window).
 
     Pairs come out ordered by center position, then by offset (-window .. -1, 1 .. window). Memory is about
-    16 * 2 * window bytes per token (the candidate grid), so feed a large corpus in slices.
+    16 * 2 * min(window, len(tokens)) bytes per token (the candidate grid), so feed a large corpus in slices.
     """
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"skipgram_pairs: window must be an int >= 1, got {window!r}")
@@ -109,8 +109,8 @@ def skipgram_pairs(tokens, window: int, counts=None, sample: float = 1e-3, seed:
         if counts.dim() != 1 or counts.numel() <= int(tok.max()):
             raise ValueError(f"skipgram_pairs: counts must be 1-D with an entry for every token id (max id "
                              f"{int(tok.max())}), got shape {tuple(counts.shape)}")
-        if bool((counts < 0).any()):
-            raise ValueError("skipgram_pairs: counts must be >= 0")
+        if not bool(torch.isfinite(counts).all()) or bool((counts < 0).any()):
+            raise ValueError("skipgram_pairs: counts must be finite and >= 0")
         threshold = sample * float(counts.sum())
         c = counts[tok].clamp_min(1e-300)  # a token that occurs has count >= 1; guards a user's zero
         keep_prob = ((c / threshold).sqrt() + 1) * threshold / c
@@ -123,7 +123,9 @@ def skipgram_pairs(tokens, window: int, counts=None, sample: float = 1e-3, seed:
         reach = 1 + (rng.uniform(n, seed, stream=_WINDOW_STREAM) * window).long().clamp_max(window - 1)
     else:
         reach = torch.full((n,), window, dtype=torch.int64)
-    offsets = torch.cat([torch.arange(-window, 0), torch.arange(1, window + 1)])        # (2W,)
+    # No pair spans more than n - 1 positions: a window beyond that (window=10**9) would only size the grid.
+    span = min(window, n - 1)
+    offsets = torch.cat([torch.arange(-span, 0), torch.arange(1, span + 1)])            # (2W,), W = span
     pos = torch.arange(n).unsqueeze(1) + offsets                                          # (n, 2W)
     inside = (pos >= 0) & (pos < n) & (offsets.abs() <= reach.unsqueeze(1))
     pos = pos.clamp(0, n - 1)
