@@ -378,6 +378,53 @@ def test_signal_in_a_pretraining_example_saves_a_resumable_checkpoint(tmp_path, 
     assert f"stopped as asked at step {step + 3} of 2000" in resumed.stderr
 
 
+@pytest.mark.slow
+def test_sigint_to_torchrun_stops_every_rank_at_one_step_with_a_resumable_checkpoint(tmp_path):
+    # Ctrl-C in a terminal: torchrun gets SIGINT and forwards it to its workers; the ranks agree on the step
+    # (StopRequest.check all-reduces the flag), rank 0 saves every rank's state, a 2-process --resume continues.
+    from pyfast.demo.corpus import load_books
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join([p for b in load_books().values() for p in b][:400]) + "\n")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           os.path.join(_REPO, "examples", "pretrain_bert.py"), "--corpus", str(corpus), "--vocab-size", "300",
+           "--steps", "2000", "--batch-size", "4", "--seq-len", "16", "--hidden", "16", "--layers", "1", "--heads",
+           "2", "--save-every", "0", "--device", "cpu", "--out", str(tmp_path / "out")]
+    env = _child_env()
+    env.pop("WORLD_SIZE", None)
+    child = subprocess.Popen(cmd, env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    watchdog = threading.Timer(180, child.kill)
+    watchdog.start()
+    try:
+        seen = []
+        for line in child.stderr:
+            seen.append(line)
+            if "/2000 loss" in line:
+                break
+        assert seen and "/2000 loss" in seen[-1], "".join(seen)[-3000:]
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=90)
+    finally:
+        watchdog.cancel()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    stopped = [line for line in err.splitlines() if "interrupted by SIGINT at step" in line]
+    assert len(stopped) == 1, err[-3000:]  # rank 0 reports it
+    step = int(stopped[0].split(" at step ")[1].split()[0])
+    name = f"step-{step:08d}"
+    assert (tmp_path / "out" / "checkpoints" / "latest").read_text().strip() == name
+    state = torch.load(tmp_path / "out" / "checkpoints" / name / "trainer_state.pt", weights_only=True)
+    assert state["step"] == step and len(state["ranks"]) == 2
+    assert state["ranks"][0]["batches"]["pos"] == state["ranks"][1]["batches"]["pos"]  # the same step on both
+    assert state["ranks"][0]["collator"]["calls"] == state["ranks"][1]["collator"]["calls"] == step
+    resumed = subprocess.run(cmd + ["--resume", "--stop-after", "2", "--quiet"], env=env, cwd=str(tmp_path),
+                             capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"(step {step})" in resumed.stdout and f"stopped as asked at step {step + 2} of 2000" in resumed.stderr
+
+
 def test_training_from_a_worker_thread_is_not_intercepted():
     # Off the main thread (no signals there) the native epoch is called directly; results match the main thread's.
     a = _w2v_model(5)
