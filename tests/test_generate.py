@@ -57,7 +57,7 @@ def test_incremental_forward_with_padding_mask_over_cached_and_new_tokens():
 def test_greedy_generation_same_tokens_with_and_without_cache(batch, prompt_len):
     m = model()
     prompt = ids(batch, prompt_len, seed=prompt_len)
-    cached = m.generate(prompt, max_new_tokens=25)
+    cached = m.generate(prompt, max_new_tokens=25, use_cache=True)
     recomputed = m.generate(prompt, max_new_tokens=25, use_cache=False)
     assert cached.shape == (batch, prompt_len + 25)
     assert torch.equal(cached[:, :prompt_len], prompt)
@@ -70,7 +70,7 @@ def test_sampled_generation_same_tokens_with_and_without_cache(seed, top_k):
     m = model()
     prompt = ids(3, 4)
     kw = dict(max_new_tokens=30, do_sample=True, temperature=0.9, top_k=top_k, seed=seed)
-    cached = m.generate(prompt, **kw)
+    cached = m.generate(prompt, use_cache=True, **kw)
     assert torch.equal(cached, m.generate(prompt, use_cache=False, **kw))
     assert torch.equal(cached, m.generate(prompt, **kw))  # the seed alone fixes the draws
     assert not torch.equal(cached, m.generate(prompt, **{**kw, "seed": seed + 100}))  # and it does matter
@@ -79,10 +79,21 @@ def test_sampled_generation_same_tokens_with_and_without_cache(seed, top_k):
 def test_generation_up_to_the_last_position_and_zero_new_tokens():
     m = model()
     prompt = ids(2, 40)
-    out = m.generate(prompt, max_new_tokens=9)  # feeds 40 + 9 - 1 = 48 = n_positions tokens
+    out = m.generate(prompt, max_new_tokens=9, use_cache=True)  # feeds 40 + 9 - 1 = 48 = n_positions tokens
     assert torch.equal(out, m.generate(prompt, max_new_tokens=9, use_cache=False))
     for use_cache in (True, False):
         assert torch.equal(m.generate(prompt, max_new_tokens=0, use_cache=use_cache), prompt)
+
+
+def test_default_uses_the_cache_when_it_fits():
+    m = model()
+    widths = []
+    m.transformer.register_forward_pre_hook(lambda module, args: widths.append(args[0].shape[1]))
+    m.generate(ids(2, 6), max_new_tokens=5)
+    assert widths == [6, 1, 1, 1, 1]  # prompt once, then one token a step
+    widths.clear()
+    m.generate(ids(2, 6), max_new_tokens=3, use_cache=False)
+    assert widths == [6, 7, 8]
 
 
 def test_generate_stops_at_eos_with_the_cache():
@@ -112,8 +123,10 @@ def test_position_limit_and_bad_cache_errors():
     m = model()
     with pytest.raises(ValueError, match=r"generate: with use_cache=True the prompt \(40 tokens\) \+ max_new_tokens "
                                          r"\(10\) - 1 must fit the model's 48 positions"):
-        m.generate(ids(1, 40), max_new_tokens=10)
-    assert m.generate(ids(1, 40), max_new_tokens=10, use_cache=False).shape == (1, 50)  # the window slides
+        m.generate(ids(1, 40), max_new_tokens=10, use_cache=True)
+    slid = m.generate(ids(1, 40), max_new_tokens=10, use_cache=False)  # the window slides over the last 48
+    assert slid.shape == (1, 50)
+    assert torch.equal(m.generate(ids(1, 40), max_new_tokens=10), slid)  # the default falls back to the window
     with torch.no_grad():
         cache = m(ids(1, 45), use_cache=True).past_key_values
         with pytest.raises(ValueError, match=r"GPTModel: 45 cached \+ 4 new tokens exceed the 48 positions"):

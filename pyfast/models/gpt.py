@@ -5,8 +5,9 @@ use_cache=None): labels are shifted inside (position t predicts token t+1), -100
 use_cache=True the output's past_key_values is a pyfast.nn.KVCache (created for n_positions tokens when none is
 passed); feed it back with only the new tokens, whose positions continue after the cached ones (attention_mask, if
 given, then covers cached + new tokens, as in HF). generate() uses the cache by default: the prompt is run once, then
-one token per step. Absolute positions cap prompt + generated at n_positions with the cache (a clear error); without
-it (use_cache=False) the window slides over the last n_positions tokens.
+one token per step. Absolute positions cap prompt + generated at n_positions with the cache (use_cache=True beyond
+that is a clear error); past it the default falls back to a window sliding over the last n_positions tokens,
+recomputed each step.
 """
 from __future__ import annotations
 
@@ -138,14 +139,16 @@ class GPTLMHeadModel(PreTrainedModel):
     @torch.no_grad()
     def generate(self, input_ids, max_new_tokens: int = 20, do_sample: bool = False, temperature: float = 1.0,
                  top_k: int | None = None, eos_token_id: int | None = None, seed: int | None = None,
-                 use_cache: bool = True):
+                 use_cache: bool | None = None):
         """input_ids (B, L) -> (B, L + n): greedy, or sampled (temperature, top_k) from a generator seeded by `seed`.
         Stops early once every row has produced eos_token_id (rows already done are padded with it).
 
-        use_cache (default): the prompt runs once, then each step feeds only the new token against a KVCache
-        sized to the L + max_new_tokens - 1 tokens fed, so a step costs O(length) instead of re-running the prefix;
-        that needs L + max_new_tokens - 1 <= n_positions. use_cache=False recomputes the (cropped) prefix each
-        step; both give the same tokens (up to float rounding of near-ties)."""
+        use_cache=True: the prompt runs once, then each step feeds only the new token against a KVCache sized to
+        the L + max_new_tokens - 1 tokens fed, so a step costs O(length) instead of re-running the prefix; that
+        needs L + max_new_tokens - 1 <= n_positions (else a ValueError). use_cache=False recomputes the prefix each
+        step, cropped to the last n_positions tokens (a sliding window). None (default): the cache whenever it
+        fits, else the window, so asking for more tokens than the model has positions still works as before.
+        Both give the same tokens (up to float rounding of near-ties)."""
         if input_ids.dim() != 2 or input_ids.shape[1] == 0:
             raise ValueError(f"generate: input_ids must be (batch, length >= 1), got {tuple(input_ids.shape)}")
         if max_new_tokens < 0:
@@ -155,6 +158,8 @@ class GPTLMHeadModel(PreTrainedModel):
         batch, prompt_len = input_ids.shape
         n_positions = self.config.n_positions
         fed = prompt_len + max_new_tokens - 1  # the last generated token is never fed back
+        if use_cache is None:
+            use_cache = fed <= n_positions
         if use_cache and max_new_tokens > 0 and fed > n_positions:
             raise ValueError(f"generate: with use_cache=True the prompt ({prompt_len} tokens) + max_new_tokens "
                              f"({max_new_tokens}) - 1 must fit the model's {n_positions} positions; shorten them, or "
