@@ -85,8 +85,11 @@ def _token_id_rows(inputs, tokenizer, attention_mask, max_len: int, who: str) ->
         if attention_mask is None:
             attention_mask = inputs.get("attention_mask")
         inputs = inputs["input_ids"]
-    if isinstance(inputs, (torch.Tensor, np.ndarray)) and np.ndim(inputs) == 2 and not (
-            isinstance(inputs, np.ndarray) and inputs.dtype.kind in "OUS"):
+    numeric = isinstance(inputs, torch.Tensor) or (isinstance(inputs, np.ndarray) and inputs.dtype.kind not in "OUS")
+    if numeric and np.ndim(inputs) != 2:
+        raise ValueError(f"{who}: a tensor of token ids must be 2-D (rows, length), got shape "
+                         f"{tuple(np.shape(inputs))}")
+    if numeric:
         ids = torch.as_tensor(inputs)
         if ids.dtype.is_floating_point or ids.dtype == torch.bool:
             raise TypeError(f"{who}: token ids must be integers, got {ids.dtype}")
@@ -110,6 +113,9 @@ def _token_id_rows(inputs, tokenizer, attention_mask, max_len: int, who: str) ->
         return [list(r) for r in tokenizer(rows, truncation=True, max_length=max_len)["input_ids"]]
     out = []
     for i, r in enumerate(rows):
+        if not isinstance(r, (str, list, tuple, np.ndarray, torch.Tensor)):
+            raise TypeError(f"{who}: inputs must be texts or token-id sequences (one per row); row {i} is "
+                            f"{type(r).__name__}")
         if isinstance(r, str) or not all(isinstance(t, (int, np.integer)) or
                                          (isinstance(t, torch.Tensor) and t.dim() == 0 and not t.is_floating_point())
                                          for t in r):

@@ -165,6 +165,10 @@ def test_bad_inputs_raise_clear_errors():
         extract_features(model, [[2, 3], "text"])
     with pytest.raises(TypeError, match=r"row 0 is list with non-integer entries"):
         extract_features(model, [[2.0, 3.0]])
+    with pytest.raises(TypeError, match=r"row 0 is int"):
+        extract_features(model, [2, 5, 3])
+    with pytest.raises(ValueError, match=r"a tensor of token ids must be 2-D \(rows, length\), got shape \(3,\)"):
+        extract_features(model, torch.tensor([2, 5, 3]))
     with pytest.raises(TypeError, match=r"token ids must be integers, got torch.float32"):
         extract_features(model, torch.ones(2, 3))
     with pytest.raises(ValueError, match=r"attention_mask shape \(2, 2\) != input_ids shape \(2, 3\)"):

@@ -148,3 +148,12 @@ def test_float64_is_refused_by_pyfast_attention():
     """The fused kernel has no float64 path (see pyfast.ops.attention), so float64 parity cannot be checked here."""
     with pytest.raises(TypeError, match="supported dtypes are float32, bfloat16 and float16"):
         model().double()(ids(1, 3), use_cache=True)
+
+
+def test_bench_case_checks_and_runs():
+    from pyfast.bench.generate import cases
+    from pyfast.bench.harness import run_case
+
+    (case,) = cases(quick=True)
+    result = run_case(case, repeat=1, warmup=0)  # runs the identical-tokens check first
+    assert set(result.median_s) == {"generate, KV cache", "generate, no cache"}
