@@ -5,7 +5,8 @@ Shaped like HF's Cache objects where that fits (`update(key, value, layer_idx) -
 update, so appending a token writes one slot instead of concatenating (torch.cat per step would copy the whole prefix
 every token: O(n^2) bytes over a generation). The keys/values handed back are views of the first `length` slots;
 pyfast attention reads their strides, so nothing is copied. Every row of the batch has the same length (no ragged
-left-padding); reorder for beam search is not supported.
+left-padding); reorder for beam search is not supported. Meant for inference (torch.no_grad / inference_mode): a
+backward through two forwards that wrote into the same buffers fails with autograd's in-place error.
 """
 from __future__ import annotations
 
