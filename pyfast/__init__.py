@@ -39,7 +39,7 @@ from .data import (  # noqa: E402
     sample_negatives,
     skipgram_pairs,
 )
-from .nn import MLMHead, MultiheadSelfAttention, SkipGramNS  # noqa: E402
+from .nn import KVCache, MLMHead, MultiheadSelfAttention, SkipGramNS  # noqa: E402
 from .ops import (  # noqa: E402
     attention_varlen,
     gather_masked,
@@ -57,6 +57,7 @@ except Exception:  # running from a source tree without an installed distributio
     __version__ = info()["version"]
 
 from . import models, nn, ops  # noqa: E402  (pyfast.models.BertForMaskedLM, pyfast.nn.MeanPooling, ...)
+from .features import FeatureExtractor, extract_features  # noqa: E402
 
 __all__ = [
     "__version__", "info", "set_num_threads", "get_num_threads", "empty_cache",
@@ -69,6 +70,8 @@ __all__ = [
     "DataCollatorForMLMWithFlattening",
     # SGNS op
     "sgns_loss", "sample_negatives", "NoiseSampler", "skipgram_pairs", "SkipGramNS",
+    # generation and feature extraction (#19)
+    "KVCache", "extract_features", "FeatureExtractor",
     # subpackages
     "models", "nn", "ops",
 ]

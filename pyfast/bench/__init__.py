@@ -7,6 +7,7 @@ REGISTRY = {
     "machine": "pyfast.bench.machine",
     "attention": "pyfast.bench.attention",
     "models": "pyfast.bench.models",
+    "generate": "pyfast.bench.generate",
     "word2vec": "pyfast.bench.word2vec",
     "masking": "pyfast.bench.masking",
     "sgns": "pyfast.bench.sgns",

@@ -2,9 +2,11 @@
 from .bert import (BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification, BertModel)
 from .configuration import BertConfig, GPTConfig
 from .gpt import GPTLMHeadModel, GPTModel
-from .modeling_utils import BaseModelOutput, MaskedLMOutput, ModelOutput, PreTrainedModel
+from .modeling_utils import (BaseModelOutput, BaseModelOutputWithPast, CausalLMOutputWithPast, MaskedLMOutput,
+                             ModelOutput, PreTrainedModel)
 from .tokenization import WordPieceTokenizer
 
 __all__ = ["BertConfig", "BertModel", "BertForMaskedLM", "BertForSequenceClassification", "BertForTokenClassification",
-           "GPTConfig", "GPTModel", "GPTLMHeadModel", "ModelOutput", "BaseModelOutput", "MaskedLMOutput",
+           "GPTConfig", "GPTModel", "GPTLMHeadModel", "ModelOutput", "BaseModelOutput", "BaseModelOutputWithPast",
+           "CausalLMOutputWithPast", "MaskedLMOutput",
            "PreTrainedModel", "WordPieceTokenizer"]

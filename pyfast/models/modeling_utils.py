@@ -75,6 +75,18 @@ class BaseModelOutput(ModelOutput):
 
 
 @dataclass
+class BaseModelOutputWithPast(BaseModelOutput):
+    """Decoder output; past_key_values: the KVCache holding every token's keys/values so far (when use_cache)."""
+    past_key_values: object = None
+
+
+@dataclass
+class CausalLMOutputWithPast(ModelOutput):
+    """Causal-LM output; past_key_values: the KVCache to pass to the next forward (when use_cache)."""
+    past_key_values: object = None
+
+
+@dataclass
 class MaskedLMOutput(ModelOutput):
     """With sparse prediction, logits are (M, V) for the M labelled positions and masked_labels (M,) says which."""
     masked_labels: torch.Tensor | None = None

@@ -3,6 +3,8 @@
 Projections are plain nn.Linear (one fused qkv projection); the attention itself is
 pyfast.ops.scaled_dot_product_attention, so training never holds an L x L matrix. GQA when num_kv_heads <
 num_heads. key_padding_mask follows nn.MultiheadAttention: True marks padding (a key nobody attends to).
+With a KVCache (incremental decoding) the new tokens' keys/values are appended to it and the queries attend to all
+cached keys, causal masking aligned bottom-right (new token i sits at position past + i).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..ops.attention import scaled_dot_product_attention
+from .kv_cache import KVCache
 
 
 class MultiheadSelfAttention(nn.Module):
@@ -47,7 +50,10 @@ class MultiheadSelfAttention(nn.Module):
         self.qkv_proj = nn.Linear(embed_dim, embed_dim + 2 * kv_dim, bias=bias)
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
 
-    def forward(self, x: Tensor, key_padding_mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, key_padding_mask: Optional[Tensor] = None, kv_cache: Optional[KVCache] = None,
+                layer_idx: int = 0) -> Tensor:
+        """key_padding_mask: (B, S) with S = L, or S = cached + L tokens when kv_cache is given (HF's convention:
+        the mask covers the past too). kv_cache: this layer's keys/values go in at `layer_idx`."""
         if x.dim() != 3 or x.shape[-1] != self.embed_dim:
             raise ValueError(f"MultiheadSelfAttention: x must be (batch, length, {self.embed_dim}), got "
                              f"{tuple(x.shape)}")
@@ -58,17 +64,32 @@ class MultiheadSelfAttention(nn.Module):
         q = q.view(b, l, self.num_heads, self.head_dim).transpose(1, 2)
         k = k.view(b, l, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(b, l, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        past = 0
+        if kv_cache is not None:
+            past = kv_cache.get_seq_length(layer_idx)
+            k, v = kv_cache.update(k, v, layer_idx)  # (B, Hkv, past + L, D) views of the cache's buffers
+        s = past + l
         mask = None
         if key_padding_mask is not None:
-            if key_padding_mask.shape != (b, l):
-                raise ValueError(f"MultiheadSelfAttention: key_padding_mask must be (batch, length) = {(b, l)}, got "
-                                 f"{tuple(key_padding_mask.shape)}")
+            if key_padding_mask.shape != (b, s):
+                raise ValueError(f"MultiheadSelfAttention: key_padding_mask must be (batch, length) = {(b, s)}"
+                                 f"{' (cached + new tokens)' if past else ''}, got {tuple(key_padding_mask.shape)}")
             if key_padding_mask.dtype != torch.bool:
                 raise TypeError(f"MultiheadSelfAttention: key_padding_mask must be bool (True = padding), got "
                                 f"{key_padding_mask.dtype}")
             mask = (~key_padding_mask)[:, None, None, :]  # True = attend, broadcast over heads and queries
+        is_causal = self.causal
+        if self.causal and past > 0:
+            # The kernel's is_causal is top-left aligned (query i sees keys j <= i), right only when L == S. One new
+            # query sees every cached key: no mask at all (the common decode step). Several new queries (a chunk
+            # appended to a cache): query i sees keys j <= past + i, as an explicit bottom-right mask.
+            is_causal = False
+            if l > 1:
+                i = torch.arange(l, device=x.device)[:, None]
+                causal = torch.arange(s, device=x.device)[None, :] <= past + i  # (L, S)
+                mask = causal if mask is None else mask & causal
         out = scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-                                           is_causal=self.causal, enable_gqa=self.num_kv_heads != self.num_heads)
+                                           is_causal=is_causal, enable_gqa=self.num_kv_heads != self.num_heads)
         return self.out_proj(out.transpose(1, 2).reshape(b, l, self.embed_dim))
 
     def extra_repr(self) -> str:
