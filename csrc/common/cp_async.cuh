@@ -14,6 +14,8 @@
 #include "common/cuda_utils.cuh"
 
 #if defined(PYFAST_CUDA_EMU)
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 #endif
@@ -42,6 +44,11 @@ inline thread_local Queue tl_queue;
 // 16 bytes from gmem to smem (both 16-byte aligned); with valid = false nothing is read and smem gets 16 zero
 // bytes (cp.async's src-size = 0 form), so callers can pad a tile's tail rows with the copy itself.
 inline void cp_async_16(void* smem, const void* gmem, bool valid = true) {
+  // The hardware faults on a misaligned address: so does the emulation (abort with a message, not wrong data).
+  if (reinterpret_cast<uintptr_t>(smem) % 16 != 0 || (valid && reinterpret_cast<uintptr_t>(gmem) % 16 != 0)) {
+    std::fprintf(stderr, "cp.async: 16-byte copy with a misaligned address (%p <- %p)\n", smem, gmem);
+    std::abort();
+  }
   emu_cp_async::Copy c;
   c.dst = smem;
   if (valid)

@@ -5,6 +5,10 @@
 #pragma once
 #include <cstdint>
 #include <type_traits>
+#if defined(PYFAST_CUDA_EMU)
+#include <cstdio>
+#include <cstdlib>
+#endif
 
 #include "common/cuda_utils.cuh"
 
@@ -77,6 +81,10 @@ __host__ __device__ __forceinline__ int ldmatrix_matrix(int lane) { return lane 
 // other lanes named, through the layout above.
 template <bool kTrans>
 inline void ldmatrix_x4_emu(uint32_t (&r)[4], const void* row_addr) {
+  if (reinterpret_cast<uintptr_t>(row_addr) % 16 != 0) {  // the hardware faults: so does the emulation
+    std::fprintf(stderr, "ldmatrix: row address %p is not 16-byte aligned\n", row_addr);
+    std::abort();
+  }
   uint32_t mine[2];
   const uintptr_t a = reinterpret_cast<uintptr_t>(row_addr);
   mine[0] = static_cast<uint32_t>(a);
