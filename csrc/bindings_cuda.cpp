@@ -68,6 +68,20 @@ void bind_attention(py::module_& m) {
         pyfast::cuda::mma_m16n8k16_check_cuda(dtype, a, b, c, d, n, stream);
       },
       "Test hook for the tensor-core helper: d[i] = a[i] (16x16) @ b[i] (16x8) + c[i] (fp32), one warp each.");
+  m.def(
+      "ldmatrix_x4_check",
+      [](std::uintptr_t src, std::uintptr_t rows, std::uintptr_t out, bool trans, std::uintptr_t stream) {
+        py::gil_scoped_release nogil;
+        pyfast::cuda::ldmatrix_x4_check_cuda(src, rows, out, trans, stream);
+      },
+      "Test hook for ldmatrix.x4 (.trans): src (32, 8) uint16, rows (32,) int32 lane addresses, out (32, 4) uint32.");
+  m.def(
+      "cp_async_check",
+      [](std::uintptr_t src, std::uintptr_t out, int mode, std::uintptr_t stream) {
+        py::gil_scoped_release nogil;
+        pyfast::cuda::cp_async_check_cuda(src, out, mode, stream);
+      },
+      "Test hook for cp.async: 4096 bytes src -> shared -> out; mode 0 correct, 1 no wait, 2 wait_group 1, 3 zfill.");
 }
 
 // ================================================================================================

@@ -503,8 +503,10 @@ def test_tensor_core_varlen(device, dtype, d, is_causal):
 
 @pytest.mark.parametrize("device", CUDA_KERNELS, indirect=True)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-def test_tensor_core_unaligned_rows(device, dtype):
-    """Row strides that are not a multiple of 8 elements: the element-copy path instead of 16-byte vectors."""
+def test_tensor_core_unaligned_rows(device, dtype, monkeypatch):
+    """Row strides that are not a multiple of 8 elements: the element-copy path instead of 16-byte vectors (the
+    pipelined forward needs 16-byte rows, so both calls below run the earlier mma forward)."""
+    monkeypatch.setenv("PYFAST_ATTENTION_FWD", "mma")
     d, l, s = 64, 33, 45
     g = torch.Generator().manual_seed(5)
     q, k, v = (torch.randn(1, 2, n, d + 3, generator=g).to(dtype).to(device)[..., 1:d + 1] for n in (l, s, s))
@@ -521,6 +523,34 @@ def test_tensor_core_unaligned_rows(device, dtype):
     for name, x, y in zip(("dq", "dk", "dv"), grads_g, grads_a):
         assert torch.equal(x, y), f"{name}: strided and contiguous inputs differ"
     assert_close(out_g, out_c, name="out", atol=3e-2 if dtype == torch.bfloat16 else 4e-3, rtol=0)
+
+
+# The pipelined forward (attention_fwd_flash.cuh) splits key tiles into interior ones (no per-element test; with a
+# float mask, the mask only) and boundary ones (bounds, causal, mask): shapes spanning several 64-row and 64-key
+# tiles, exact multiples and not, causal with L != S, so every block meets both kinds.
+@pytest.mark.parametrize("device", CUDA_KERNELS, indirect=True)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("l,s", [(64, 128), (130, 197), (71, 190), (190, 71), (128, 128)])
+@pytest.mark.parametrize("is_causal", [False, True])
+@pytest.mark.parametrize("mask_kind", [None, "float"])
+def test_tensor_core_interior_and_boundary_tiles(device, dtype, l, s, is_causal, mask_kind):
+    _check_tensor_core_attention(device, 1, 1, 1, l, s, 64, dtype, is_causal, mask_kind, 0.0, seed=3)
+
+
+@pytest.mark.parametrize("device", CUDA_KERNELS, indirect=True)
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_pipelined_forward_agrees_with_the_earlier_mma_forward(device, d, is_causal, monkeypatch):
+    """PYFAST_ATTENTION_FWD=mma selects the earlier tensor-core forward: both compute the same function (their only
+    difference is fp32 rounding order, exp2 against exp, so out agrees to bf16 rounding and lse to fp32's)."""
+    q, k, v = _inputs(1, 2, 2, 97, 150, d, d, torch.bfloat16, device)
+    args = (None, None, None, 97, 150, is_causal, d ** -0.5, 0.0, 0)
+    out_f, lse_f = ops.attention_fwd(q, k, v, *args)
+    monkeypatch.setenv("PYFAST_ATTENTION_FWD", "mma")
+    out_m, lse_m = ops.attention_fwd(q, k, v, *args)
+    assert not torch.equal(lse_f, lse_m), "the two forwards should be different kernels"
+    assert_close(lse_f, lse_m, name="lse", atol=1e-5, rtol=1e-5)
+    assert_close(out_f, out_m, name="out", atol=1e-2, rtol=0)
 
 
 @pytest.mark.parametrize("device", CUDA_KERNELS, indirect=True)

@@ -1,16 +1,22 @@
 // Fused attention on CUDA, host side: argument checks, launch shapes and the dispatch to the kernels
 // (FlashAttention-2's algorithm, our own code; same params and semantics as attention_cpu.cpp, dropout keyed as the
-// CPU's). bf16 / fp16 with head_dim == value_dim in {64, 128} run on tensor cores (attention_{fwd,bwd}_mma.cuh);
-// every other case (fp32, other head dims up to 256) on CUDA cores (attention_{fwd,bwd}_simt.cuh).
+// CPU's). bf16 / fp16 with head_dim == value_dim in {64, 128} run on tensor cores: the forward on the pipelined
+// cp.async / ldmatrix kernel (attention_fwd_flash.cuh) when q, k, v rows are 16-byte aligned and the scale is
+// positive, else (or with PYFAST_ATTENTION_FWD=mma, for comparison) on attention_fwd_mma.cuh; the backward on
+// attention_bwd_mma.cuh. Every other case (fp32, other head dims up to 256) runs on CUDA cores
+// (attention_{fwd,bwd}_simt.cuh).
 #include "attention/attention_cuda.h"
 
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 #include "attention/attention_bwd_mma.cuh"
 #include "attention/attention_checks.h"
 #include "attention/attention_bwd_simt.cuh"
+#include "attention/attention_fwd_flash.cuh"
 #include "attention/attention_fwd_mma.cuh"
 #include "attention/attention_fwd_simt.cuh"
 #include "attention/attention_tile.cuh"
@@ -66,13 +72,32 @@ int64_t mma_head_dim(const AttentionParams& p) {
   return fits && (p.head_dim == 64 || p.head_dim == 128) ? p.head_dim : 0;
 }
 
+// Whether the pipelined forward can take this problem: cp.async copies 16-byte chunks, so every q / k / v row
+// (data pointer, batch, head and row strides) must be 16-byte aligned; outputs are stored 4 bytes at a time; the
+// softmax takes the max of raw scores, which is the max of scaled ones only for a positive scale.
+// PYFAST_ATTENTION_FWD=mma keeps the earlier tensor-core forward (benchmarks compare the two).
+bool aligned_rows(const Strided& t, int64_t elems, int64_t bytes_per_elem) {
+  return reinterpret_cast<uintptr_t>(t.data) % (elems * bytes_per_elem) == 0 && t.batch_stride % elems == 0 &&
+         t.head_stride % elems == 0 && t.row_stride % elems == 0;
+}
+bool use_flash_fwd(const AttentionParams& p) {
+  const char* choice = std::getenv("PYFAST_ATTENTION_FWD");
+  if (choice != nullptr && std::strcmp(choice, "mma") == 0) return false;
+  return p.scale > 0.0f && aligned_rows(p.q, 8, 2) && aligned_rows(p.k, 8, 2) && aligned_rows(p.v, 8, 2) &&
+         aligned_rows(p.out, 2, 2);
+}
+
 template <typename T>
 void fwd_impl(const AttentionParams& p, cudaStream_t stream) {
   const char* op = "attention_fwd_cuda";
   PYFAST_DISPATCH_HEADDIM(mma_head_dim<T>(p), kHeadDim, {
     if constexpr (kHeadDim != 0 && !std::is_same_v<T, float>) {
-      launch(attention_fwd_mma_kernel<T, kHeadDim>, grid_of(p.q_len, kMmaBlockM, p.q_heads, p.batch),
-             mma_fwd_smem_bytes<kHeadDim>(), stream, op, p);
+      if (use_flash_fwd(p))
+        launch(attention_fwd_flash_kernel<T, kHeadDim>, grid_of(p.q_len, kMmaBlockM, p.q_heads, p.batch),
+               flash_fwd_smem_bytes<kHeadDim>(), stream, op, p);
+      else
+        launch(attention_fwd_mma_kernel<T, kHeadDim>, grid_of(p.q_len, kMmaBlockM, p.q_heads, p.batch),
+               mma_fwd_smem_bytes<kHeadDim>(), stream, op, p);
     } else {
       launch(attention_fwd_kernel<T>, grid_of(p.q_len, kOwnRows, p.q_heads, p.batch),
              fwd_simt_smem_bytes(p.head_dim, p.value_dim), stream, op, p);

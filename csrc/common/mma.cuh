@@ -1,9 +1,14 @@
 // Warp-level tensor-core multiply-accumulate for the CUDA kernels: mma.sync m16n8k16 with bf16 or fp16 inputs and
-// fp32 accumulators (sm_80+), plus the fragment layout every caller must follow, and the host emulator's C++
-// stand-in for it (tests/cuda_emu runs that, not the PTX). Included only by CUDA sources.
+// fp32 accumulators (sm_80+), ldmatrix.x4 (.trans) loads of fragments from shared memory, the fragment layouts
+// every caller must follow, and the host emulator's C++ stand-ins (tests/cuda_emu runs those, not the PTX).
+// Included only by CUDA sources.
 #pragma once
 #include <cstdint>
 #include <type_traits>
+#if defined(PYFAST_CUDA_EMU)
+#include <cstdio>
+#include <cstdlib>
+#endif
 
 #include "common/cuda_utils.cuh"
 
@@ -60,6 +65,71 @@ __device__ __forceinline__ uint32_t load_pair(const T* p) {
 __device__ __forceinline__ uint32_t load_pair_strided(const uint16_t* p, int ld) {
   return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[ld]) << 16);
 }
+
+// ---- ldmatrix: four 8 x 8 16-bit matrices from shared memory into fragments ----------------------------------
+// PTX ISA, "Warp-level matrix load instruction: ldmatrix" (.m8n8.x4.b16). Lanes 8m .. 8m + 7 give the shared
+// addresses of rows 0 .. 7 of matrix m (each row 8 contiguous 16-bit elements, 16-byte aligned). Register m of lane
+// l receives, with g = l >> 2 and t = l % 4: M_m[g][2t] (low half) and M_m[g][2t + 1] (high half); with .trans
+// the matrix is transposed on the way: M_m[2t][g] (low) and M_m[2t + 1][g] (high). So a non-transposed matrix of
+// row-major rows lands in the A / B fragment layouts above (a row of A, a column of B = a row of the stored B^T),
+// and .trans serves B stored row-major along k (V in P V). Warp-collective, as mma.sync.
+__host__ __device__ __forceinline__ int ldmatrix_row(int lane) { return lane & 7; }     // row of its matrix
+__host__ __device__ __forceinline__ int ldmatrix_matrix(int lane) { return lane >> 3; }  // which of the four
+
+#if defined(PYFAST_CUDA_EMU)
+// Every lane deposits its row address; after the warp rendezvous each lane reads its elements from the rows the
+// other lanes named, through the layout above.
+template <bool kTrans>
+inline void ldmatrix_x4_emu(uint32_t (&r)[4], const void* row_addr) {
+  if (reinterpret_cast<uintptr_t>(row_addr) % 16 != 0) {  // the hardware faults: so does the emulation
+    std::fprintf(stderr, "ldmatrix: row address %p is not 16-byte aligned\n", row_addr);
+    std::abort();
+  }
+  uint32_t mine[2];
+  const uintptr_t a = reinterpret_cast<uintptr_t>(row_addr);
+  mine[0] = static_cast<uint32_t>(a);
+  mine[1] = static_cast<uint32_t>(static_cast<uint64_t>(a) >> 32);
+  const uint32_t* warp = ::emu::warp_scratch_deposit(mine, 2);
+  const int lane = static_cast<int>(::emu::linear_tid() & 31), g = lane >> 2, t = lane & 3;
+  auto row_of = [&](int m, int row) {
+    const uint32_t* regs = warp + (8 * m + row) * ::emu::kScratchWords;
+    return reinterpret_cast<const uint16_t*>(static_cast<uintptr_t>(regs[0] | (static_cast<uint64_t>(regs[1]) << 32)));
+  };
+  for (int m = 0; m < 4; ++m) {
+    uint32_t lo, hi;
+    if (kTrans) {
+      lo = row_of(m, 2 * t)[g];
+      hi = row_of(m, 2 * t + 1)[g];
+    } else {
+      lo = row_of(m, g)[2 * t];
+      hi = row_of(m, g)[2 * t + 1];
+    }
+    r[m] = lo | (hi << 16);
+  }
+  ::emu::warp_scratch_release();
+}
+inline void ldmatrix_x4(uint32_t (&r)[4], const void* row_addr) { ldmatrix_x4_emu<false>(r, row_addr); }
+inline void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row_addr) { ldmatrix_x4_emu<true>(r, row_addr); }
+#else
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row_addr) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(static_cast<uint32_t>(__cvta_generic_to_shared(row_addr))));
+#elif defined(__CUDA_ARCH__)
+  __trap();
+#endif
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row_addr) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(static_cast<uint32_t>(__cvta_generic_to_shared(row_addr))));
+#elif defined(__CUDA_ARCH__)
+  __trap();
+#endif
+}
+#endif
 
 // ---- D += A B -----------------------------------------------------------------------------------------------
 // acc (C in, D out) += A (16 x 16) B (16 x 8); a, b, acc in the layouts above. Warp-collective: all 32 lanes

@@ -8,6 +8,7 @@ Peak memory at long N is measured separately (`peak_memory`), each contender in 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -134,7 +135,18 @@ def _cuda_case(b, h, n, d, causal, backward, repeat):
         if not err < 3e-2:
             raise AssertionError(f"pyfast CUDA attention differs from torch SDPA by {err}")
 
-    fns = {"pyfast": lambda: pyfast_sdpa(q, k, v, is_causal=causal)}
+    def earlier_mma_forward():  # PYFAST_ATTENTION_FWD=mma: the tensor-core forward before #17's pipelined one
+        before = os.environ.get("PYFAST_ATTENTION_FWD")
+        os.environ["PYFAST_ATTENTION_FWD"] = "mma"
+        try:
+            return pyfast_sdpa(q, k, v, is_causal=causal)
+        finally:
+            if before is None:
+                os.environ.pop("PYFAST_ATTENTION_FWD")
+            else:
+                os.environ["PYFAST_ATTENTION_FWD"] = before
+
+    fns = {"pyfast": lambda: pyfast_sdpa(q, k, v, is_causal=causal), "pyfast mma fwd (pre-#17)": earlier_mma_forward}
     for name, backend in _sdpa_backends().items():
         try:
             with torch.no_grad():

@@ -1,0 +1,28 @@
+"""The pipelined attention forward's SASS (benchmarks/check_sass.py): in the built CUDA module, every
+attention_fwd_flash_kernel uses LDSM (ldmatrix) and LDGSTS (cp.async) on every architecture built. Needs no GPU;
+skipped without a CUDA build (pyfast/_C_cuda*.so) or without cuobjdump (PATH or $CUOBJDUMP)."""
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_flash_forward_sass_has_ldmatrix_and_cp_async():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import check_sass
+    finally:
+        sys.path.pop(0)
+    if not check_sass.cuobjdump():
+        pytest.skip("cuobjdump not found (PATH or $CUOBJDUMP)")
+    built = sorted(glob.glob(os.path.join(ROOT, "pyfast", "_C_cuda*.so")))
+    if not built:
+        pytest.skip("no CUDA build in pyfast/ (PYFAST_CUDA=ON .ci/dev-build)")
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "check_sass.py"), built[0]],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "sm_80" in run.stdout and "sm_90" in run.stdout, run.stdout
