@@ -1,6 +1,6 @@
 """The pipelined attention forward's SASS (benchmarks/check_sass.py): in the built CUDA module, every
 attention_fwd_flash_kernel uses LDSM (ldmatrix) and LDGSTS (cp.async) on every architecture built. Needs no GPU;
-skipped without a CUDA build (pyfast/_C_cuda*.so) or without cuobjdump (PATH or $CUOBJDUMP)."""
+skipped without a CUDA build (_C_cuda*.so beside the imported pyfast) or without cuobjdump (PATH or $CUOBJDUMP)."""
 import glob
 import os
 import subprocess
@@ -19,9 +19,13 @@ def test_flash_forward_sass_has_ldmatrix_and_cp_async():
         sys.path.pop(0)
     if not check_sass.cuobjdump():
         pytest.skip("cuobjdump not found (PATH or $CUOBJDUMP)")
-    built = sorted(glob.glob(os.path.join(ROOT, "pyfast", "_C_cuda*.so")))
+    import pyfast
+
+    # The package under test (CI: the installed one; a dev build: ./pyfast), not a path guessed from the repo.
+    package_dir = os.path.dirname(os.path.abspath(pyfast.__file__))
+    built = sorted(glob.glob(os.path.join(package_dir, "_C_cuda*.so")))
     if not built:
-        pytest.skip("no CUDA build in pyfast/ (PYFAST_CUDA=ON .ci/dev-build)")
+        pytest.skip(f"no CUDA build in {package_dir} (PYFAST_CUDA=ON .ci/dev-build)")
     run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "check_sass.py"), built[0]],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
