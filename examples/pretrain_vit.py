@@ -37,8 +37,10 @@ def main(argv=None) -> int:
         if default is None:
             kind = int
         parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None, help=f"default {default}")
-    parser.add_argument("--fractions", nargs="+", type=float, default=None, help="label fractions of the probe")
-    parser.add_argument("--finetune-fractions", nargs="+", type=float, default=None)
+    parser.add_argument("--fractions", nargs="*", type=float, default=None,
+                        help="label fractions of the linear probe (none: no probe)")
+    parser.add_argument("--finetune-fractions", nargs="*", type=float, default=None,
+                        help="label fractions of the fine-tunes (none: no fine-tune)")
     args = parser.parse_args(argv)
 
     if args.merge:

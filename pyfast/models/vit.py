@@ -20,7 +20,7 @@ from torch import nn
 
 from ..nn.attention import MultiheadSelfAttention
 from ..ops.patch_masking import random_patch_mask
-from .configuration import _ConfigBase
+from .configuration import ConfigBase
 from .modeling_utils import BaseModelOutput, ModelOutput, PreTrainedModel, mean_cross_entropy
 
 __all__ = ["ViT", "ViTConfig", "ViTModel", "ViTForImageClassification", "ViTForMaskedImageModeling", "MAEOutput",
@@ -28,7 +28,7 @@ __all__ = ["ViT", "ViTConfig", "ViTModel", "ViTForImageClassification", "ViTForM
 
 
 @dataclass
-class ViTConfig(_ConfigBase):
+class ViTConfig(ConfigBase):
     image_size: int = 28
     patch_size: int = 4
     num_channels: int = 1
