@@ -251,7 +251,12 @@ def test_vision_demo_quick_path_runs(tmp_path):
                               finetune_batch=16, sup_steps=3, fractions=(0.1,), finetune_fractions=(0.1,),
                               train_limit=400, test_limit=200)
     lines = []
-    report = vision.run(True, str(tmp_path), seeds=(0,), settings=s, log=lines.append)
+    first = vision.run(True, str(tmp_path), seeds=(0,), settings=s, parts=("mae",), log=lines.append)
+    assert {r["task"] for r in first["rows"]} == {"MAE"}
+    # A second part in the same folder reuses the MAE checkpoint and adds to vision.json, seed by seed.
+    report = vision.run(True, str(tmp_path), seeds=(0,), settings=s, parts=("mae", "supervised"), log=lines.append)
+    assert any("reusing the checkpoint" in line for line in lines)
+    assert report["results"][0]["MAE/probe/0.1/pretrained"] == first["results"][0]["MAE/probe/0.1/pretrained"]
     assert {(r["task"], r["method"]) for r in report["rows"]} == {
         ("MAE", "probe"), ("MAE", "finetune"), ("classes 5-9", "probe"), ("classes 5-9", "finetune")}
     assert os.path.exists(tmp_path / "vision.json") and "| pretraining -> task |" in report["markdown"]

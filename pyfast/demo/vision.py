@@ -336,7 +336,8 @@ def run(quick: bool, out_dir: str, seeds=(0, 1), settings: VisionSettings | None
         parts=("mae", "supervised"), log=print) -> dict:
     """The vision comparison. Returns {"skipped": reason} when the data is absent, else {"rows": table rows (see
     summarize), "results": per-seed accuracies, "settings", "seconds", "markdown"}. Writes vision.json into
-    out_dir. `log` receives progress lines (the demo's printer); nothing else is printed."""
+    out_dir, merged with the one an earlier run left there (same seed: this run's numbers win), so a comparison
+    can be split into runs. `log` receives progress lines (the demo's printer); nothing else is printed."""
     settings = settings or (QUICK if quick else FULL)
     t0 = time.time()
     try:
@@ -356,9 +357,18 @@ def run(quick: bool, out_dir: str, seeds=(0, 1), settings: VisionSettings | None
         if "supervised" in parts:
             res.update(supervised_transfer(data, settings, seed, log))
         results.append(res)
+    # A run split into parts (the checkpoint reused from out_dir) adds to the earlier parts' results, seed by seed.
+    path = os.path.join(out_dir, "vision.json")
+    merged = {s: r for s, r in zip(seeds, results)}
+    if os.path.exists(path):
+        with open(path) as fh:
+            earlier = json.load(fh)
+        for s, r in zip(earlier.get("seeds", []), earlier.get("results", [])):
+            merged[s] = {**r, **merged.get(s, {})}
+    seeds_all = sorted(merged)
+    results = [merged[s] for s in seeds_all]
     rows = summarize(results)
-    report = {"rows": rows, "results": results, "settings": asdict(settings), "seeds": list(seeds),
+    report = {"rows": rows, "results": results, "settings": asdict(settings), "seeds": seeds_all,
               "seconds": time.time() - t0, "markdown": format_rows(rows)}
-    os.makedirs(out_dir, exist_ok=True)
-    atomic_write(os.path.join(out_dir, "vision.json"), lambda fh: json.dump(report, fh, indent=2), text=True)
+    atomic_write(path, lambda fh: json.dump(report, fh, indent=2), text=True)
     return report
