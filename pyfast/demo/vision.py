@@ -293,10 +293,10 @@ def summarize(results: list[dict]) -> list[dict]:
 
 
 def format_rows(rows: list[dict]) -> str:
-    head = "| pretraining -> task | method | labels | pretrained | scratch | gap (min over seeds) |\n" \
-           "|---|---|---|---|---|---|\n"
+    head = "| pretraining -> task | method | labels | seeds | pretrained | scratch | gap (min over seeds) |\n" \
+           "|---|---|---|---|---|---|---|\n"
     task_name = {"MAE": "MAE on 60k unlabelled -> 10 classes", "classes 5-9": "supervised 0-4 -> classes 5-9"}
-    lines = [f"| {task_name.get(r['task'], r['task'])} | {r['method']} | {r['labels']:.0%} | "
+    lines = [f"| {task_name.get(r['task'], r['task'])} | {r['method']} | {r['labels']:.0%} | {r['seeds']} | "
              f"{r['pretrained_mean']:.1%} ± {r['pretrained_std']:.1%} | {r['scratch_mean']:.1%} ± "
              f"{r['scratch_std']:.1%} | {r['gap_mean']:+.1%} ({r['gap_min']:+.1%}) |" for r in rows]
     return head + "\n".join(lines)
