@@ -57,8 +57,10 @@ class VisionSettings:
 
 
 FULL = VisionSettings()
+# --quick: linear probes only. Its 60-step fine-tunes were measured (2 seeds) within the seed spread of scratch,
+# -1.1 to +1.8 points, while the probes favoured pretraining by 10-15 points; ~100 s for two seeds on 2 cores.
 QUICK = VisionSettings(mae_steps=150, finetune_steps=60, sup_steps=80, fractions=(0.01, 1.0),
-                       finetune_fractions=(0.01,), train_limit=20000, test_limit=2000)
+                       finetune_fractions=(), train_limit=20000, test_limit=2000)
 
 
 # ---- data ------------------------------------------------------------------------------------------------------------
