@@ -48,7 +48,8 @@ t0=$(date +%s)
 # run, and 8 workers share the GPU.
 XDIST=""; "$PY" -c 'import xdist' 2>/dev/null && XDIST="-n 8"
 PYTHONPATH=. timeout 180 "$PY" -m pytest -q $XDIST -p no:cacheprovider --junitxml="$OUT/tests.xml" \
-  tests/test_attention.py tests/test_cuda_primitives.py tests/test_masking.py tests/test_sgns.py tests/test_foundation.py tests/test_hf_integration.py -k "cuda or gpu" \
+  tests/test_attention.py tests/test_cuda_primitives.py tests/test_masking.py tests/test_patch_masking.py tests/test_sgns.py tests/test_foundation.py \
+  tests/test_hf_integration.py -k "cuda or gpu" \
   2>&1 | tee "$OUT/tests.log" | tail -n 40
 test_rc=${PIPESTATUS[0]}
 echo "tests rc=$test_rc in $(( $(date +%s) - t0 )) s"

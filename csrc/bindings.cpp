@@ -24,6 +24,8 @@
 #include "common/simd.h"
 #include "masking/masking.h"
 #include "masking/masking_pack.h"
+#include "masking/patch_masking.h"
+#include "masking/patch_masking_pack.h"
 #include "word2vec/noise_sampler.h"
 #include "word2vec/sgns_op.h"
 #include "word2vec/sgns_op_pack.h"
@@ -352,6 +354,11 @@ void bind_masking(py::module_& m) {
       "mask_tokens", [](const pyfast::MaskTokensParams& p) { pyfast::mask_tokens_cpu(p); },
       py::call_guard<py::gil_scoped_release>(),
       "Masked-token sampling: fills p.out_ids and p.labels (see csrc/masking/masking.h).");
+  pyfast::bind_patch_mask_params(m);
+  m.def(
+      "random_patch_mask", [](const pyfast::PatchMaskParams& p) { pyfast::patch_mask_cpu(p); },
+      py::call_guard<py::gil_scoped_release>(),
+      "MAE's per-image patch choice: fills p.ids_keep, p.ids_restore and p.mask (see csrc/masking/patch_masking.h).");
 }
 
 // ================================================================================================

@@ -15,6 +15,8 @@
 #include "common/mma_check_cuda.h"
 #include "masking/masking.h"
 #include "masking/masking_pack.h"
+#include "masking/patch_masking.h"
+#include "masking/patch_masking_pack.h"
 #include "word2vec/sgns_op.h"
 #include "word2vec/sgns_op_pack.h"
 
@@ -96,6 +98,14 @@ void bind_masking(py::module_& m) {
       },
       py::call_guard<py::gil_scoped_release>(),
       "Masked-token sampling on CUDA: device pointers and scratch (see csrc/masking/masking.h).");
+  pyfast::bind_patch_mask_params(m);
+  m.def(
+      "random_patch_mask",
+      [](const pyfast::PatchMaskParams& p, std::uintptr_t keys, std::uintptr_t stream) {
+        pyfast::patch_mask_cuda(p, reinterpret_cast<uint64_t*>(keys), stream);
+      },
+      py::call_guard<py::gil_scoped_release>(),
+      "MAE's per-image patch choice on CUDA: device pointers, (B, n) uint64 key scratch (see patch_masking.h).");
 }
 
 // ================================================================================================

@@ -109,3 +109,7 @@ class GPTConfig(_ConfigBase):
         if self.vocab_size <= 0 or self.n_positions <= 0:
             raise ValueError(f"GPTConfig: vocab_size and n_positions must be positive, got {self.vocab_size}, "
                              f"{self.n_positions}")
+
+
+# The shared base under a public name, for configs that live beside their model (models/vit.py's ViTConfig).
+ConfigBase = _ConfigBase
