@@ -42,8 +42,10 @@ from .keyedvectors import (SAVE_FORMAT, KeyedVectors, atomic_write, decode_key, 
 logger = logging.getLogger(__name__)
 
 _INIT_STREAM = 0x5717  # Philox stream for the initial vectors
-# distributed=True: words each rank trains between two averages of the tables (measured, benchmarks/RESULTS.md #21).
-DEFAULT_SYNC_EVERY = 1_000_000
+# distributed=True: words each rank trains between two syncs of the tables. Measured on 5.17M words, 2 processes
+# (benchmarks/RESULTS.md, #21): 250k keeps analogy / WS353 within 0.22 points / 0.034 of one process, 1M already loses
+# 0.065 WS353 (skip-gram); a sync moves 2 x vocab x dim float32 (~55 ms for 36k x 100 on the 2-core VM).
+DEFAULT_SYNC_EVERY = 250_000
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -399,7 +401,7 @@ class Word2Vec:
         self.init_weights()
 
     # ---- corpus ----------------------------------------------------------------------------------------------------
-    def _distributed_context(self, corpus_file) -> "_distributed.Context":
+    def _distributed_context(self, corpus_file, extra=()) -> "_distributed.Context":
         """The process group (joined on first use, see pyfast/word2vec_distributed.py), after the check collective
         that every rank reads the same corpus_file with the same settings (raises the same error on every rank)."""
         if corpus_file is None:
@@ -407,13 +409,13 @@ class Word2Vec:
                              "the file), not sentences")
         if self._dist_ctx is None:
             self._dist_ctx = _distributed.Context(self.dist_timeout)
-        _distributed.check_same_corpus(self._dist_ctx, self, os.fspath(corpus_file))
+        _distributed.check_same_corpus(self._dist_ctx, self, os.fspath(corpus_file), extra)
         return self._dist_ctx
 
-    def _load_corpus(self, corpus_iterable, corpus_file) -> _Corpus:
+    def _load_corpus(self, corpus_iterable, corpus_file, train_args=()) -> _Corpus:
         if self.distributed:
             vocab = [encode_key(k) for k in self.wv.index_to_key]
-            ids, offsets, raw = _distributed.read_shard(self._distributed_context(corpus_file),
+            ids, offsets, raw = _distributed.read_shard(self._distributed_context(corpus_file, train_args),
                                                         os.fspath(corpus_file), vocab, self.workers)
             return _Corpus(np.frombuffer(ids, dtype=np.int32), np.frombuffer(offsets, dtype=np.int64), raw)
         if corpus_file is not None:
@@ -480,7 +482,8 @@ class Word2Vec:
         if start_alpha > self.min_alpha_yet_reached:
             logger.warning("Effective 'alpha' higher than previous training cycles: start_alpha %g > %g, the lowest "
                            "rate an earlier train() call ended at", start_alpha, self.min_alpha_yet_reached)
-        corpus = self._load_corpus(corpus_iterable, corpus_file)
+        # (distributed: the train() arguments every rank must share, with the vocabulary size, join the check)
+        corpus = self._load_corpus(corpus_iterable, corpus_file, (epochs, start_alpha, end_alpha, V, d))
         if len(corpus.ids) == 0 and not self.distributed:  # distributed: a rank's shard may be empty, not all
             raise ValueError("Word2Vec.train: no in-vocabulary word in the corpus")
         schedule = "linear" if self.distributed else _resolve_schedule(self.alpha_schedule, corpus_file)

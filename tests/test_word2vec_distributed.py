@@ -88,14 +88,14 @@ def worker(case: dict) -> None:
                                     sync_every=case.get("sync_every", SYNC_EVERY),
                                     dist_timeout=case.get("timeout", 60.0), **case.get("settings", SETTINGS))
             if case.get("arrays"):
-                np.savez(case["arrays"], vectors=model.wv.vectors, syn1neg=model.syn1neg, counts=model.wv.counts)
+                np.savez(case["arrays"].format(rank=os.environ["RANK"]), vectors=model.wv.vectors, syn1neg=model.syn1neg, counts=model.wv.counts)
             if case.get("save"):
                 model.save(case["save"])
             result.update(keys=model.wv.index_to_key, loss=model.training_losses[-1],
                           pairs=model.train_stats[-1]["pairs"], syncs=model.train_stats[-1]["syncs"])
     except Exception as exc:  # noqa: BLE001 - reported to the test
         result["error"] = f"{type(exc).__name__}: {exc}"
-    with open(case["out"], "w") as fh:
+    with open(case["out"].format(rank=os.environ["RANK"]), "w") as fh:  # "{rank}": launched by torchrun
         json.dump(result, fh)
     if dist.is_initialized():
         dist.destroy_process_group()
@@ -159,6 +159,35 @@ def test_two_ranks_match_one_process(tmp_path):
     print(f"loss/pair dist {dist_loss:.4f} single {loss_per_pair(single):.4f} (seed gap {seed_gap:.4f}); "
           f"neighbour overlap dist-single {dist_vs_single:.3f} seed-seed {seed_vs_seed:.3f}; "
           f"WS353 dist {ws353(dist_model):.3f} single {ws353(single):.3f} other seed {ws353(other_seed):.3f}")
+
+
+def test_two_torchrun_nodes_on_the_loopback(tmp_path):
+    """The multi-machine launch of the README, as far as one machine allows: two torchrun "nodes" (c10d rendezvous
+    on the loopback), one process each; Word2Vec joins the group from torchrun's environment."""
+    corpus = lee_path()
+    port = free_port()
+    case = dict(corpus=corpus, settings=dict(SETTINGS, epochs=2), arrays=str(tmp_path / "arrays{rank}.npz"),
+                out=str(tmp_path / "rank{rank}.json"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend",
+           "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", os.path.abspath(__file__), "worker", json.dumps(case)]
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    nodes = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    try:
+        logs = [n.communicate(timeout=TIMEOUT_S)[0].decode(errors="replace") for n in nodes]
+    finally:
+        for n in nodes:
+            if n.poll() is None:
+                n.kill()
+                n.wait()
+    assert all(n.returncode == 0 for n in nodes), "\n".join(log[-2000:] for log in logs)
+    ranks = []
+    for r in range(2):
+        with open(tmp_path / f"rank{r}.json") as fh:
+            ranks.append(json.load(fh))
+    assert all("error" not in r for r in ranks), ranks
+    assert ranks[0]["keys"] == ranks[1]["keys"]
+    a, b = (np.load(tmp_path / f"arrays{r}.npz") for r in range(2))
+    np.testing.assert_array_equal(a["vectors"], b["vectors"])
 
 
 @pytest.mark.parametrize("change", ["size", "checksum"])
