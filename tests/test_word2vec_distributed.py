@@ -92,7 +92,8 @@ def worker(case: dict) -> None:
             if case.get("save"):
                 model.save(case["save"])
             result.update(keys=model.wv.index_to_key, loss=model.training_losses[-1],
-                          pairs=model.train_stats[-1]["pairs"], syncs=model.train_stats[-1]["syncs"])
+                          pairs=model.train_stats[-1]["pairs"], syncs=model.train_stats[-1]["syncs"],
+                          alpha_ends=[st["alpha_end"] for st in model.train_stats])
     except Exception as exc:  # noqa: BLE001 - reported to the test
         result["error"] = f"{type(exc).__name__}: {exc}"
     with open(case["out"].format(rank=os.environ["RANK"]), "w") as fh:  # "{rank}": launched by torchrun
@@ -143,6 +144,11 @@ def test_two_ranks_match_one_process(tmp_path):
         assert r["keys"] == single.wv.index_to_key
         np.testing.assert_array_equal(a["counts"], single.wv.counts)
         assert r["syncs"] >= 4  # several syncs per epoch, not only the epoch end
+    # the rate follows global progress: epoch e ends at (e + 1) / epochs of the way down, on every rank
+    epochs, a0, a1 = SETTINGS["epochs"], 0.025, 0.0001
+    expected = [a0 - (a0 - a1) * (e + 1) / epochs for e in range(epochs)]
+    for r in ranks:
+        np.testing.assert_allclose(r["alpha_ends"], expected, rtol=0, atol=0.002 * a0)
     # both ranks hold the same model, bit for bit; rank 0 saved it (rank 1's save was a no-op)
     np.testing.assert_array_equal(arrays[0]["vectors"], arrays[1]["vectors"])
     np.testing.assert_array_equal(arrays[0]["syn1neg"], arrays[1]["syn1neg"])
@@ -188,6 +194,33 @@ def test_two_torchrun_nodes_on_the_loopback(tmp_path):
     assert ranks[0]["keys"] == ranks[1]["keys"]
     a, b = (np.load(tmp_path / f"arrays{r}.npz") for r in range(2))
     np.testing.assert_array_equal(a["vectors"], b["vectors"])
+
+
+def test_byte_ranges_tile_the_file():
+    """The native reader's byte range (what each rank reads): ranges that tile the file, cut mid-line, count every
+    line once and give the whole file's ids in order; a range outside the file is a ValueError."""
+    from pyfast import _native
+
+    corpus = lee_path()
+    native = _native.cpu()
+    size = os.path.getsize(corpus)
+    words, counts, total, sentences = native.w2v_count_file(corpus, 0, 1)
+    whole = dict(zip(words, np.frombuffer(counts, dtype=np.int64).tolist()))
+    cuts = [0, 1, size // 3, size // 3 + 1, size - 2, size]
+    merged, total_sum, sentence_sum, ids = {}, 0, 0, []
+    for begin, end in zip(cuts, cuts[1:]):
+        w, c, t, n = native.w2v_count_file(corpus, 0, 2, begin, end)
+        for k, v in zip(w, np.frombuffer(c, dtype=np.int64).tolist()):
+            merged[k] = merged.get(k, 0) + v
+        total_sum, sentence_sum = total_sum + t, sentence_sum + n
+        ids.append(np.frombuffer(native.w2v_read_file(corpus, words, 2, begin, end)[0], dtype=np.int32))
+    assert merged == whole and total_sum == total and sentence_sum == sentences
+    np.testing.assert_array_equal(np.concatenate(ids), np.frombuffer(native.w2v_read_file(corpus, words, 1)[0],
+                                                                     dtype=np.int32))
+    with pytest.raises(ValueError, match=rf"byte range \[5, {size + 1}\) is not inside the file \({size} bytes\)"):
+        native.w2v_count_file(corpus, 0, 1, 5, size + 1)
+    with pytest.raises(ValueError, match=r"byte range \[7, 3\) is not inside the file"):
+        native.w2v_read_file(corpus, words, 1, 7, 3)
 
 
 @pytest.mark.parametrize("change", ["size", "checksum"])
