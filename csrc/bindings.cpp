@@ -264,30 +264,30 @@ void bind_word2vec(py::module_& m) {
   // -> (words: list[bytes], counts: int64 bytes, total_words, sentences)
   m.def(
       "w2v_count_file",
-      [](const std::string& path, int64_t max_vocab_size, int workers) {
+      [](const std::string& path, int64_t max_vocab_size, int workers, int64_t begin, int64_t end) {
         w2v::VocabCounts vc;
         {
           py::gil_scoped_release nogil;
-          vc = w2v::count_corpus_file(path, max_vocab_size, workers);
+          vc = w2v::count_corpus_file(path, max_vocab_size, workers, begin, end);
         }
         py::list words;
         for (const auto& w : vc.words) words.append(py::bytes(w));
         return py::make_tuple(words, raw_bytes(vc.counts), vc.total_words, vc.sentences);
       },
-      py::arg("path"), py::arg("max_vocab_size"), py::arg("workers"));
+      py::arg("path"), py::arg("max_vocab_size"), py::arg("workers"), py::arg("begin") = 0, py::arg("end") = -1);
 
   // -> (ids: int32 bytes, sentence_offsets: int64 bytes, raw_words)
   m.def(
       "w2v_read_file",
-      [](const std::string& path, const std::vector<std::string>& vocab, int workers) {
+      [](const std::string& path, const std::vector<std::string>& vocab, int workers, int64_t begin, int64_t end) {
         w2v::CorpusIds c;
         {
           py::gil_scoped_release nogil;
-          c = w2v::read_corpus_ids(path, vocab, workers);
+          c = w2v::read_corpus_ids(path, vocab, workers, begin, end);
         }
         return py::make_tuple(raw_bytes(c.ids), raw_bytes(c.sentence_offsets), c.raw_words);
       },
-      py::arg("path"), py::arg("vocab"), py::arg("workers"));
+      py::arg("path"), py::arg("vocab"), py::arg("workers"), py::arg("begin") = 0, py::arg("end") = -1);
 
   // One epoch (see word2vec/word2vec.h); TrainParams filled by name in pyfast/word2vec.py, which keeps its arrays
   // alive. Returns an EpochResult.

@@ -35,12 +35,17 @@ import numpy as np
 
 from . import _native
 from . import rng as _rng
+from . import word2vec_distributed as _distributed
 from .keyedvectors import (SAVE_FORMAT, KeyedVectors, atomic_write, decode_key, encode_key, is_npz as _is_npz,
                            json_array, load_gensim_pickle, load_npz)
 
 logger = logging.getLogger(__name__)
 
 _INIT_STREAM = 0x5717  # Philox stream for the initial vectors
+# distributed=True: words each rank trains between two syncs of the tables. Measured on 5.17M words, 2 processes
+# (benchmarks/RESULTS.md, #21): 250k keeps analogy / WS353 within 0.22 points / 0.034 of one process, 1M already loses
+# 0.065 WS353 (skip-gram); a sync moves 2 x vocab x dim float32 (~55 ms for 36k x 100 on the 2-core VM).
+DEFAULT_SYNC_EVERY = 250_000
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -131,13 +136,24 @@ class Word2Vec:
     ``alpha_schedule="gensim_corpus_file"``: what gensim 4's corpus_file mode actually does: each worker measures
     its own progress against the whole epoch, so with W workers an epoch only covers 1/W of its decay step and the
     rate jumps back at the next epoch (with 2 workers and 3 epochs: ~17% higher mean rate, last rate ~alpha/6).
-    With workers=1 the two schedules are the same. The schedule a call ran is in ``train_stats[i]["schedule"]``."""
+    With workers=1 the two schedules are the same. The schedule a call ran is in ``train_stats[i]["schedule"]``.
+
+    ``distributed=True`` (needs ``corpus_file`` and a torch.distributed process group, or a launch by torchrun,
+    which this joins with gloo): every process (rank) reads its own byte range of the same file; the vocabulary is
+    merged across ranks (the same words, counts and order as one process on the whole file), each rank trains its
+    shard with ``workers`` threads, and every ``sync_every`` words per rank and at each epoch end the ranks' updates
+    are added up with all_reduce (``sync_mode="sum"``; ``"average"``: model averaging). The learning rate follows
+    global progress (the "linear" schedule over all ranks' words). Every rank returns the same vectors; ``save``
+    writes on rank 0 only. Each collective waits at most ``dist_timeout`` seconds, then raises (a dead or missing
+    rank is an error, not a hang); a rank whose corpus_file or settings differ from rank 0's makes every rank
+    raise. See pyfast/word2vec_distributed.py."""
 
     def __init__(self, sentences=None, corpus_file=None, vector_size=100, alpha=0.025, window=5, min_count=5,
                  max_vocab_size=None, sample=1e-3, seed=1, workers=3, min_alpha=0.0001, sg=0, hs=0, negative=5,
                  ns_exponent=0.75, cbow_mean=1, epochs=5, sorted_vocab=1, batch_words=10000, compute_loss=False,
                  callbacks=(), max_final_vocab=None, shrink_windows=True, *, shared_negatives=True,
-                 alpha_schedule="auto", progress=False, null_word=0, trim_rule=None, hashfxn=None, comment=None):
+                 alpha_schedule="auto", progress=False, distributed=False, sync_every=DEFAULT_SYNC_EVERY,
+                 sync_mode="sum", dist_timeout=1800.0, null_word=0, trim_rule=None, hashfxn=None, comment=None):
         self.vector_size = _check_int("vector_size", vector_size, 1)
         self.alpha = _check_float("alpha", alpha, 0.0, strict=True)
         self.window = _check_int("window", window, 1)
@@ -165,6 +181,19 @@ class Word2Vec:
                              f"got {alpha_schedule!r}")
         self.alpha_schedule = alpha_schedule
         self.progress = bool(progress)
+        self.distributed = bool(distributed)
+        self.sync_every = _check_int("sync_every", sync_every, 1)
+        self.dist_timeout = _check_float("dist_timeout", dist_timeout, 0.0, strict=True)
+        if sync_mode not in _distributed.SYNC_MODES:
+            raise ValueError(f"Word2Vec: sync_mode must be one of {list(_distributed.SYNC_MODES)}, got {sync_mode!r}")
+        self.sync_mode = sync_mode
+        self._dist_ctx = None
+        if self.distributed and alpha_schedule == "gensim_corpus_file":
+            raise ValueError("Word2Vec: distributed=True trains with the linear schedule over global progress; "
+                             "alpha_schedule='gensim_corpus_file' is single-process only")
+        if self.distributed and sentences is not None:
+            raise ValueError("Word2Vec: distributed=True needs corpus_file (each rank reads its own byte range "
+                             "of the file), not sentences")
         if self.hs:
             raise NotImplementedError("Word2Vec: hierarchical softmax (hs=1) is not implemented; use hs=0 with "
                                       "negative sampling (negative > 0)")
@@ -207,7 +236,12 @@ class Word2Vec:
         """Count tokens into ``self.raw_vocab`` (word -> count); sets corpus_count / corpus_total_words and returns
         gensim's ``(total_words, corpus_count)``. ``max_vocab_size`` prunes while counting (word2vec.c's
         ReduceVocab: drop words seen at most n times, n = 1, 2, ... until the table fits)."""
-        if corpus_file is not None:
+        if self.distributed:
+            ctx = self._distributed_context(corpus_file)
+            items, total, sentences = _distributed.count_vocab(ctx, os.fspath(corpus_file),
+                                                               self.max_vocab_size or 0, self.workers)
+            raw = {decode_key(w): n for w, n in items}
+        elif corpus_file is not None:
             path = _check_corpus_file(corpus_file)
             words, counts, total, sentences = _native.cpu().w2v_count_file(path, self.max_vocab_size or 0,
                                                                            self.workers)
@@ -367,7 +401,23 @@ class Word2Vec:
         self.init_weights()
 
     # ---- corpus ----------------------------------------------------------------------------------------------------
-    def _load_corpus(self, corpus_iterable, corpus_file) -> _Corpus:
+    def _distributed_context(self, corpus_file, extra=()) -> "_distributed.Context":
+        """The process group (joined on first use, see pyfast/word2vec_distributed.py), after the check collective
+        that every rank reads the same corpus_file with the same settings (raises the same error on every rank)."""
+        if corpus_file is None:
+            raise ValueError("Word2Vec: distributed=True needs corpus_file (each rank reads its own byte range of "
+                             "the file), not sentences")
+        if self._dist_ctx is None:
+            self._dist_ctx = _distributed.Context(self.dist_timeout)
+        _distributed.check_same_corpus(self._dist_ctx, self, os.fspath(corpus_file), extra)
+        return self._dist_ctx
+
+    def _load_corpus(self, corpus_iterable, corpus_file, train_args=()) -> _Corpus:
+        if self.distributed:
+            vocab = [encode_key(k) for k in self.wv.index_to_key]
+            ids, offsets, raw = _distributed.read_shard(self._distributed_context(corpus_file, train_args),
+                                                        os.fspath(corpus_file), vocab, self.workers)
+            return _Corpus(np.frombuffer(ids, dtype=np.int32), np.frombuffer(offsets, dtype=np.int64), raw)
         if corpus_file is not None:
             path = _check_corpus_file(corpus_file)
             vocab = [encode_key(k) for k in self.wv.index_to_key]
@@ -432,10 +482,11 @@ class Word2Vec:
         if start_alpha > self.min_alpha_yet_reached:
             logger.warning("Effective 'alpha' higher than previous training cycles: start_alpha %g > %g, the lowest "
                            "rate an earlier train() call ended at", start_alpha, self.min_alpha_yet_reached)
-        corpus = self._load_corpus(corpus_iterable, corpus_file)
-        if len(corpus.ids) == 0:
+        # (distributed: the train() arguments every rank must share, with the vocabulary size, join the check)
+        corpus = self._load_corpus(corpus_iterable, corpus_file, (epochs, start_alpha, end_alpha, V, d))
+        if len(corpus.ids) == 0 and not self.distributed:  # distributed: a rank's shard may be empty, not all
             raise ValueError("Word2Vec.train: no in-vocabulary word in the corpus")
-        schedule = _resolve_schedule(self.alpha_schedule, corpus_file)
+        schedule = "linear" if self.distributed else _resolve_schedule(self.alpha_schedule, corpus_file)
         per_worker = _ALPHA_SCHEDULES[schedule]
         self.wv.vectors = np.ascontiguousarray(self.wv.vectors, dtype=np.float32)
         self.syn1neg = np.ascontiguousarray(self.syn1neg, dtype=np.float32)
@@ -444,10 +495,35 @@ class Word2Vec:
         words_done = np.zeros(1, dtype=np.int64)  # the native workers add to it; the progress thread reads it
         cancel = np.zeros(1, dtype=np.int32)  # 1 on Ctrl-C: the native workers stop (_train_epoch_interruptibly)
         total = len(corpus.ids) * epochs
+        native = _native.cpu()
+
+        def make_params(**changes):
+            # The native trainer's params for this call; the distributed driver overrides the corpus slice, the
+            # progress counter and the RNG key per chunk.
+            fields = dict(
+                syn0=self.wv.vectors.ctypes.data, syn1neg=self.syn1neg.ctypes.data, vocab_size=V, dim=d,
+                ids=corpus.ids.ctypes.data, n_ids=len(corpus.ids), sentence_offsets=corpus.offsets.ctypes.data,
+                n_sentences=corpus.n_sentences, keep_prob=keep_prob.ctypes.data, noise_weights=noise.ctypes.data,
+                sg=int(self.sg), cbow_mean=int(self.cbow_mean), negative=self.negative, window=self.window,
+                shrink_windows=int(self.shrink_windows), shared_negatives=int(self.shared_negatives),
+                workers=self.workers, compute_loss=int(self.compute_loss), alpha0=start_alpha,
+                min_alpha=end_alpha, total_words=total, words_done=words_done.ctypes.data, seed=self.seed,
+                epoch=self.epochs_trained, alpha_per_worker=per_worker, cancel=cancel.ctypes.data)
+            fields.update(changes)
+            return _native.fill(native.TrainParams(), **fields)
+
         for cb in callbacks:
             _call(cb, "on_train_begin", self)
         trained = raw = 0
         self.training_losses = []
+        if self.distributed:
+            trained, raw = _distributed.train(self, self._dist_ctx, corpus, epochs, start_alpha, end_alpha,
+                                              make_params, lambda p: _train_epoch_interruptibly(native, p, cancel),
+                                              callbacks, _call)
+            self.min_alpha_yet_reached = min(self.min_alpha_yet_reached, end_alpha)
+            for cb in callbacks:
+                _call(cb, "on_train_end", self)
+            return trained, raw
         for epoch in range(epochs):
             for cb in callbacks:
                 _call(cb, "on_epoch_begin", self)
@@ -455,17 +531,7 @@ class Word2Vec:
             reporter = _Progress(self.progress, words_done, total, epoch, epochs, len(corpus.ids), start_alpha,
                                  end_alpha, self.workers if per_worker else 0)
             try:
-                native = _native.cpu()
-                params = _native.fill(
-                    native.TrainParams(), syn0=self.wv.vectors.ctypes.data,
-                    syn1neg=self.syn1neg.ctypes.data, vocab_size=V, dim=d, ids=corpus.ids.ctypes.data,
-                    n_ids=len(corpus.ids), sentence_offsets=corpus.offsets.ctypes.data,
-                    n_sentences=corpus.n_sentences, keep_prob=keep_prob.ctypes.data, noise_weights=noise.ctypes.data,
-                    sg=int(self.sg), cbow_mean=int(self.cbow_mean), negative=self.negative, window=self.window,
-                    shrink_windows=int(self.shrink_windows), shared_negatives=int(self.shared_negatives),
-                    workers=self.workers, compute_loss=int(self.compute_loss), alpha0=start_alpha,
-                    min_alpha=end_alpha, total_words=total, words_done=words_done.ctypes.data, seed=self.seed,
-                    epoch=self.epochs_trained, alpha_per_worker=per_worker, cancel=cancel.ctypes.data)
+                params = make_params()
                 result = _train_epoch_interruptibly(native, params, cancel)
                 loss, kept, pairs, alpha_end = result.loss, result.trained_words, result.pairs, result.end_alpha
             finally:
@@ -532,7 +598,10 @@ class Word2Vec:
 
     def save(self, fname, **_ignored) -> None:
         """Save everything needed to continue training (vectors, syn1neg, vocabulary with counts, settings, the
-        epoch counter that keys the RNG): one uncompressed .npz, written atomically, no pickle."""
+        epoch counter that keys the RNG): one uncompressed .npz, written atomically, no pickle. A distributed model
+        is written by rank 0 only (every rank holds the same vectors); on the others this does nothing."""
+        if self.distributed and self._dist_ctx is not None and self._dist_ctx.rank != 0:
+            return
         meta = {"format": SAVE_FORMAT, "kind": "Word2Vec", "params": {k: getattr(self, k) for k in self._PARAMS},
                 "training_losses": self.training_losses}
         arrays = {"vectors": self.wv.vectors, "counts": self.wv.counts, "syn1neg": self.syn1neg,

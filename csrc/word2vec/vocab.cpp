@@ -91,9 +91,18 @@ void scan_range(const std::string& path, int64_t begin, int64_t end, OnToken&& o
   }
 }
 
-std::vector<std::pair<int64_t, int64_t>> byte_ranges(int64_t size, int workers) {
+// [begin, end) of the file split into `workers` ranges (workers capped so each range has >= 64 KiB); end = -1
+// means the file's end. Checks 0 <= begin <= end <= size.
+std::vector<std::pair<int64_t, int64_t>> byte_ranges(const std::string& path, int64_t begin, int64_t end,
+                                                     int& workers) {
+  const int64_t size = file_size(path);
+  if (end < 0) end = size;
+  PYFAST_CHECK_ARG(begin >= 0 && begin <= end && end <= size, "word2vec", "byte range [", begin, ", ", end,
+                   ") is not inside the file (", size, " bytes)");
+  const int64_t span = end - begin;
+  workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(workers, span / (1 << 16) + 1)));
   std::vector<std::pair<int64_t, int64_t>> r(workers);
-  for (int w = 0; w < workers; ++w) r[w] = {size * w / workers, size * (w + 1) / workers};
+  for (int w = 0; w < workers; ++w) r[w] = {begin + span * w / workers, begin + span * (w + 1) / workers};
   return r;
 }
 
@@ -104,11 +113,10 @@ void prune(std::unordered_map<std::string, int64_t>& counts, int64_t min_reduce)
 
 }  // namespace
 
-VocabCounts count_corpus_file(const std::string& path, int64_t max_vocab_size, int workers) {
+VocabCounts count_corpus_file(const std::string& path, int64_t max_vocab_size, int workers, int64_t begin,
+                              int64_t end) {
   PYFAST_CHECK_ARG(workers >= 1, "word2vec", "workers must be >= 1");
-  const int64_t size = file_size(path);
-  workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(workers, size / (1 << 16) + 1)));
-  const auto ranges = byte_ranges(size, workers);
+  const auto ranges = byte_ranges(path, begin, end, workers);
   std::vector<std::unordered_map<std::string, int64_t>> maps(workers);
   std::vector<int64_t> total(workers, 0), sentences(workers, 0), min_reduce(workers, 1);
   parallel_workers(workers, [&](int w) {
@@ -148,15 +156,14 @@ VocabCounts count_corpus_file(const std::string& path, int64_t max_vocab_size, i
   return out;
 }
 
-CorpusIds read_corpus_ids(const std::string& path, const std::vector<std::string>& vocab, int workers) {
+CorpusIds read_corpus_ids(const std::string& path, const std::vector<std::string>& vocab, int workers,
+                          int64_t begin, int64_t end) {
   PYFAST_CHECK_ARG(workers >= 1, "word2vec", "workers must be >= 1");
   PYFAST_CHECK_ARG(vocab.size() < (1ull << 31), "word2vec", "vocabulary too large for int32 ids");
   std::unordered_map<std::string, int32_t> index;
   index.reserve(vocab.size() * 2);
   for (size_t i = 0; i < vocab.size(); ++i) index.emplace(vocab[i], static_cast<int32_t>(i));
-  const int64_t size = file_size(path);
-  workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(workers, size / (1 << 16) + 1)));
-  const auto ranges = byte_ranges(size, workers);
+  const auto ranges = byte_ranges(path, begin, end, workers);
   std::vector<CorpusIds> parts(workers);
   parallel_workers(workers, [&](int w) {
     CorpusIds& part = parts[w];

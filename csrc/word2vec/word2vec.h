@@ -27,7 +27,11 @@ struct VocabCounts {
 // Counts the tokens of a file, `workers` threads each on its own byte range. max_vocab_size > 0 prunes while
 // counting like word2vec.c's ReduceVocab: when a thread's table passes the limit, words with count <= r are
 // dropped and r grows by one (r starts at 1).
-VocabCounts count_corpus_file(const std::string& path, int64_t max_vocab_size, int workers);
+// [begin, end) restricts the count to the lines whose first byte lies in that byte range (end = -1: the file's
+// end), the rule the threads already split by, so ranges that tile the file count every line exactly once: the
+// distributed trainer gives each rank one (pyfast/word2vec_distributed.py). 0 <= begin <= end <= file size.
+VocabCounts count_corpus_file(const std::string& path, int64_t max_vocab_size, int workers, int64_t begin = 0,
+                              int64_t end = -1);
 
 struct CorpusIds {
   std::vector<int32_t> ids;               // in-vocabulary token ids, sentences back to back
@@ -36,8 +40,10 @@ struct CorpusIds {
 };
 
 // Maps a file's tokens to ids of `vocab` (out-of-vocabulary tokens are dropped, as in word2vec.c and gensim),
-// `workers` threads each on its own byte range; the pieces are joined in file order.
-CorpusIds read_corpus_ids(const std::string& path, const std::vector<std::string>& vocab, int workers);
+// `workers` threads each on its own byte range; the pieces are joined in file order. [begin, end): as for
+// count_corpus_file.
+CorpusIds read_corpus_ids(const std::string& path, const std::vector<std::string>& vocab, int workers,
+                          int64_t begin = 0, int64_t end = -1);
 
 // ---- training (train_cpu.cpp) ---------------------------------------------------------------------------------
 struct TrainParams {
