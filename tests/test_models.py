@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -464,5 +465,14 @@ def test_pretrain_gpt_and_finetune_examples(tmp_path):
 def test_demo_quick_runs_end_to_end(tmp_path):
     out = _run([sys.executable, "-m", "pyfast", "demo", "--quick", "--no-peers", "--out", str(tmp_path)],
                cwd=str(tmp_path))
-    for stage in ("word2vec", "tokenizer", "BERT MLM", "GPT CLM", "classifier"):
-        assert stage in out.split("== summary")[1], f"{stage} missing from the summary table"
+    summary = out.split("== summary")[1]
+    for stage in ("word2vec", "tokenizer", "BERT MLM", "GPT CLM", "transfer"):
+        assert stage in summary, f"{stage} missing from the summary table"
+    # the pretrained-vs-scratch table: one row per (method, fraction), real accuracies in [0, 100]
+    table = summary.split("pretrained vs scratch (held-out")[1].splitlines()[3:]
+    rows = [r for r in table if r.startswith(("word2vec:", "BERT:", "GPT:"))]
+    assert len(rows) == 3 * 2, table
+    for r in rows:
+        accs = [float(x) for x in re.findall(r"(\d+\.\d)% \+- (\d+\.\d)%", r) for x in x]
+        assert len(accs) == 4 and all(0.0 <= a <= 100.0 for a in accs), r
+        assert r.rstrip().endswith(("yes", "no")), r

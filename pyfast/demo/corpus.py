@@ -63,3 +63,60 @@ def polarity_dataset(seed: int = 0, test_fraction: float = 0.2):
     random.Random(seed).shuffle(rows)
     cut = int(len(rows) * (1 - test_fraction))
     return rows[:cut], rows[cut:]
+
+
+_CAP_WORD_RE = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
+_SENTENCE_START = set(".!?\"'\u201c\u2018(-_:;")
+
+
+def word_order_dataset(paragraphs: list[str], seed: int = 0, min_words: int = 8, max_words: int = 40):
+    """Real or shuffled? Each paragraph with at least `min_words` words, cut to its first `max_words`, is kept as
+    written (label 0) or has its words shuffled (label 1), a fair coin per paragraph fixed by `seed`. The words
+    and their counts are the same either way, so only word order tells the classes apart: what a language model
+    learns from unlabelled text and a classifier cannot learn from a few labels. -> list of (text, label)."""
+    rng = random.Random(seed)
+    rows = []
+    for p in paragraphs:
+        words = p.split()
+        if len(words) < min_words:
+            continue
+        words = words[:max_words]
+        label = rng.random() < 0.5
+        if label:
+            rng.shuffle(words)
+        rows.append((" ".join(words), int(label)))
+    return rows
+
+
+def proper_noun_dataset(paragraphs: list[str], vocabulary, seed: int = 0, min_count: int = 3,
+                        test_fraction: float = 0.2):
+    """Names or common words? Labels read from the capitalisation of the raw text: a word (lower-cased, in
+    `vocabulary`) seen at least `min_count` times away from a sentence start is a name (1) when >= 90% of those
+    occurrences are capitalised, a common word (0) when <= 10% are; in-between words and "i" are dropped. Common
+    words are subsampled to as many as there are names, and the words are split at random into train and test
+    (no word in both). -> (train, test) lists of (word, label)."""
+    vocabulary = set(vocabulary)
+    caps, total = {}, {}
+    for p in paragraphs:
+        for m in _CAP_WORD_RE.finditer(p):
+            before = p[:m.start()].rstrip()
+            if not before or before[-1] in _SENTENCE_START:
+                continue  # a sentence's first word is capitalised whatever it is
+            word = m.group().lower()
+            total[word] = total.get(word, 0) + 1
+            caps[word] = caps.get(word, 0) + m.group()[0].isupper()
+    names, common = [], []
+    for word in sorted(total):
+        if word not in vocabulary or word == "i" or total[word] < min_count:
+            continue
+        share = caps[word] / total[word]
+        if share >= 0.9:
+            names.append(word)
+        elif share <= 0.1:
+            common.append(word)
+    rng = random.Random(seed)
+    common = rng.sample(common, min(len(common), len(names)))
+    rows = [(w, 1) for w in names] + [(w, 0) for w in common]
+    rng.shuffle(rows)
+    cut = int(len(rows) * (1 - test_fraction))
+    return rows[:cut], rows[cut:]
