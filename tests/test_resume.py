@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -236,18 +237,27 @@ def _two_nodes(tmp_path, extra, timeout=240):
                "--rdzv_id", "pyfast-test", "--rdzv_conf", f"is_host={int(node == 0)}", "--max_restarts", "0",
                "--local_addr", "127.0.0.1", os.path.join(REPO, "examples", "pretrain_bert.py"), *_EXAMPLE_ARGS,
                "--corpus", _small_corpus(tmp_path), "--out", str(tmp_path / "out"), *extra]
-        procs.append(subprocess.Popen(cmd, cwd=str(tmp_path), env=_env(), stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
+        # Output to files, not pipes: waiting on node 0 while node 1's undrained pipe fills would block node 1
+        # before torchrun's exit barrier, and node 0's launcher would then wait there until the timeout.
+        logs = (open(tmp_path / f"node{node}.out", "w+"), open(tmp_path / f"node{node}.err", "w+"))
+        procs.append((subprocess.Popen(cmd, cwd=str(tmp_path), env=_env(), stdout=logs[0], stderr=logs[1],
+                                       text=True), logs))
     results = []
     try:
-        for p in procs:
-            out, err = p.communicate(timeout=timeout)
-            results.append((p.returncode, out, err))
+        deadline = time.monotonic() + timeout
+        for p, _ in procs:
+            p.wait(timeout=max(1.0, deadline - time.monotonic()))
+        for p, (out, err) in procs:
+            out.seek(0)
+            err.seek(0)
+            results.append((p.returncode, out.read(), err.read()))
     finally:
-        for p in procs:
+        for p, logs in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+            for fh in logs:
+                fh.close()
     return results
 
 

@@ -12,7 +12,7 @@ import re
 
 CORPUS_PATH = os.path.join(os.path.dirname(__file__), "austen.txt.gz")
 _BOOK_RE = re.compile(r"^#### BOOK: (.+)$", re.M)
-_WORD_RE = re.compile(r"[a-z]+(?:'[a-z]+)?")
+WORD_RE = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 
 def load_books(path: str = CORPUS_PATH) -> dict[str, list[str]]:
@@ -41,7 +41,7 @@ def split_paragraphs(books: dict[str, list[str]], held_out: float = 0.1):
 
 def word_sentences(paragraphs: list[str]) -> list[list[str]]:
     """Lower-cased word lists (one per paragraph) for word2vec."""
-    return [_WORD_RE.findall(p.lower()) for p in paragraphs]
+    return [WORD_RE.findall(p.lower()) for p in paragraphs]
 
 
 def polarity_dataset(seed: int = 0, test_fraction: float = 0.2):

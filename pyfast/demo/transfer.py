@@ -25,7 +25,7 @@ from pyfast.models import BertForSequenceClassification, GPTModel
 from pyfast.models.training import cosine_lr, pad_batch, set_seed
 from pyfast.nn import embedding_from_word2vec, mean_pooling
 
-from .corpus import _WORD_RE
+from .corpus import WORD_RE
 
 
 # ---- classifiers ---------------------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def word_vocab(w2v) -> list[str]:
 def encode_words(rows, vocab: list[str]) -> Encoded:
     """(text, label) rows -> word ids with the demo's word2vec tokenisation (lower-cased words)."""
     index = {w: i for i, w in enumerate(vocab)}
-    ids = [[index.get(w, 1) for w in _WORD_RE.findall(text.lower())] or [1] for text, _ in rows]
+    ids = [[index.get(w, 1) for w in WORD_RE.findall(text.lower())] or [1] for text, _ in rows]
     return Encoded(ids, torch.tensor([y for _, y in rows]), pad_id=0)
 
 
