@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .models.training import pad_batch
+from .nn.pooling import mean_pooling
+
 __all__ = ["extract_features", "FeatureExtractor", "POOLINGS"]
 
 POOLINGS = ("mean", "cls", "last")
@@ -202,17 +205,14 @@ def _transformer_features(enc: _Encoder, rows, pooling, batch_size, pad_id, prog
     try:
         with torch.inference_mode():
             for idx in batches:
-                lengths = torch.tensor([len(rows[i]) for i in idx])
-                width = int(lengths.max())
-                ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-                for b, i in enumerate(idx):
-                    ids[b, :len(rows[i])] = torch.tensor(rows[i])
-                lengths = lengths.to(device)
-                mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).long()  # (B, L), 1 = token
-                hidden = module(ids.to(device), attention_mask=mask).last_hidden_state.float()   # (B, L, H)
+                batch = [rows[i] for i in idx]
+                # Rows were cut to the model's length already: pad_batch only pads (to the batch's longest row).
+                ids, mask = pad_batch(batch, pad_id, max(len(r) for r in batch))   # (B, L), mask 1 = token
+                ids, mask = ids.to(device), mask.to(device)
+                lengths = mask.sum(dim=1)
+                hidden = module(ids, attention_mask=mask).last_hidden_state.float()  # (B, L, H)
                 if pooling == "mean":
-                    m = mask.unsqueeze(-1).to(torch.float32)                      # (B, L, 1)
-                    pooled = (hidden * m).sum(dim=1) / m.sum(dim=1)               # rows have >= 1 token
+                    pooled = mean_pooling(hidden, mask)                           # fp32 masked mean, (B, H)
                 elif pooling == "cls":
                     pooled = hidden[:, 0]
                 else:  # "last": rows are right-padded, so the last real token sits at length - 1

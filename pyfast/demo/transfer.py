@@ -10,7 +10,6 @@ Sizes are the caller's (the demo's are picked for 2 CPU cores); nothing here tun
 """
 from __future__ import annotations
 
-import math
 import os
 import statistics
 import warnings
@@ -335,7 +334,3 @@ def plot_curves(comparisons: list[Comparison], path: str, title: str) -> bool:
     replace(tmp, path)
     return True
 
-
-def steps_for(n_labels: int, batch_size: int, epochs: float, min_steps: int, max_steps: int) -> int:
-    """Fine-tuning steps for n labelled rows: `epochs` passes, clamped to [min_steps, max_steps]."""
-    return int(min(max_steps, max(min_steps, math.ceil(epochs * n_labels / batch_size))))
