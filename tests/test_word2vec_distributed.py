@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -177,14 +178,25 @@ def test_two_torchrun_nodes_on_the_loopback(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend",
            "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", os.path.abspath(__file__), "worker", json.dumps(case)]
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    nodes = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    # Output to files, not pipes: while the test waits on node 0, node 1's undrained pipe could fill and block it
+    # before torchrun's exit barrier, where node 0 would then wait until the timeout.
+    files = [open(tmp_path / f"node{i}.log", "w+b") for i in range(2)]
+    nodes = [subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT) for fh in files]
     try:
-        logs = [n.communicate(timeout=TIMEOUT_S)[0].decode(errors="replace") for n in nodes]
+        deadline = time.monotonic() + TIMEOUT_S
+        for n in nodes:
+            n.wait(timeout=max(1.0, deadline - time.monotonic()))
+        logs = []
+        for fh in files:
+            fh.seek(0)
+            logs.append(fh.read().decode(errors="replace"))
     finally:
         for n in nodes:
             if n.poll() is None:
                 n.kill()
                 n.wait()
+        for fh in files:
+            fh.close()
     assert all(n.returncode == 0 for n in nodes), "\n".join(log[-2000:] for log in logs)
     ranks = []
     for r in range(2):
