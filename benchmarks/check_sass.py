@@ -1,12 +1,14 @@
 """Counts the instructions that matter in the attention kernels' SASS (issue #17): the pipelined forward
-(attention_fwd_flash_kernel) must load shared-memory fragments with LDSM (ldmatrix) and copy tiles with LDGSTS
-(cp.async), for every architecture the binary holds. Needs cuobjdump (and nvdisasm, which it calls) on PATH or in
-$CUOBJDUMP; costs no GPU.
+(attention_fwd_flash_kernel) and the single-kernel backward (attention_bwd_flash_kernel) must load shared-memory
+fragments with LDSM (ldmatrix) and copy tiles with LDGSTS (cp.async), for every architecture the binary holds; the
+backward must add dQ with fp32 atomics (RED on sm_80, REDG on sm_90, or ATOM) and the deterministic two-kernel
+backward (attention_bwd_{dq,dkdv}_mma_kernel) must have none. Needs cuobjdump (and nvdisasm, which it calls) on PATH
+or in $CUOBJDUMP; costs no GPU.
 
 Usage (repo root):
   python benchmarks/check_sass.py [BINARY]   # BINARY: a built _C_cuda*.so or an object file; without it,
                                              # csrc/attention/attention_cuda.cu is compiled with nvcc (sm_80, sm_90)
-Prints one row per (arch, kernel) and exits 1 when a flash kernel lacks LDSM or LDGSTS (2 when no tool)."""
+Prints one row per (arch, kernel) and exits 1 when a flash kernel lacks one of those (2 when no tool)."""
 import collections
 import os
 import re
@@ -15,7 +17,8 @@ import subprocess
 import sys
 import tempfile
 
-OPS = ("LDSM", "LDGSTS", "HMMA", "MUFU.EX2", "LDS", "STS", "STG", "BAR.SYNC")
+OPS = ("LDSM", "LDGSTS", "HMMA", "MUFU.EX2", "LDS", "STS", "STG", "BAR.SYNC", "RED", "REDG", "ATOM")
+FLASH = ("fwd_flash", "bwd_flash_kernel")  # the kernels that must show LDSM and LDGSTS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -62,19 +65,30 @@ def main(argv) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         binary = argv[1] if len(argv) > 1 else compile_attention(tmp)
         counts = count(binary)
-    ok, flash = True, 0
+    ok, found = True, collections.Counter()
     print(f"{'arch':6} {'kernel':48} " + " ".join(f"{op:>8}" for op in OPS))
     for (arch, fn), c in sorted(counts.items()):
-        if "fwd_flash" not in fn and "fwd_mma" not in fn:
+        if not any(k in fn for k in ("fwd_flash", "fwd_mma", "bwd_flash_kernel", "bwd_dq_mma", "bwd_dkdv_mma")):
             continue
         print(f"{arch:6} {short(fn):48} " + " ".join(f"{c[op]:8d}" for op in OPS))
-        if "fwd_flash" in fn:
-            flash += 1
-            ok = ok and c["LDSM"] > 0 and c["LDGSTS"] > 0
-    if flash == 0:
-        print("no attention_fwd_flash_kernel in the binary")
-        return 1
-    print("OK: every flash forward kernel has LDSM and LDGSTS" if ok else "FAIL: a flash kernel lacks LDSM/LDGSTS")
+        for kind in FLASH:
+            if kind in fn:
+                found[kind] += 1
+                if c["LDSM"] == 0 or c["LDGSTS"] == 0:
+                    print(f"FAIL: {short(fn)} ({arch}) lacks LDSM or LDGSTS")
+                    ok = False
+        if "bwd_flash_kernel" in fn and c["RED"] + c["REDG"] + c["ATOM"] == 0:
+            print(f"FAIL: {short(fn)} ({arch}) adds dQ without RED / REDG / ATOM")
+            ok = False
+        if ("bwd_dq_mma" in fn or "bwd_dkdv_mma" in fn) and c["RED"] + c["REDG"] + c["ATOM"] > 0:
+            print(f"FAIL: {short(fn)} ({arch}), the deterministic backward, has atomics")
+            ok = False
+    for kind in FLASH:
+        if found[kind] == 0:
+            print(f"no attention_{kind} in the binary")
+            ok = False
+    print("OK: every flash forward / backward kernel has LDSM and LDGSTS (the backward RED for dQ, the deterministic "
+          "one no atomics)" if ok else "FAIL")
     return 0 if ok else 1
 
 

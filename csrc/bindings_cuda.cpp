@@ -47,11 +47,22 @@ void bind_attention(py::module_& m) {
       "Fused attention forward on CUDA: fills out and lse (device pointers; see csrc/attention/attention_cuda.h).");
   m.def(
       "attention_bwd",
-      [](const pyfast::attention::AttentionBackwardParams& p, std::uintptr_t delta, std::uintptr_t stream) {
-        pyfast::attention::attention_bwd_cuda(p, as_ptr<float>(delta), stream);
+      [](const pyfast::attention::AttentionBackwardParams& p, std::uintptr_t delta, std::uintptr_t dq_acc,
+         std::uintptr_t stream) {
+        pyfast::attention::attention_bwd_cuda(p, as_ptr<float>(delta), as_ptr<float>(dq_acc), stream);
       },
-      py::arg("params"), py::arg("delta"), py::arg("stream"), py::call_guard<py::gil_scoped_release>(),
-      "Fused attention backward on CUDA: fills dq, dk, dv; delta is float32 scratch laid out like lse.");
+      py::arg("params"), py::arg("delta"), py::arg("dq_acc"), py::arg("stream"),
+      py::call_guard<py::gil_scoped_release>(),
+      "Fused attention backward on CUDA: fills dq, dk, dv; delta is float32 scratch laid out like lse; dq_acc "
+      "float32 scratch laid out like dq for the single-kernel (atomic, not bitwise repeatable) backward, or 0 for "
+      "the deterministic one.");
+  m.def(
+      "attention_bwd_takes_dq_scratch",
+      [](const pyfast::attention::AttentionBackwardParams& p) {
+        return pyfast::attention::attention_bwd_cuda_takes_dq_scratch(p);
+      },
+      py::arg("params"),
+      "Whether attention_bwd would run its single-kernel backward given a dq_acc buffer for these params.");
   m.def(
       "attention_dropout_mask",
       [](std::uintptr_t keep, int64_t batch, int64_t heads, int64_t q_len, int64_t kv_len, double dropout_p,

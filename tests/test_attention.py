@@ -375,13 +375,15 @@ def test_low_precision_output_and_grad_dtype(device, dtype):
 
 
 # ---- the CUDA kernels against the CPU op (fp32) --------------------------------------------------------------------
-def _kernel_and_cpu_op(device, q, k, v, mask, cu_q, cu_k, max_q, max_k, is_causal, scale, dropout_p, seed, dout):
-    """((out, lse, dq, dk, dv) of the custom ops on device, the same of the CPU kernel bodies on CPU copies)."""
+def _kernel_and_cpu_op(device, q, k, v, mask, cu_q, cu_k, max_q, max_k, is_causal, scale, dropout_p, seed, dout,
+                       deterministic=False):
+    """((out, lse, dq, dk, dv) of the custom ops on device, the same of the CPU kernel bodies on CPU copies).
+    deterministic: which CUDA backward (the atomic-free one, or by default the single kernel with dQ atomics)."""
     cpu = [None if t is None else t.cpu() for t in (q, k, v, mask, cu_q, cu_k, dout)]
     to = [None if t is None else t.to(device) for t in (q, k, v, mask, cu_q, cu_k, dout)]
     scalars = (max_q, max_k, is_causal, scale, dropout_p, seed)
     out_d, lse_d = ops.attention_fwd(*to[:6], *scalars)
-    grads_d = ops.attention_bwd(to[6], *to[:3], out_d, lse_d, *to[3:6], *scalars)
+    grads_d = ops.attention_bwd(to[6], *to[:3], out_d, lse_d, *to[3:6], *scalars, deterministic)
     out_c, lse_c = ops._attention_fwd_cpu(*cpu[:6], *scalars)
     grads_c = ops._attention_bwd_cpu(cpu[6], *cpu[:3], out_c, lse_c, *cpu[3:6], *scalars)
     return (out_d, lse_d, *grads_d), (out_c, lse_c, *grads_c)
@@ -422,13 +424,15 @@ def test_kernel_equals_cpu_op_varlen(device, dropout_p):
 # ---- tensor cores (bf16 / fp16, head dims 64 and 128) ------------------------------------------------------------
 # Forward and backward (dQ, dK/dV) run their mma.sync kernels. Checked by flash-attention's rule against float64 on
 # the same (rounded) inputs, and the lse (fp32 throughout) against the CPU op's tightly.
-def _check_tensor_core_attention(device, b, hq, hkv, l, s, d, dtype, is_causal, mask_kind, dropout_p, seed=0):
+def _check_tensor_core_attention(device, b, hq, hkv, l, s, d, dtype, is_causal, mask_kind, dropout_p, seed=0,
+                                 deterministic=False):
     g = torch.Generator().manual_seed(seed * 1000 + l * 7 + s)
     q, k, v = (torch.randn(b, h, n, d, generator=g).to(dtype) for h, n in ((hq, l), (hkv, s), (hkv, s)))
     dout = torch.randn(b, hq, l, d, generator=g).to(dtype)
     mask = torch.randn(b, hq, l, s, generator=g) if mask_kind == "float" else None
     scale = 1.0 / d ** 0.5
-    got, want = _kernel_and_cpu_op(device, q, k, v, mask, None, None, l, s, is_causal, scale, dropout_p, 1234, dout)
+    got, want = _kernel_and_cpu_op(device, q, k, v, mask, None, None, l, s, is_causal, scale, dropout_p, 1234, dout,
+                                   deterministic)
     assert_close(got[1], want[1], name="lse", atol=1e-4, rtol=1e-5)
     keep = ops.dropout_keep_mask(b, hq, l, s, dropout_p, 1234) if dropout_p > 0 else None
     _flash_rule([got[0], *got[2:]], ref.scaled_dot_product_attention, (q, k, v), dout, attn_mask=mask,
@@ -453,6 +457,73 @@ def test_tensor_core_lengths(device, dtype, d, l, s, is_causal):
                          ids=["mask", "dropout", "gqa", "gqa-mask-dropout"])
 def test_tensor_core_features(device, dtype, d, is_causal, mask_kind, dropout_p, heads):
     _check_tensor_core_attention(device, 2, heads[0], heads[1], 37, 70, d, dtype, is_causal, mask_kind, dropout_p)
+
+
+# The two tensor-core backwards: the single kernel in FlashAttention-2's order (dQ by fp32 atomics; the default) and
+# the atomic-free two-kernel one (deterministic=True). The tests above run the default; these run both at awkward
+# shapes: lengths 1 and primes, L != S causal, several 64-key blocks, GQA groups (a block loops over its group's q
+# heads), masks and dropout together.
+@pytest.mark.parametrize("device", CUDA_KERNELS, indirect=True)
+@pytest.mark.parametrize("deterministic", [False, True], ids=["flash", "deterministic"])
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("case", [(1, 1, 1, 1, 67, False, None, 0.0), (1, 1, 1, 131, 61, True, None, 0.0),
+                                  (1, 3, 1, 61, 131, True, "float", 0.0), (2, 2, 2, 67, 29, False, None, 0.25),
+                                  (1, 4, 2, 97, 97, True, "float", 0.2)],
+                         ids=["1x67", "131x61-causal", "gqa3-61x131-causal-mask", "67x29-dropout",
+                              "gqa2-97-causal-mask-dropout"])
+def test_tensor_core_backward_paths(device, deterministic, d, case):
+    b, hq, hkv, l, s, is_causal, mask_kind, dropout_p = case
+    _check_tensor_core_attention(device, b, hq, hkv, l, s, d, torch.bfloat16, is_causal, mask_kind, dropout_p,
+                                 seed=7, deterministic=deterministic)
+
+
+class _BackwardSpy:
+    """The CUDA module, with a record of the dq_acc argument of each attention_bwd call (0: the deterministic path)."""
+
+    def __init__(self, module):
+        self._module, self.dq_acc = module, []
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+    def attention_bwd(self, params, delta, dq_acc, stream):
+        self.dq_acc.append(dq_acc)
+        return self._module.attention_bwd(params, delta, dq_acc, stream)
+
+
+@pytest.mark.parametrize("device", CUDA_KERNELS, indirect=True)
+def test_deterministic_backward_is_bitwise_repeatable(device, device_name, monkeypatch):
+    """deterministic=True: 20 backward runs give bitwise the same dq, dk, dv (tensor cores, bf16, GQA, causal, L !=
+    S). The default single-kernel backward agrees with it to bf16 rounding; torch.use_deterministic_algorithms(True)
+    selects the deterministic path too. (The emulator runs blocks one after another, so its atomics add in a fixed
+    order and it cannot show the default path varying; on a GPU it may.)"""
+    spy = _BackwardSpy(_native.cuda())
+    monkeypatch.setattr(_native, "cuda", lambda: spy)
+    q, k, v = _inputs(1, 2, 1, 45, 70, 64, 64, torch.bfloat16, device)
+    dout = torch.randn(1, 2, 45, 64).to(torch.bfloat16).to(device)
+
+    def grads(**kwargs):
+        out = ops.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True, **kwargs)
+        return torch.autograd.grad(out, (q, k, v), dout)
+
+    first = grads(deterministic=True)
+    for run in range(19):
+        again = grads(deterministic=True)
+        for name, x, y in zip(("dq", "dk", "dv"), first, again):
+            assert torch.equal(x, y), f"run {run + 2}: {name} differs from run 1"
+    assert spy.dq_acc == [0] * 20, "deterministic=True must not take the atomic path"
+    fast = grads()
+    assert spy.dq_acc[-1] != 0, "the default backward should be the single kernel"
+    for name, x, y in zip(("dq", "dk", "dv"), fast, first):
+        assert_close(x, y, name=name, atol=2e-2 * float(y.abs().max()), rtol=0)
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)  # warn_only: other ops of the run must not raise
+    try:
+        again = grads()
+    finally:
+        torch.use_deterministic_algorithms(was)
+    assert spy.dq_acc[-1] == 0, "torch.use_deterministic_algorithms(True) must select the deterministic path"
+    assert all(torch.equal(x, y) for x, y in zip(first, again))
 
 
 @pytest.mark.parametrize("device", CUDA_KERNELS, indirect=True)

@@ -3,8 +3,10 @@
 // CPU's). bf16 / fp16 with head_dim == value_dim in {64, 128} run on tensor cores: the forward on the pipelined
 // cp.async / ldmatrix kernel (attention_fwd_flash.cuh) when q, k, v rows are 16-byte aligned and the scale is
 // positive, else (or with PYFAST_ATTENTION_FWD=mma, for comparison) on attention_fwd_mma.cuh; the backward on
-// attention_bwd_mma.cuh. Every other case (fp32, other head dims up to 256) runs on CUDA cores
-// (attention_{fwd,bwd}_simt.cuh).
+// the single-kernel FlashAttention-2-order backward (attention_bwd_flash.cuh, dQ by fp32 atomics) when the caller
+// gives it a dQ scratch buffer and q / k / v / dout rows are 16-byte aligned, else -- deterministic mode, or
+// unaligned rows -- on the atomic-free two-kernel attention_bwd_mma.cuh. Every other case (fp32, other head dims up
+// to 256) runs on CUDA cores (attention_{fwd,bwd}_simt.cuh), deterministic as well.
 #include "attention/attention_cuda.h"
 
 #include <cuda_runtime.h>
@@ -13,6 +15,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "attention/attention_bwd_flash.cuh"
 #include "attention/attention_bwd_mma.cuh"
 #include "attention/attention_checks.h"
 #include "attention/attention_bwd_simt.cuh"
@@ -105,15 +108,41 @@ void fwd_impl(const AttentionParams& p, cudaStream_t stream) {
   });
 }
 
-// dQ first: it writes delta, which the dK/dV kernel (same stream) reads. A (B, Hkv, 0) problem launches nothing
-// and leaves empty outputs empty; otherwise the grids cover every row of every sequence.
+// Whether the single-kernel backward can take this problem (T 16-bit, head dims checked by the caller): Q, dO, K, V
+// tiles are cp.async'd (16-byte rows); dK, dV and dQ are stored two elements at a time (4-byte rows).
+bool use_flash_bwd(const AttentionBackwardParams& bp) {
+  const AttentionParams& p = bp.fwd;
+  return aligned_rows(p.q, 8, 2) && aligned_rows(p.k, 8, 2) && aligned_rows(p.v, 8, 2) && aligned_rows(bp.dout, 8, 2) &&
+         aligned_rows(bp.dq, 2, 2) && aligned_rows(bp.dk, 2, 2) && aligned_rows(bp.dv, 2, 2);
+}
+
 template <typename T>
-void bwd_impl(const AttentionBackwardParams& bp, float* delta, cudaStream_t stream) {
+bool flash_bwd_eligible(const AttentionBackwardParams& bp) {
+  return !std::is_same_v<T, float> && mma_head_dim<T>(bp.fwd) != 0 && use_flash_bwd(bp);
+}
+
+// dq_acc given (and the problem eligible): the single kernel, between its preprocess (delta, dq_acc = 0) and its
+// convert (dq = scale * dq_acc). Else the two-kernel path, dQ first: it writes delta, which the dK/dV kernel (same
+// stream) reads. A (B, Hkv, 0) problem launches nothing and leaves empty outputs empty; otherwise the grids cover
+// every row of every sequence.
+template <typename T>
+void bwd_impl(const AttentionBackwardParams& bp, float* delta, float* dq_acc, cudaStream_t stream) {
   const AttentionParams& p = bp.fwd;
   const char *op_dq = "attention_bwd_cuda (dq)", *op_dkdv = "attention_bwd_cuda (dk, dv)";
   const float* delta_in = delta;
+  const bool flash = dq_acc != nullptr && flash_bwd_eligible<T>(bp);
   PYFAST_DISPATCH_HEADDIM(mma_head_dim<T>(p), kHeadDim, {
     if constexpr (kHeadDim != 0 && !std::is_same_v<T, float>) {
+      if (flash) {
+        const char* op = "attention_bwd_cuda (flash)";
+        const dim3 q_grid = grid_of(p.q_len, kMmaBlockM, p.q_heads, p.batch);
+        launch(attention_bwd_flash_prep_kernel<T, kHeadDim>, q_grid, 0, stream, op, bp, delta, dq_acc);
+        launch(attention_bwd_flash_kernel<T, kHeadDim>, grid_of(p.kv_len, kFlashBwdKeys, p.kv_heads, p.batch),
+               flash_bwd_smem_bytes<kHeadDim>(), stream, op, bp, delta_in, dq_acc);
+        launch(attention_bwd_flash_dq_kernel<T, kHeadDim>, q_grid, 0, stream, op, bp,
+               static_cast<const float*>(dq_acc));
+        return;
+      }
       launch(attention_bwd_dq_mma_kernel<T, kHeadDim>, grid_of(p.q_len, kMmaBlockM, p.q_heads, p.batch),
              mma_bwd_smem_bytes<kHeadDim>(), stream, op_dq, bp, delta);
       launch(attention_bwd_dkdv_mma_kernel<T, kHeadDim>, grid_of(p.kv_len, kMmaBlockM, p.kv_heads, p.batch),
@@ -135,10 +164,17 @@ void attention_fwd_cuda(const AttentionParams& params, std::uintptr_t stream) {
                         { fwd_impl<cuda::ElemOf<kDType>>(params, cuda::as_stream(stream)); });
 }
 
-void attention_bwd_cuda(const AttentionBackwardParams& params, float* delta, std::uintptr_t stream) {
+void attention_bwd_cuda(const AttentionBackwardParams& params, float* delta, float* dq_acc, std::uintptr_t stream) {
   check_params(params.fwd, "attention_bwd_cuda");
   PYFAST_DISPATCH_DTYPE(params.fwd.dtype, "attention_bwd_cuda", kDType,
-                        { bwd_impl<cuda::ElemOf<kDType>>(params, delta, cuda::as_stream(stream)); });
+                        { bwd_impl<cuda::ElemOf<kDType>>(params, delta, dq_acc, cuda::as_stream(stream)); });
+}
+
+bool attention_bwd_cuda_takes_dq_scratch(const AttentionBackwardParams& params) {
+  bool eligible = false;
+  PYFAST_DISPATCH_DTYPE(params.fwd.dtype, "attention_bwd_cuda", kDType,
+                        { eligible = flash_bwd_eligible<cuda::ElemOf<kDType>>(params); });
+  return eligible;
 }
 
 void attention_dropout_keep_mask_cuda(uint8_t* keep, int64_t batch, int64_t heads, int64_t q_len, int64_t kv_len,

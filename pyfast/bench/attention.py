@@ -147,6 +147,10 @@ def _cuda_case(b, h, n, d, causal, backward, repeat):
                 os.environ["PYFAST_ATTENTION_FWD"] = before
 
     fns = {"pyfast": lambda: pyfast_sdpa(q, k, v, is_causal=causal), "pyfast mma fwd (pre-#17)": earlier_mma_forward}
+    if backward and d == 64 and n == 4096 and not causal:
+        # Once, for the record: the atomic-free two-kernel backward (deterministic=True) beside the default single
+        # kernel (#17 stage 3), which sums dQ with atomics. One case only, so the sweep's time cap holds.
+        fns["pyfast deterministic bwd"] = lambda: pyfast_sdpa(q, k, v, is_causal=causal, deterministic=True)
     for name, backend in _sdpa_backends().items():
         try:
             with torch.no_grad():

@@ -12,7 +12,8 @@ A query row whose mask allows no key returns 0 (and gradients 0) -- as torch's C
 math path returns NaN there. Float64 is not supported (float32, bfloat16 and float16 are; the 16-bit types
 accumulate in fp32). Head dims up to 256. The mask gets no gradient. Dropout is keyed by (seed, b, h, i, j) through
 Philox, identically on both devices, and regenerated in the backward. On CUDA, bf16/fp16 at head dims 64 and 128
-run on tensor cores, everything else on CUDA cores (fp32). Calling a CUDA tensor without a CUDA build raises the
+run on tensor cores, everything else on CUDA cores (fp32); their backward sums dQ with atomics unless
+``deterministic=True`` (or torch.use_deterministic_algorithms(True)) selects the bitwise repeatable one. Calling a CUDA tensor without a CUDA build raises the
 RuntimeError of ``pyfast._native.cuda()``, which says how to rebuild.
 """
 from __future__ import annotations
@@ -155,13 +156,14 @@ def _pack_attention_bwd(native, dout: Tensor, q: Tensor, k: Tensor, v: Tensor, o
 def attention_fwd(
     q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], cu_seqlens_q: Optional[Tensor],
     cu_seqlens_k: Optional[Tensor], max_seqlen_q: int, max_seqlen_k: int, is_causal: bool, scale: float,
-    dropout_p: float, seed: int,
+    dropout_p: float, seed: int, deterministic: bool = False,
 ) -> tuple[Tensor, Tensor]:
     raise NotImplementedError(f"pyfast::attention_fwd: no kernel for device {q.device.type}")
 
 
 @attention_fwd.register_fake
-def _(q, k, v, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, scale, dropout_p, seed):
+def _(q, k, v, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, scale, dropout_p, seed,
+      deterministic=False):
     if cu_seqlens_q is not None:
         return (q.new_empty((q.shape[0], q.shape[1], v.shape[2])),
                 q.new_empty((q.shape[1], q.shape[0]), dtype=torch.float32))
@@ -172,32 +174,36 @@ def _(q, k, v, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_
 def attention_bwd(
     dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, mask: Optional[Tensor],
     cu_seqlens_q: Optional[Tensor], cu_seqlens_k: Optional[Tensor], max_seqlen_q: int, max_seqlen_k: int,
-    is_causal: bool, scale: float, dropout_p: float, seed: int,
+    is_causal: bool, scale: float, dropout_p: float, seed: int, deterministic: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     raise NotImplementedError(f"pyfast::attention_bwd: no kernel for device {q.device.type}")
 
 
 @attention_bwd.register_fake
 def _(dout, q, k, v, out, lse, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, scale,
-      dropout_p, seed):
+      dropout_p, seed, deterministic=False):
     return tuple(torch.empty_like(t, memory_format=torch.contiguous_format) for t in (q, k, v))
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, mask, cu_q, cu_k, max_q, max_k, is_causal, scale, dropout_p, seed = inputs
+    q, k, v, mask, cu_q, cu_k, max_q, max_k, is_causal, scale, dropout_p, seed, *rest = inputs
     out, lse = output
     ctx.save_for_backward(q, k, v, out, lse, mask, cu_q, cu_k)
     ctx.args = (max_q, max_k, is_causal, scale, dropout_p, seed)
+    ctx.deterministic = bool(rest[0]) if rest else False
     ctx.mark_non_differentiable(lse)
 
 
 def _backward(ctx, dout, dlse):
-    # lse is an auxiliary output (marked non-differentiable): dlse is ignored.
+    # lse is an auxiliary output (marked non-differentiable): dlse is ignored. Deterministic if the forward asked for
+    # it or torch's deterministic algorithms are on now (torch.use_deterministic_algorithms governs the backward
+    # kernels it runs, as it does torch's own).
     q, k, v, out, lse, mask, cu_q, cu_k = ctx.saved_tensors
     max_q, max_k, is_causal, scale, dropout_p, seed = ctx.args
+    deterministic = ctx.deterministic or torch.are_deterministic_algorithms_enabled()
     dq, dk, dv = attention_bwd(dout, q, k, v, out, lse, mask, cu_q, cu_k, max_q, max_k, is_causal, scale,
-                               dropout_p, seed)
-    return dq, dk, dv, None, None, None, None, None, None, None, None, None
+                               dropout_p, seed, deterministic)
+    return dq, dk, dv, None, None, None, None, None, None, None, None, None, None
 
 
 attention_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -206,7 +212,8 @@ attention_fwd.register_autograd(_backward, setup_context=_setup_context)
 # ---- kernels ---------------------------------------------------------------------------------------------------
 @attention_fwd.register_kernel("cpu")
 def _attention_fwd_cpu(q, k, v, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, scale,
-                       dropout_p, seed):
+                       dropout_p, seed, deterministic=False):
+    # deterministic only travels to the backward (the forwards have no atomics).
     native = _native.cpu()
     q, k, v, out, lse = _forward_tensors(q, k, v, mask, cu_seqlens_q, cu_seqlens_k)
     native.attention_fwd(_pack_attention(native, q, k, v, out, lse, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
@@ -216,7 +223,7 @@ def _attention_fwd_cpu(q, k, v, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, 
 
 @attention_fwd.register_kernel("cuda")
 def _attention_fwd_cuda(q, k, v, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, scale,
-                        dropout_p, seed):
+                        dropout_p, seed, deterministic=False):
     native = _native.cuda()
     q, k, v, out, lse = _forward_tensors(q, k, v, mask, cu_seqlens_q, cu_seqlens_k)
     params = _pack_attention(native, q, k, v, out, lse, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
@@ -228,7 +235,8 @@ def _attention_fwd_cuda(q, k, v, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
 
 @attention_bwd.register_kernel("cpu")
 def _attention_bwd_cpu(dout, q, k, v, out, lse, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                       is_causal, scale, dropout_p, seed):
+                       is_causal, scale, dropout_p, seed, deterministic=False):
+    # The CPU backward has no atomics: deterministic either way.
     native = _native.cpu()
     dout, q, k, v, out, lse, dq, dk, dv = _backward_tensors(dout, q, k, v, out, lse, mask, cu_seqlens_q,
                                                             cu_seqlens_k)
@@ -240,15 +248,22 @@ def _attention_bwd_cpu(dout, q, k, v, out, lse, mask, cu_seqlens_q, cu_seqlens_k
 
 @attention_bwd.register_kernel("cuda")
 def _attention_bwd_cuda(dout, q, k, v, out, lse, mask, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                        is_causal, scale, dropout_p, seed):
+                        is_causal, scale, dropout_p, seed, deterministic=False):
     native = _native.cuda()
     dout, q, k, v, out, lse, dq, dk, dv = _backward_tensors(dout, q, k, v, out, lse, mask, cu_seqlens_q,
                                                             cu_seqlens_k)
     params = _pack_attention_bwd(native, dout, q, k, v, out, lse, dq, dk, dv, mask, cu_seqlens_q, cu_seqlens_k,
                                  max_seqlen_q, max_seqlen_k, is_causal, scale, dropout_p, seed)
-    delta = torch.empty_like(lse)  # rowsum(dout * out), written by the dQ kernel, read by the dK/dV kernel
+    delta = torch.empty_like(lse)  # rowsum(dout * out): written by the first kernel, read by the dK/dV one
+    # The single-kernel backward sums dQ over key blocks by fp32 atomics into dq_acc (laid out like dq, zeroed by the
+    # kernel): fast, not bitwise repeatable. Without dq_acc the native side runs the atomic-free two-kernel path.
+    dq_acc = None
+    if not deterministic and native.attention_bwd_takes_dq_scratch(params):
+        dq_acc = torch.empty(dq.shape, dtype=torch.float32, device=dq.device)
+        assert dq_acc.stride() == dq.stride()
     with torch.cuda.device(q.device):
-        native.attention_bwd(params, _native.ptr(delta), _native.stream(q))
+        native.attention_bwd(params, _native.ptr(delta), 0 if dq_acc is None else _native.ptr(dq_acc),
+                             _native.stream(q))
     return dq, dk, dv
 
 
@@ -305,7 +320,8 @@ def _float_mask(attn_mask: Tensor, s: int) -> Tensor:
 # ---- public functions ------------------------------------------------------------------------------------------
 def scaled_dot_product_attention(
     query: Tensor, key: Tensor, value: Tensor, attn_mask: Optional[Tensor] = None, dropout_p: float = 0.0,
-    is_causal: bool = False, scale: Optional[float] = None, enable_gqa: bool = False,
+    is_causal: bool = False, scale: Optional[float] = None, enable_gqa: bool = False, *,
+    deterministic: Optional[bool] = None,
 ) -> Tensor:
     """torch.nn.functional.scaled_dot_product_attention, fused, on CPU or CUDA tensors.
 
@@ -314,6 +330,11 @@ def scaled_dot_product_attention(
     mask allows no key returns 0. Dropout draws its seed from torch's generator (``torch.manual_seed`` governs it;
     under torch.compile that draw is a graph break, so compile with dropout_p=0). Unlike torch, ``attn_mask`` and
     ``is_causal`` may be given together (both apply).
+
+    ``deterministic`` (keyword only, beyond torch's signature; flash-attn's name): True makes the backward bitwise
+    repeatable. On CUDA the fastest backward (bf16 / fp16, head dims 64 and 128) sums dQ with atomics, whose order
+    varies from run to run; True selects an atomic-free backward instead (slower). None (default) follows
+    ``torch.use_deterministic_algorithms`` at backward time. Every other backward is deterministic anyway.
     """
     op = "scaled_dot_product_attention"
     _check_tensors(op, query=query, key=key, value=value)
@@ -371,7 +392,7 @@ def scaled_dot_product_attention(
     k4 = key.reshape(bflat, hkv, s, e)
     v4 = value.reshape(bflat, hkv, s, ev)
     out, _ = attention_fwd(q4, k4, v4, mask4, None, None, l, s, bool(is_causal), scale, float(dropout_p),
-                           _dropout_seed(dropout_p))
+                           _dropout_seed(dropout_p), bool(deterministic))
     out = out.reshape(*batch, hq, l, ev)
     return out.squeeze(0) if squeeze_head else out
 
@@ -379,13 +400,15 @@ def scaled_dot_product_attention(
 def attention_varlen(
     q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Tensor, cu_seqlens_k: Tensor, max_seqlen_q: int,
     max_seqlen_k: int, is_causal: bool = False, scale: Optional[float] = None, dropout_p: float = 0.0,
+    deterministic: Optional[bool] = None,
 ) -> Tensor:
     """Attention over packed sequences (flash-attn's varlen layout), no padding anywhere.
 
     q (total_q, Hq, E), k (total_k, Hkv, E), v (total_k, Hkv, Ev); cu_seqlens_q / cu_seqlens_k int32 (B + 1,)
     prefix sums of the lengths (starting at 0); sequence b attends only within itself. Hq may be a multiple of
     Hkv (GQA). ``is_causal`` is top-left aligned per sequence, as in torch SDPA (flash-attn aligns bottom-right
-    when lengths differ; for self-attention they agree). Returns (total_q, Hq, Ev).
+    when lengths differ; for self-attention they agree). Returns (total_q, Hq, Ev). ``deterministic``: as in
+    scaled_dot_product_attention (a bitwise repeatable backward; None follows torch.use_deterministic_algorithms).
     """
     op = "attention_varlen"
     _check_tensors(op, q=q, k=k, v=v)
@@ -415,7 +438,8 @@ def attention_varlen(
             raise ValueError(f"{op}: a sequence in {name} is longer than its max_seqlen ({mx})")
     scale = _check_dropout_scale(op, dropout_p, scale, q.shape[2])
     out, _ = attention_fwd(q, k, v, None, cu_seqlens_q.contiguous(), cu_seqlens_k.contiguous(), int(max_seqlen_q),
-                           int(max_seqlen_k), bool(is_causal), scale, float(dropout_p), _dropout_seed(dropout_p))
+                           int(max_seqlen_k), bool(is_causal), scale, float(dropout_p), _dropout_seed(dropout_p),
+                           bool(deterministic))
     return out
 
 
