@@ -6,7 +6,9 @@
 #                          benchmark, so a crash or a sticky CUDA fault in one loses nothing of the others
 #   $OUT/env.txt, $OUT/build.log, $OUT/tests.log, $OUT/tests.xml (junit), $OUT/bench.log
 # Caps: tests <= 180 s; benchmarks machine <= 30 s, masking <= 45 s, sgns <= 60 s, attention <= 150 s (its sweep
-# stops starting cases after 90 s). Sized for ~5 minutes with the build (~1 min for one arch on 16 cores).
+# stops starting cases after 90 s). Sized for ~5 minutes with the build (~1 min for one arch on 16 cores). The
+# attention fwd+bwd cases time pyfast's default backward (the single kernel of #17 stage 3); one case (D 64, N 4096,
+# full) also times the deterministic two-kernel backward.
 # Usage (repo root): OUT=/tmp/out bash benchmarks/gpu_check.sh
 # Exit status: that of the tests (the benchmarks run whatever they say, so a failing kernel still gets timed).
 set -uo pipefail
