@@ -608,6 +608,16 @@ def test_tensor_core_interior_and_boundary_tiles(device, dtype, l, s, is_causal,
     _check_tensor_core_attention(device, 1, 1, 1, l, s, 64, dtype, is_causal, mask_kind, 0.0, seed=3)
 
 
+# The pipelined forward runs a persistent grid (as many blocks as the GPU holds; the emulator says 2) whose blocks
+# walk the (q block, head, batch) items, causal ones heaviest (last q block) first: several q blocks (128 rows at
+# D = 64, 64 at D = 128) of several heads and batches, so each emulated block takes many items in that order.
+@pytest.mark.parametrize("device", CUDA_KERNELS, indirect=True)
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_tensor_core_forward_covers_every_work_item(device, d, is_causal):
+    _check_tensor_core_attention(device, 1, 3, 1, 200, 90, d, torch.bfloat16, is_causal, None, 0.0, seed=9)
+
+
 @pytest.mark.parametrize("device", CUDA_KERNELS, indirect=True)
 @pytest.mark.parametrize("d", [64, 128])
 @pytest.mark.parametrize("is_causal", [False, True])

@@ -322,7 +322,8 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_flash_kernel(const Att
       const int d = 8 * n + cuda::mma_c_col(lane, 2 * hh);
       *reinterpret_cast<uint32_t*>(dkp + j * bp.dk.row_stride + d) =
           cuda::pack2_float<T>(dk[n][2 * hh] * p.scale, dk[n][2 * hh + 1] * p.scale);
-      *reinterpret_cast<uint32_t*>(dvp + j * bp.dv.row_stride + d) = cuda::pack2_float<T>(dv[n][2 * hh], dv[n][2 * hh + 1]);
+      *reinterpret_cast<uint32_t*>(dvp + j * bp.dv.row_stride + d) =
+          cuda::pack2_float<T>(dv[n][2 * hh], dv[n][2 * hh + 1]);
     }
   }
 }

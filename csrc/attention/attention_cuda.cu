@@ -52,14 +52,41 @@ void check_params(const AttentionParams& p, const char* op) {
 
 // Launches `kernel` with `smem` bytes of dynamic shared memory, raising the per-kernel limit above the default
 // 48 KiB when needed (E = 256 takes ~98 KiB; sm_80 allows 163 KiB, sm_90 227 KiB).
-template <typename Kernel, typename... Args>
-void launch(Kernel kernel, dim3 grid, size_t smem, cudaStream_t stream, const char* op, Args... args) {
-  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+template <typename Kernel>
+void allow_smem(Kernel kernel, size_t smem, const char* op) {
   if (smem > 48 * 1024)
     cuda::check_call(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                      op, "cudaFuncSetAttribute(shared memory)");
-  kernel<<<grid, kThreads, smem, stream>>>(args...);
+}
+// With `threads` threads per block (the kernels' own block size; most take kThreads).
+template <typename Kernel, typename... Args>
+void launch_threads(Kernel kernel, dim3 grid, int threads, size_t smem, cudaStream_t stream, const char* op,
+                    Args... args) {
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+  allow_smem(kernel, smem, op);
+  kernel<<<grid, threads, smem, stream>>>(args...);
   cuda::check_launch(op);
+}
+template <typename Kernel, typename... Args>
+void launch(Kernel kernel, dim3 grid, size_t smem, cudaStream_t stream, const char* op, Args... args) {
+  launch_threads(kernel, grid, kThreads, smem, stream, op, args...);
+}
+
+// The grid of a persistent kernel: as many blocks as the current GPU holds at once (SMs x blocks per SM for this
+// kernel's registers and shared memory), at most one per work item. More would only queue behind the first wave;
+// fewer leave SMs idle.
+template <typename Kernel>
+unsigned resident_grid(Kernel kernel, int threads, size_t smem, int64_t items, const char* op) {
+  if (items <= 0) return 0;
+  int device = 0, sms = 0, per_sm = 0;
+  cuda::check_call(cudaGetDevice(&device), op, "cudaGetDevice");
+  cuda::check_call(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), op,
+                   "cudaDeviceGetAttribute(SM count)");
+  allow_smem(kernel, smem, op);
+  cuda::check_call(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem), op,
+                   "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  const int64_t resident = static_cast<int64_t>(sms > 0 ? sms : 1) * (per_sm > 0 ? per_sm : 1);
+  return static_cast<unsigned>(imin(imin(items, resident), 0x7fffffff));
 }
 
 // grid (ceil(rows / rows_per_block), heads, batch): the shape of every attention kernel's launch.
@@ -95,12 +122,16 @@ void fwd_impl(const AttentionParams& p, cudaStream_t stream) {
   const char* op = "attention_fwd_cuda";
   PYFAST_DISPATCH_HEADDIM(mma_head_dim<T>(p), kHeadDim, {
     if constexpr (kHeadDim != 0 && !std::is_same_v<T, float>) {
-      if (use_flash_fwd(p))
-        launch(attention_fwd_flash_kernel<T, kHeadDim>, grid_of(p.q_len, kMmaBlockM, p.q_heads, p.batch),
-               flash_fwd_smem_bytes<kHeadDim>(), stream, op, p);
-      else
+      if (use_flash_fwd(p)) {
+        const auto kernel = attention_fwd_flash_kernel<T, kHeadDim>;
+        constexpr int threads = 32 * flash_fwd_warps<kHeadDim>();
+        constexpr size_t smem = flash_fwd_smem_bytes<kHeadDim>();
+        launch_threads(kernel, dim3(resident_grid(kernel, threads, smem, flash_fwd_items<kHeadDim>(p), op)), threads,
+                       smem, stream, op, p);
+      } else {
         launch(attention_fwd_mma_kernel<T, kHeadDim>, grid_of(p.q_len, kMmaBlockM, p.q_heads, p.batch),
                mma_fwd_smem_bytes<kHeadDim>(), stream, op, p);
+      }
     } else {
       launch(attention_fwd_kernel<T>, grid_of(p.q_len, kOwnRows, p.q_heads, p.batch),
              fwd_simt_smem_bytes(p.head_dim, p.value_dim), stream, op, p);

@@ -11,7 +11,11 @@
 //   - scores stay in log2 units: the softmax is exp2(s * scale * log2(e) - max), one FMA before each exp2;
 //   - bounds, causal and mask are tested only on the tiles that need them; an interior tile without a mask takes
 //     a path with no per-element test;
-//   - outputs are stored two elements (32 bits) at a time.
+//   - outputs are stored two elements (32 bits) at a time;
+//   - (stage 2) 128 query rows per block with 8 warps at D = 64 (64 rows, 4 warps at D = 128, whose 252 registers
+//     leave no room for more rows per warp), and a persistent grid: attention_cuda.cu launches as many blocks as fit
+//     the GPU at once (SM count x occupancy) and each walks the (q block, head, batch) work items with a stride of
+//     the grid, causal ones heaviest first (the last q blocks see the most keys), so the short ones fill the tail.
 // Compiled, unverified on a GPU: checked by nvcc (sm_80, sm_90), the host emulator and the SASS (LDSM, LDGSTS).
 #pragma once
 #include "attention/attention_tile.cuh"
@@ -26,24 +30,36 @@ constexpr int kFlashStages = 2;   // K/V shared-memory stages
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-// Shared memory (16-bit elements, row stride D + kMmaPad): q (64 rows), then per stage K (64 rows) and V (64 rows).
-// D = 128: 87 KiB; D = 64: 45 KiB.
+// Warps per block of the forward: 8 (128 query rows) at D = 64, 4 (64 rows) at D = 128.
+template <int D>
+__host__ __device__ constexpr int flash_fwd_warps() {
+  return D <= 64 ? 8 : 4;
+}
+template <int D>
+__host__ __device__ constexpr int flash_fwd_rows() {
+  return kMmaRowsPerWarp * flash_fwd_warps<D>();
+}
+
+// Shared memory (16-bit elements, row stride D + kMmaPad): q (flash_fwd_rows rows), then per stage K (64 rows) and V
+// (64 rows). D = 128: 87 KiB; D = 64: 54 KiB.
 template <int D>
 constexpr size_t flash_fwd_smem_bytes() {
-  return sizeof(uint16_t) * static_cast<size_t>(kMmaBlockM + 2 * kFlashStages * kFlashBlockN) * (D + kMmaPad);
+  return sizeof(uint16_t) * static_cast<size_t>(flash_fwd_rows<D>() + 2 * kFlashStages * kFlashBlockN) *
+         (D + kMmaPad);
 }
 
 // Issues the cp.async copies of rows [row0, row0 + n) (n <= kRows) of a (rows x D) 16-bit tensor into dst (row
 // stride D + kMmaPad); rows past n are zero-filled by the copy itself (src-size 0 reads nothing), so a tail
 // tile's padding keys give P = 0 against V = 0, never 0 * garbage. Base and row stride must be 16-byte aligned.
-template <int D, int kRows>
+// kBlockThreads: the block's threads, which share the copies.
+template <int D, int kRows, int kBlockThreads = kThreads>
 __device__ inline void cp_async_rows(const uint16_t* base, int64_t row_stride, int64_t row0, int64_t n,
                                      uint16_t* dst) {
   constexpr int ld = D + kMmaPad, kChunks = D / 8;  // 16-byte chunks per row
-  static_assert(kRows * kChunks % kThreads == 0, "whole copies per thread");
+  static_assert(kRows * kChunks % kBlockThreads == 0, "whole copies per thread");
 #pragma unroll
-  for (int it = 0; it < kRows * kChunks / kThreads; ++it) {
-    const int idx = it * kThreads + threadIdx.x;  // consecutive threads: consecutive chunks of a row (coalesced)
+  for (int it = 0; it < kRows * kChunks / kBlockThreads; ++it) {
+    const int idx = it * kBlockThreads + threadIdx.x;  // consecutive threads: consecutive chunks of a row (coalesced)
     const int r = idx / kChunks, c = (idx % kChunks) * 8;
     const bool valid = r < n;
     cuda::cp_async_16(dst + r * ld + c, base + (row0 + (valid ? r : 0)) * row_stride + c, valid);
@@ -113,17 +129,34 @@ __device__ inline void flash_softmax_tile(float (&s)[kKeyTiles][4], float (&o)[k
     }
 }
 
-// grid (ceil(L / 64), Hq, B); T = __nv_bfloat16 or __half, D = head_dim = value_dim. A block of 4 warps owns 64
-// query rows (16 per warp, Q's A fragments in registers for the whole loop) and streams 64-key tiles of K and V.
+// The work items of the forward: (q block, head, batch) in launch order, the q block slowest so that causal ones run
+// heaviest first. Item w: bh = w % (B Hq), q block = n_qblocks - 1 - w / (B Hq) when causal, else w / (B Hq).
+struct FlashFwdItem {
+  int64_t b, h, i0;
+};
+template <int D>
+__device__ inline FlashFwdItem flash_fwd_item(const AttentionParams& p, int64_t w) {
+  const int64_t bh_count = p.batch * p.q_heads, n_qblocks = ceil_div(p.q_len, flash_fwd_rows<D>());
+  const int64_t bh = w % bh_count, qb = w / bh_count;
+  return FlashFwdItem{bh / p.q_heads, bh % p.q_heads, (p.is_causal ? n_qblocks - 1 - qb : qb) * flash_fwd_rows<D>()};
+}
+template <int D>
+__host__ __device__ inline int64_t flash_fwd_items(const AttentionParams& p) {
+  return p.batch * p.q_heads * ((p.q_len + flash_fwd_rows<D>() - 1) / flash_fwd_rows<D>());
+}
+
+// One work item: T = __nv_bfloat16 or __half, D = head_dim = value_dim. A block of kWarps_ warps owns 16 kWarps_
+// query rows from i0 (16 per warp, Q's A fragments in registers for the whole loop) and streams 64-key tiles of K
+// and V. Starts and ends with every thread's copies complete and the shared memory free.
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) attention_fwd_flash_kernel(const AttentionParams p) {
+__device__ inline void attention_fwd_flash_block(const AttentionParams& p, int64_t b, int64_t h, int64_t i0) {
   static_assert(D % 16 == 0 && kFlashBlockN % 16 == 0, "mma tiles are 16 deep");
+  constexpr int kBlockRows = flash_fwd_rows<D>(), kBlockThreads = 32 * flash_fwd_warps<D>();
   constexpr int ld = D + kMmaPad;
   constexpr int kSteps = D / 16;               // k-steps of S = Q K^T
   constexpr int kKeyTiles = kFlashBlockN / 8;  // 8-key accumulator tiles of S
   constexpr int kDimTiles = D / 8;             // 8-dim accumulator tiles of O
   constexpr int kStageElems = 2 * kFlashBlockN * ld;
-  const int64_t b = blockIdx.z, h = blockIdx.y, i0 = static_cast<int64_t>(blockIdx.x) * kMmaBlockM;
   const SeqGeom seq = seq_geom(p, b);
   if (i0 >= seq.q_len) return;  // block-uniform
   const int64_t L = seq.q_len, S = seq.kv_len;
@@ -133,24 +166,24 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_flash_kernel(const Att
   const int lm_row = cuda::ldmatrix_row(lane), lm_mat = cuda::ldmatrix_matrix(lane);
 
   extern __shared__ uint4 flash_smem[];
-  uint16_t* q_s = reinterpret_cast<uint16_t*>(flash_smem);  // kMmaBlockM x ld
-  uint16_t* kv_s = q_s + kMmaBlockM * ld;                    // stage st: K at kv_s + st * kStageElems, V after K
+  uint16_t* q_s = reinterpret_cast<uint16_t*>(flash_smem);  // kBlockRows x ld
+  uint16_t* kv_s = q_s + kBlockRows * ld;                    // stage st: K at kv_s + st * kStageElems, V after K
 
   const uint16_t* kp = head_ptr<const uint16_t>(p.k, p, b, kv_head_of(p, h), seq.k_row0);
   const uint16_t* vp = head_ptr<const uint16_t>(p.v, p, b, kv_head_of(p, h), seq.k_row0);
   const HeadScores hs = head_scores(p, b, h);
-  const int64_t kv_end = p.is_causal ? imin(S, imin(L, i0 + kMmaBlockM)) : S;
+  const int64_t kv_end = p.is_causal ? imin(S, imin(L, i0 + kBlockRows)) : S;
   const int n_tiles = static_cast<int>(ceil_div(kv_end, kFlashBlockN));
   auto load_kv = [&](int j) {  // tile j's K and V into stage j % 2 (one commit group with whatever came before)
     const int64_t j0 = static_cast<int64_t>(j) * kFlashBlockN, nk = imin(kFlashBlockN, kv_end - j0);
     uint16_t* st = kv_s + (j % kFlashStages) * kStageElems;
-    cp_async_rows<D, kFlashBlockN>(kp, p.k.row_stride, j0, nk, st);
-    cp_async_rows<D, kFlashBlockN>(vp, p.v.row_stride, j0, nk, st + kFlashBlockN * ld);
+    cp_async_rows<D, kFlashBlockN, kBlockThreads>(kp, p.k.row_stride, j0, nk, st);
+    cp_async_rows<D, kFlashBlockN, kBlockThreads>(vp, p.v.row_stride, j0, nk, st + kFlashBlockN * ld);
   };
 
   // Group 0: Q and tile 0.
-  cp_async_rows<D, kMmaBlockM>(head_ptr<const uint16_t>(p.q, p, b, h, seq.q_row0), p.q.row_stride, i0,
-                               imin(kMmaBlockM, L - i0), q_s);
+  cp_async_rows<D, kBlockRows, kBlockThreads>(head_ptr<const uint16_t>(p.q, p, b, h, seq.q_row0), p.q.row_stride, i0,
+                                              imin(kBlockRows, L - i0), q_s);
   if (n_tiles > 0) load_kv(0);
   cuda::cp_async_commit();
 
@@ -244,6 +277,18 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_flash_kernel(const Att
       *reinterpret_cast<uint32_t*>(orow + 8 * n + 2 * quad_lane) =
           cuda::pack2_float<T>(o[n][2 * hh] * inv, o[n][2 * hh + 1] * inv);
     if (quad_lane == 0) lse[i] = any ? row_max[hh] * kLn2 + logf(row_sum[hh]) : -INFINITY;
+  }
+}
+
+// Persistent grid (attention_cuda.cu: as many blocks as are resident at once, at most one per item) of
+// 32 flash_fwd_warps<D> threads: block x takes items x, x + gridDim.x, ... (flash_fwd_item's order).
+template <typename T, int D>
+__global__ void __launch_bounds__(32 * flash_fwd_warps<D>()) attention_fwd_flash_kernel(const AttentionParams p) {
+  const int64_t n_items = flash_fwd_items<D>(p);
+  for (int64_t w = blockIdx.x; w < n_items; w += gridDim.x) {
+    const FlashFwdItem it = flash_fwd_item<D>(p, w);
+    attention_fwd_flash_block<T, D>(p, it.b, it.h, it.i0);
+    __syncthreads();  // every warp is done with the shared memory (Q's fragments were read at tile 0) before reuse
   }
 }
 

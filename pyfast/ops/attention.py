@@ -13,8 +13,8 @@ math path returns NaN there. Float64 is not supported (float32, bfloat16 and flo
 accumulate in fp32). Head dims up to 256. The mask gets no gradient. Dropout is keyed by (seed, b, h, i, j) through
 Philox, identically on both devices, and regenerated in the backward. On CUDA, bf16/fp16 at head dims 64 and 128
 run on tensor cores, everything else on CUDA cores (fp32); their backward sums dQ with atomics unless
-``deterministic=True`` (or torch.use_deterministic_algorithms(True)) selects the bitwise repeatable one. Calling a CUDA tensor without a CUDA build raises the
-RuntimeError of ``pyfast._native.cuda()``, which says how to rebuild.
+``deterministic=True`` (or torch.use_deterministic_algorithms(True)) selects the bitwise repeatable one. Calling a
+CUDA tensor without a CUDA build raises the RuntimeError of ``pyfast._native.cuda()``, which says how to rebuild.
 """
 from __future__ import annotations
 
