@@ -7,6 +7,9 @@
 #   $OUT/env.txt, $OUT/build.log, $OUT/tests.log, $OUT/tests.xml (junit), $OUT/bench.log
 # Caps: tests <= 180 s; benchmarks machine <= 30 s, masking <= 45 s, sgns <= 60 s, attention <= 150 s (its sweep
 # stops starting cases after 90 s). Sized for ~5 minutes with the build (~1 min for one arch on 16 cores).
+# The sgns section times three contenders per case, interleaved: plain PyTorch nn.Embedding(sparse=True) + SGD, the
+# SkipGramNS autograd step + SGD, and the fused SkipGramNS.sgd_step (issue #18's step ratio: its first case, V=50k,
+# D=128, N=4096, K=5; the 2026-11-28 run took 5 s for the section with two contenders).
 # Usage (repo root): OUT=/tmp/out bash benchmarks/gpu_check.sh
 # Exit status: that of the tests (the benchmarks run whatever they say, so a failing kernel still gets timed).
 set -uo pipefail
@@ -48,7 +51,7 @@ t0=$(date +%s)
 # run, and 8 workers share the GPU.
 XDIST=""; "$PY" -c 'import xdist' 2>/dev/null && XDIST="-n 8"
 PYTHONPATH=. timeout 180 "$PY" -m pytest -q $XDIST -p no:cacheprovider --junitxml="$OUT/tests.xml" \
-  tests/test_attention.py tests/test_cuda_primitives.py tests/test_masking.py tests/test_patch_masking.py tests/test_sgns.py tests/test_foundation.py \
+  tests/test_attention.py tests/test_cuda_primitives.py tests/test_masking.py tests/test_patch_masking.py tests/test_sgns.py tests/test_sgns_step.py tests/test_foundation.py \
   tests/test_hf_integration.py -k "cuda or gpu" \
   2>&1 | tee "$OUT/tests.log" | tail -n 40
 test_rc=${PIPESTATUS[0]}

@@ -212,7 +212,43 @@ def test_many_steps_train_like_the_autograd_loop(device):
     assert_close(b.cpu(), pb.detach(), atol=1e-11, rtol=1e-11, name="out_weight after 10 steps")
 
 
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_step_compiles_into_a_graph(backend):
+    # A mutating custom op: torch.compile (fullgraph) functionalises it and writes the tables back.
+    torch._dynamo.reset()
+    w_in, w_out, *ids = _problem(40, 12, 30, 4, torch.float32, dup=True, seed=5)
+    step = torch.compile(lambda a, b, c, x, ng: sgns_sgd_step(a, b, c, x, ng, lr=LR), backend=backend, fullgraph=True)
+    a, b = w_in.clone(), w_out.clone()
+    loss = step(a, b, *ids)
+    for name, got, want in zip(("loss", "in_weight", "out_weight"), (loss, a, b),
+                               _autograd_step(w_in, w_out, ids, LR, "mean")):
+        assert_close(got, want, atol=1e-6, rtol=1e-6, name=name)
+
+
 def test_opcheck(device):
     w_in, w_out, c, x, ng = (t.to(device) for t in _problem(17, 11, 13, 3, torch.float64, dup=True))
     torch.library.opcheck(torch.ops.pyfast.sgns_sgd_step.default, (w_in, w_out, c, x, ng, 0.1, 1.0 / 13),
                           test_utils=("test_schema", "test_faketensor"))
+
+
+def test_module_sgd_step_is_the_module_training_step():
+    # SkipGramNS.sgd_step: the module's own reduction, the same update as its autograd step with torch.optim.SGD.
+    from pyfast.nn import SkipGramNS
+
+    for reduction in ("mean", "sum"):
+        fused = SkipGramNS(30, 9, reduction=reduction, dtype=torch.float64)
+        with torch.no_grad():
+            fused.out_embed.weight.normal_()
+        plain = SkipGramNS(30, 9, reduction=reduction, dtype=torch.float64)
+        plain.load_state_dict(fused.state_dict())
+        opt = torch.optim.SGD(plain.parameters(), lr=LR)
+        _, _, *ids = _problem(30, 9, 25, 4, torch.float64, dup=True)
+        got = fused.sgd_step(*ids, lr=LR)
+        want = plain(*ids)
+        want.backward()
+        opt.step()
+        assert_close(got, want.detach(), atol=1e-12, rtol=1e-12, name=f"loss ({reduction})")
+        for a, b in zip(fused.parameters(), plain.parameters()):
+            assert_close(a.detach(), b.detach(), atol=1e-12, rtol=1e-12, name=f"table ({reduction})")
+    with pytest.raises(ValueError, match="reduction must be 'mean' or 'sum'"):
+        SkipGramNS(30, 9, reduction="none").sgd_step(*ids, lr=LR)

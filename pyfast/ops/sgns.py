@@ -18,9 +18,13 @@ Gradients: sparse COO tensors (like nn.Embedding(sparse=True): SGD, SparseAdam, 
 tensors. On the CPU, one row per *unique* id (``pyfast::sgns_bwd``: duplicates accumulated in native code, in a
 fixed order, so the result does not depend on the thread count; coalesced, a flag a hook keeps through
 AccumulateGrad). On CUDA, and inside a compiled graph, one row per occurrence, as nn.Embedding gives them
-(``_rows_per_occurrence``, plain torch ops; duplicates summed by the gradient's reader).
-Kernels: csrc/word2vec/sgns_op_cpu.cpp (CPU, every entry), csrc/word2vec/sgns_op_cuda.cu (the CUDA forward). A
-build without CUDA raises, for CUDA tensors, a RuntimeError that says how to rebuild.
+(``pyfast::sgns_bwd_rows``: one kernel on CUDA, the same products as plain torch ops on the CPU; duplicates summed
+by the gradient's reader).
+Kernels: csrc/word2vec/sgns_op_cpu.cpp (CPU, every entry), csrc/word2vec/sgns_op_cuda.cu (the CUDA forward and
+backward rows, and the SGD step of pyfast/ops/sgns_step.py). A build without CUDA raises, for CUDA tensors, a
+RuntimeError that says how to rebuild.
+For plain SGD, ``pyfast.ops.sgns_sgd_step`` (SkipGramNS.sgd_step) does forward + backward + update in one call
+without autograd: on a GPU the autograd step is bound by its launches, not its bytes (benchmarks/RESULTS.md).
 Limits: float32 / float64 weights; ids are int64.
 """
 from __future__ import annotations
@@ -468,5 +472,9 @@ def sgns_loss(in_weight: torch.Tensor, out_weight: torch.Tensor, centers: torch.
     Ids outside [0, V) raise ValueError (checked in native code before anything is read; on the GPU the kernel
     flags them and the op raises after one sync). An empty batch gives
     a zero loss (``"mean"`` too) and empty gradients.
+
+    Training with plain SGD: ``pyfast.ops.sgns_sgd_step`` is this loss + backward + ``torch.optim.SGD`` step fused
+    (weights updated in place, no autograd); it is the fast path on CUDA, where the autograd step is bound by its
+    kernel launches.
     """
     return sgns_loss_per_table(in_weight, out_weight, centers, contexts, negatives, reduction, sparse, sparse)

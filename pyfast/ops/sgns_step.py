@@ -60,18 +60,21 @@ def _sgns_sgd_step_cuda(in_weight, out_weight, centers, contexts, negatives, lr,
     centers, contexts, negatives = centers.contiguous(), contexts.contiguous(), negatives.contiguous()
     n, k = negatives.shape
     d = in_w.shape[1]
-    loss = in_w.new_empty(())
-    coef, center_rows, in_grad_dir = in_w.new_empty(n, k + 1), in_w.new_empty(n, d), in_w.new_empty(n, d)
-    loss_total = torch.empty(1, dtype=torch.float64, device=in_w.device)
-    error = torch.empty(3, dtype=torch.int64, device=in_w.device)  # preset by the entry (memset)
-    ptr = _native.ptr
+    loss = in_w.new_empty(())  # its own allocation: a view would keep the scratch alive with the loss
+    # Scratch in two allocations, not five (the step is bound by host-side work per call, not bytes): the float rows
+    # coef (N, K+1) | center_rows (N, D) | in_grad_dir (N, D) back to back in the weights' dtype, and int64
+    # error (3,) | loss_total (one float64 slot). Both are preset on the stream by the entry (memsets).
+    rows = in_w.new_empty(n * (k + 1) + 2 * n * d)
+    flags = torch.empty(4, dtype=torch.int64, device=in_w.device)
+    base, item = _native.ptr(rows), rows.element_size()
     with torch.cuda.device(in_w.device):
         native.sgns_sgd_step(_native.fill(
             native.SgnsSgdStepParams(), batch=sgns._pack_sgns(native, in_w, out_w, centers, contexts, negatives),
-            lr=lr, scale=scale, loss=ptr(loss), coef=ptr(coef), center_rows=ptr(center_rows),
-            in_grad_dir=ptr(in_grad_dir), loss_total=ptr(loss_total), error=ptr(error)), _native.stream(in_w))
+            lr=lr, scale=scale, loss=_native.ptr(loss), coef=base, center_rows=base + n * (k + 1) * item,
+            in_grad_dir=base + (n * (k + 1) + n * d) * item, error=_native.ptr(flags),
+            loss_total=_native.ptr(flags) + 3 * flags.element_size()), _native.stream(in_w))
     # One sync: a flagged id raises sgns_loss's ValueError; the apply kernel then wrote nothing.
-    sgns._raise_bad_id(error, centers, contexts, negatives, in_w.shape[0])
+    sgns._raise_bad_id(flags[:3], centers, contexts, negatives, in_w.shape[0])
     if in_w is not in_weight:
         in_weight.copy_(in_w)
     if out_w is not out_weight:
