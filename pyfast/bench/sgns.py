@@ -117,8 +117,17 @@ def _step_case(num_embeddings: int, dim: int, n: int, k: int, ids: str, repeat: 
         bench="sgns", name=f"{'cuda ' if device == 'cuda' else ''}step V{num_embeddings} D{dim} N{n} K{k} {ids} fp32",
         contenders=contenders, work=n * 1e-6, unit="Mpairs/s", baseline="torch nn.Embedding(sparse)" + suffix,
         params=params, repeat=repeat, warmup=2, device=device,
-        floor_note="" if device == "cuda" else "~50 MB moved per step (~3.5 ms at 15 GB/s); ~19 MFLOP (negligible)",
+        floor_note=(f"least HBM traffic ~{_step_floor_mb(centers, contexts, negatives, dim):.0f} MB per step (distinct "
+                    "rows read + written); microseconds at 4.8 TB/s: launch-bound (benchmarks/RESULTS.md)"
+                    if device == "cuda" else
+                    "~50 MB moved per step (~3.5 ms at 15 GB/s); ~19 MFLOP (negligible)"),
     )
+
+
+def _step_floor_mb(centers, contexts, negatives, dim: int) -> float:
+    """The distinct rows a step must read and write once (fp32), in MB: the byte floor of the SGD step."""
+    distinct = torch.unique(centers).numel() + torch.unique(torch.cat([contexts, negatives.reshape(-1)])).numel()
+    return 2 * distinct * dim * 4 / 1e6
 
 
 def _cuda_cases(quick: bool):
