@@ -225,6 +225,13 @@ def test_step_compiles_into_a_graph(backend):
         assert_close(got, want, atol=1e-6, rtol=1e-6, name=name)
 
 
+@pytest.mark.parametrize("device", ["cuda"], indirect=True)
+def test_tensors_on_two_devices_raise(device):
+    w_in, w_out, c, x, ng = _problem(17, 11, 13, 3, torch.float32)
+    with pytest.raises(RuntimeError, match="sgns_sgd_step: centers is on cpu but in_weight is on cuda"):
+        sgns_sgd_step(w_in.to(device), w_out.to(device), c, x.to(device), ng.to(device), lr=LR)
+
+
 def test_opcheck(device):
     w_in, w_out, c, x, ng = (t.to(device) for t in _problem(17, 11, 13, 3, torch.float64, dup=True))
     torch.library.opcheck(torch.ops.pyfast.sgns_sgd_step.default, (w_in, w_out, c, x, ng, 0.1, 1.0 / 13),

@@ -193,8 +193,8 @@ def _backward(ctx, grad_loss, _grad_coef, _grad_center_rows, _grad_in_grad_dir):
         # The op's one remaining choice, made here so that pyfast::sgns_bwd keeps one output contract (one row per
         # unique id): that row count is known only from the data. Inside a compiled graph it would cost a graph break
         # (eager fallback and a recompile per batch in torch.compile's default mode); on CUDA a sorted unique costs
-        # a sort and a sync (2 x 70 us of a 2.2 ms step on an H200). Both take one row per occurrence instead: plain
-        # torch ops with static sizes, the same on every device.
+        # a sort and a sync (2 x 70 us of a 2.2 ms step on an H200). Both take one row per occurrence instead:
+        # pyfast::sgns_bwd_rows, static sizes (on CUDA one kernel, on the CPU the same products as torch ops).
         if coef.device.type == "cuda" or torch.compiler.is_compiling():
             in_ids, in_rows, out_ids, out_rows = torch.ops.pyfast.sgns_bwd_rows(
                 coef, grad_loss, center_rows, in_grad_dir, centers, contexts, negatives)
