@@ -7,9 +7,6 @@
 #   $OUT/env.txt, $OUT/build.log, $OUT/tests.log, $OUT/tests.xml (junit), $OUT/bench.log
 # Caps: tests <= 180 s; benchmarks machine <= 30 s, masking <= 45 s, sgns <= 60 s, attention <= 150 s (its sweep
 # stops starting cases after 90 s). Sized for ~5 minutes with the build (~1 min for one arch on 16 cores).
-# The sgns section times three contenders per case, interleaved: plain PyTorch nn.Embedding(sparse=True) + SGD, the
-# SkipGramNS autograd step + SGD, and the fused SkipGramNS.sgd_step (issue #18's step ratio: its first case, V=50k,
-# D=128, N=4096, K=5; the 2026-11-28 run took 5 s for the section with two contenders).
 # Usage (repo root): OUT=/tmp/out bash benchmarks/gpu_check.sh
 # Exit status: that of the tests (the benchmarks run whatever they say, so a failing kernel still gets timed).
 set -uo pipefail
@@ -57,6 +54,9 @@ PYTHONPATH=. timeout 180 "$PY" -m pytest -q $XDIST -p no:cacheprovider --junitxm
 test_rc=${PIPESTATUS[0]}
 echo "tests rc=$test_rc in $(( $(date +%s) - t0 )) s"
 
+# The sgns section times three contenders per case, interleaved: plain PyTorch nn.Embedding(sparse=True) + SGD, the
+# SkipGramNS autograd step + SGD, and the fused SkipGramNS.sgd_step (issue #18's step ratio: its first case, V=50k,
+# D=128, N=4096, K=5; the 2026-11-28 run took 5 s for the section with two contenders).
 JSON="$OUT/gpu-$(date +%F).json"
 PARTS=()
 for section in machine:30:20 masking:45:30 sgns:60:45 attention:150:90; do
