@@ -1,7 +1,7 @@
 // CUDA kernels of the SGNS op, same semantics as sgns_op_cpu.cpp (see sgns_op.h): the forward (one warp per pair;
 // lanes stride over D, so any D works: lane l handles d = l, l + 32, ...; a row of 128 fp32 is one 512 B coalesced
 // load per pass), the custom-op backward's per-occurrence gradient rows, and the SGD step (forward + apply).
-// At N = 4096 a step moves ~25-60 MB, ~5-12 us of an H200's HBM: the time is launches and syncs, so each entry is
+// At N = 4096 a step moves ~24-77 MB, ~5-16 us of an H200's HBM: the time is launches and syncs, so each entry is
 // as few launches as its contract allows (benchmarks/RESULTS.md, SGNS op -> GPU). Limits: float32 / float64.
 #include "word2vec/sgns_op.h"
 

@@ -3,7 +3,7 @@ torch.optim.SGD(lr).step()`` (sparse gradients) as one call, with no autograd: t
 an optimizer's step under torch.no_grad, and no ``.grad`` is read or written.
 
 Why it exists: at word2vec batch sizes on a GPU the autograd step is bound by launches and syncs, not bytes (V=50k,
-D=128, N=4096, K=5 moves ~25-60 MB, ~5-12 us of an H200's HBM, against 1.6 ms for plain PyTorch's step; see
+D=128, N=4096, K=5 moves ~24-77 MB, ~5-16 us of an H200's HBM, against 1.6 ms for plain PyTorch's step; see
 benchmarks/RESULTS.md, SGNS op -> GPU). The autograd path cannot drop below its own op count (forward, reduction,
 the backward's nodes, sparse gradient tensors, AccumulateGrad, SGD's two index_add_); the step is two memsets, two
 kernels and the one sync that turns a flagged id into the exception.
