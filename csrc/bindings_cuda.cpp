@@ -130,6 +130,16 @@ void bind_sgns(py::module_& m) {
       [](const pyfast::SgnsForwardParams& p, std::uintptr_t stream) { pyfast::sgns_forward_cuda(p, stream); },
       py::arg("params"), py::arg("stream"), py::call_guard<py::gil_scoped_release>(),
       "SGNS forward on CUDA (see csrc/word2vec/sgns_op.h).");
+  m.def(
+      "sgns_backward_rows",
+      [](const pyfast::SgnsRowsParams& p, std::uintptr_t stream) { pyfast::sgns_backward_rows_cuda(p, stream); },
+      py::arg("params"), py::arg("stream"), py::call_guard<py::gil_scoped_release>(),
+      "SGNS backward on CUDA: one gradient row per occurrence of an id (see SgnsRowsParams).");
+  m.def(
+      "sgns_sgd_step",
+      [](const pyfast::SgnsSgdStepParams& p, std::uintptr_t stream) { pyfast::sgns_sgd_step_cuda(p, stream); },
+      py::arg("params"), py::arg("stream"), py::call_guard<py::gil_scoped_release>(),
+      "SGNS forward + backward + SGD update on CUDA, weights updated in place (see SgnsSgdStepParams).");
 }
 
 }  // namespace

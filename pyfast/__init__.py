@@ -46,6 +46,7 @@ from .ops import (  # noqa: E402
     mask_tokens,
     scaled_dot_product_attention,
     sgns_loss,
+    sgns_sgd_step,
 )
 from .word2vec import KeyedVectors, Word2Vec  # noqa: E402
 
@@ -69,7 +70,7 @@ __all__ = [
     "mask_tokens", "gather_masked", "MLMHead", "DataCollatorForLanguageModeling",
     "DataCollatorForMLMWithFlattening",
     # SGNS op
-    "sgns_loss", "sample_negatives", "NoiseSampler", "skipgram_pairs", "SkipGramNS",
+    "sgns_loss", "sgns_sgd_step", "sample_negatives", "NoiseSampler", "skipgram_pairs", "SkipGramNS",
     # generation and feature extraction (#19)
     "KVCache", "extract_features", "FeatureExtractor",
     # subpackages

@@ -47,7 +47,7 @@ def test_cuda_kernel_bodies_without_the_cuda_module_raise_the_rebuild_error(monk
     first), so CUDA tensors meet that message whichever op they reach."""
     import inspect
 
-    from pyfast.ops import attention, masking, sgns
+    from pyfast.ops import attention, masking, sgns, sgns_step
 
     monkeypatch.setattr(_native, "_cuda_module", None)
     monkeypatch.setattr(_native, "_cuda_import_error", "No module named 'pyfast._C_cuda'")
@@ -55,7 +55,7 @@ def test_cuda_kernel_bodies_without_the_cuda_module_raise_the_rebuild_error(monk
     with pytest.raises(RuntimeError, match=rebuild):
         _native.cuda()
     assert not _native.cuda_built()
-    bodies = [cuda_body for module in (attention, masking, sgns) for _op, _cpu, cuda_body in module.KERNELS]
+    bodies = [cuda_body for module in (attention, masking, sgns, sgns_step) for _op, _cpu, cuda_body in module.KERNELS]
     assert len(bodies) >= 4
     for body in bodies:
         args = [None] * len(inspect.signature(body).parameters)

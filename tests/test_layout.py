@@ -131,7 +131,7 @@ def test_no_import_swallows_its_failure():
 
 
 OP_MODULES = sorted(m for m in MODULES if m.startswith("pyfast.ops.") and m.split(".")[-1] in
-                    ("attention", "masking", "patch_masking", "sgns"))
+                    ("attention", "masking", "patch_masking", "sgns", "sgns_step"))
 
 
 @pytest.mark.parametrize("module", OP_MODULES)

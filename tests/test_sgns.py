@@ -162,6 +162,22 @@ def test_forward_op_equals_cpu_kernel(device, dtype, v, d, n, k, dup):
         assert_close(got, ref, name=f"grad {name}", atol=tol["atol"] * scale * 10, rtol=tol["rtol"] * 10)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("v,d,n,k,dup", [(1, 1, 1, 1, False), (37, 13, 29, 1, False), (7, 33, 50, 6, True),
+                                         (1000, 7, 3, 0, False)])
+def test_backward_rows_op_equals_the_broadcast_multiplies_bit_for_bit(device, dtype, v, d, n, k, dup):
+    # pyfast::sgns_bwd_rows, the backward of CUDA tensors and compiled graphs: one kernel on cuda / emu, torch ops on
+    # the cpu; the kernel forms each product as the torch ops do, so the rows agree bit for bit, for the broadcast
+    # (stride 0) upstream gradient of a mean / sum and for a strided per-pair one.
+    w_in, w_out, c, x, ng = _problem(v, d, n, k, dtype, dup)
+    _, coef, rows, dirs = sgns_module._sgns_fwd_cpu(w_in, w_out, c, x, ng, True, False, False)
+    for grad_loss in (torch.full((1,), 0.3, dtype=dtype).expand(n), torch.linspace(0.5, 1.5, 2 * n, dtype=dtype)[::2]):
+        want = sgns_module._rows_per_occurrence(coef, grad_loss, rows, dirs, c, x, ng)
+        got = torch.ops.pyfast.sgns_bwd_rows(*(t.to(device) for t in (coef, grad_loss, rows, dirs, c, x, ng)))
+        for name, g, w in zip(("in_ids", "in_rows", "out_ids", "out_rows"), got, want):
+            assert g.device.type == device.type and torch.equal(g.cpu(), w), f"{name} (stride {grad_loss.stride()})"
+
+
 def test_op_path_row_stride_slices_and_no_grad_mean(device):
     big = torch.randn(60, 40, dtype=torch.float64)
     w_in, w_out = big[:, :33], big[:, 7:40]  # row stride 40, D = 33 (not a multiple of 32 or of the SIMD width)
@@ -459,6 +475,10 @@ def test_opcheck_forward_and_backward_ops(device, device_name):
     for sparse in (False, True):
         torch.library.opcheck(torch.ops.pyfast.sgns_fwd.default,
                               (w_in.requires_grad_(), w_out.requires_grad_(), c, x, ng, True, sparse, sparse))
+    _, coef, rows, dirs = torch.ops.pyfast.sgns_fwd(w_in, w_out, c, x, ng, True, False, False)
+    torch.library.opcheck(torch.ops.pyfast.sgns_bwd_rows.default,
+                          (coef, torch.rand(13, dtype=torch.float64, device=device), rows, dirs, c, x, ng),
+                          test_utils=("test_schema", "test_faketensor"))  # (its id outputs have no gradient)
     if device_name == "cuda":
         return  # pyfast::sgns_bwd has a CPU kernel only (CUDA tensors take per-occurrence rows)
     _, coef, rows, dirs = torch.ops.pyfast.sgns_fwd(w_in, w_out, c, x, ng, True, False, False)
@@ -680,4 +700,4 @@ def test_bench_cases_check_and_run_at_a_small_shape(ids):
     for t in (centers, contexts, negatives):
         assert t.dtype == torch.int64 and int(t.min()) >= 0 and int(t.max()) < 3000
     res = run_case(_step_case(3000, 8, 256, 3, ids, repeat=1), warmup=0)
-    assert set(res.median_s) == {"torch nn.Embedding(sparse)", "pyfast SkipGramNS"}
+    assert set(res.median_s) == {"torch nn.Embedding(sparse)", "pyfast SkipGramNS", "pyfast sgd_step (fused)"}

@@ -35,14 +35,68 @@ struct SgnsParams {
 // it costs 2 N D floats of memory and spares a second random gather of 7N rows (see sgns_op_cpu.cpp).
 struct SgnsForwardParams {
   SgnsParams batch;
-  void* loss = nullptr;         // (N,)
+  void* loss = nullptr;         // (N,); CUDA: may be null (only loss_total wanted)
   void* coef = nullptr;         // (N, K+1)
   void* center_rows = nullptr;  // (N, D) or null
   void* in_grad_dir = nullptr;  // (N, D) or null
-  // CUDA only (the ids live on the device, so the kernel checks them): (3,) int64, preset by the caller to a value
-  // larger than any position; the kernel atomicMins into error[0] / [1] / [2] the position of an out-of-range
-  // center / context / negative id (flat index into that array) and skips that pair without reading any row.
-  // The caller reads it after the launch and raises. The CPU kernel throws instead and ignores it.
+  // CUDA only (the ids live on the device, so the kernel checks them): (3,) int64, set by the CUDA entry to -1 (all
+  // bits: the largest unsigned value); the kernel atomicMins into error[0] / [1] / [2] the position of an
+  // out-of-range center / context / negative id (flat index into that array) and skips that pair without reading
+  // any row. The caller reads it after the launch and raises where an entry is not -1. The CPU kernel throws.
+  int64_t* error = nullptr;
+  // CUDA only, may be null: (1,) double, set to 0 by the caller's entry, gets sum_n loss_n (one atomicAdd per
+  // block; the order of the blocks' adds varies, so the last bits may differ from run to run).
+  double* loss_total = nullptr;
+};
+
+// CUDA backward of the custom-op path, one gradient row per occurrence of an id, as nn.Embedding(sparse=True) gives
+// them (duplicates summed by the gradient's reader): one kernel in place of the broadcast multiplies, the cat of the
+// targets and the copy of the ids that plain torch ops would launch. Pair n's targets in the forward's order:
+//   in_ids[n] = centers[n], in_rows[n] = g_n in_grad_dir[n]                      (N,), (N, D)
+//   out_ids[n (K+1) + j] = target_nj, out_rows[n (K+1) + j] = (g_n coef_nj) center_rows[n]   (N (K+1),), (N (K+1), D)
+// with g_n = grad_loss[n * grad_loss_stride] (stride 0: the broadcast upstream gradient of a mean / sum, read in
+// place instead of materialised). Reads no weights and indexes nothing by an id (the forward checked them).
+struct SgnsRowsParams {
+  int64_t num_pairs = 0;      // N
+  int64_t num_negatives = 0;  // K
+  int64_t dim = 0;            // D
+  DType dtype = DType::kFloat32;
+  const void* coef = nullptr;         // (N, K+1)
+  const void* grad_loss = nullptr;    // (N,) with stride grad_loss_stride (elements, >= 0)
+  int64_t grad_loss_stride = 1;
+  const void* center_rows = nullptr;  // (N, D)
+  const void* in_grad_dir = nullptr;  // (N, D)
+  const int64_t* centers = nullptr;    // (N,)
+  const int64_t* contexts = nullptr;   // (N,)
+  const int64_t* negatives = nullptr;  // (N, K)
+  int64_t* in_ids = nullptr;   // (N,)
+  void* in_rows = nullptr;     // (N, D)
+  int64_t* out_ids = nullptr;  // (N (K+1),)
+  void* out_rows = nullptr;    // (N (K+1), D)
+};
+
+// CUDA SGD step of the reduced loss (mean: scale = 1/N, sum: scale = 1), no autograd: the same result as
+// loss = sgns_loss(...); loss.backward(); torch.optim.SGD(lr).step() with sparse gradients, in two kernels.
+//   1. the forward kernel (bounds flags, K+1 dot products, coef, the center rows and d loss / d u into scratch,
+//      the loss total), reading the weights only;
+//   2. an apply kernel that, unless an id was flagged, adds -lr scale (g rows) into the weights by atomicAdd
+//      (Hogwild-style scatter: duplicate ids sum, as in a sparse SGD step) from the scratch rows only.
+// Why two and not one: every gradient must come from the weights before the step (that is what the autograd
+// composition computes); in one kernel a pair would read rows another pair has already updated whenever a batch
+// repeats an id, which every word2vec batch does. A grid-wide barrier would need a cooperative launch; the second
+// launch costs a few microseconds. The weights are written in place through batch.in_weight / batch.out_weight
+// (tied tables, in_weight == out_weight, are fine: all reads precede all writes).
+struct SgnsSgdStepParams {
+  SgnsParams batch;
+  double lr = 0.0;
+  double scale = 1.0;
+  void* loss = nullptr;         // (1,) in the weights' dtype: scale * sum_n loss_n (NaN when an id was flagged)
+  // scratch, uninitialised, on the device: coef (N, K+1), center_rows and in_grad_dir (N, D) in the weights' dtype;
+  // loss_total (1,) double; error (3,) int64 as in SgnsForwardParams (the caller reads it and raises).
+  void* coef = nullptr;
+  void* center_rows = nullptr;
+  void* in_grad_dir = nullptr;
+  double* loss_total = nullptr;
   int64_t* error = nullptr;
 };
 
@@ -104,6 +158,8 @@ struct SgnsBackwardParams {
 
 void sgns_forward_cpu(const SgnsForwardParams& p);
 void sgns_forward_cuda(const SgnsForwardParams& p, std::uintptr_t stream);  // device pointers; p.error required
+void sgns_backward_rows_cuda(const SgnsRowsParams& p, std::uintptr_t stream);
+void sgns_sgd_step_cuda(const SgnsSgdStepParams& p, std::uintptr_t stream);
 void sgns_unique_cpu(const SgnsUniqueParams& p);
 void sgns_forward_fused_cpu(const SgnsFusedParams& p);
 void sgns_backward_cpu(const SgnsBackwardParams& p);

@@ -34,6 +34,38 @@ inline void bind_sgns_params(pybind11::module_& m) {
   def_ptr(fwd, "center_rows", &SgnsForwardParams::center_rows);
   def_ptr(fwd, "in_grad_dir", &SgnsForwardParams::in_grad_dir);
   def_ptr(fwd, "error", &SgnsForwardParams::error);
+  def_ptr(fwd, "loss_total", &SgnsForwardParams::loss_total);
+
+  py::class_<SgnsRowsParams> rows(m, "SgnsRowsParams", py::module_local());
+  rows.def(py::init<>());
+  rows.def_readwrite("num_pairs", &SgnsRowsParams::num_pairs);
+  rows.def_readwrite("num_negatives", &SgnsRowsParams::num_negatives);
+  rows.def_readwrite("dim", &SgnsRowsParams::dim);
+  def_enum(rows, "dtype", &SgnsRowsParams::dtype);
+  def_ptr(rows, "coef", &SgnsRowsParams::coef);
+  def_ptr(rows, "grad_loss", &SgnsRowsParams::grad_loss);
+  rows.def_readwrite("grad_loss_stride", &SgnsRowsParams::grad_loss_stride);
+  def_ptr(rows, "center_rows", &SgnsRowsParams::center_rows);
+  def_ptr(rows, "in_grad_dir", &SgnsRowsParams::in_grad_dir);
+  def_ptr(rows, "centers", &SgnsRowsParams::centers);
+  def_ptr(rows, "contexts", &SgnsRowsParams::contexts);
+  def_ptr(rows, "negatives", &SgnsRowsParams::negatives);
+  def_ptr(rows, "in_ids", &SgnsRowsParams::in_ids);
+  def_ptr(rows, "in_rows", &SgnsRowsParams::in_rows);
+  def_ptr(rows, "out_ids", &SgnsRowsParams::out_ids);
+  def_ptr(rows, "out_rows", &SgnsRowsParams::out_rows);
+
+  py::class_<SgnsSgdStepParams> step(m, "SgnsSgdStepParams", py::module_local());
+  step.def(py::init<>());
+  step.def_readwrite("batch", &SgnsSgdStepParams::batch);
+  step.def_readwrite("lr", &SgnsSgdStepParams::lr);
+  step.def_readwrite("scale", &SgnsSgdStepParams::scale);
+  def_ptr(step, "loss", &SgnsSgdStepParams::loss);
+  def_ptr(step, "coef", &SgnsSgdStepParams::coef);
+  def_ptr(step, "center_rows", &SgnsSgdStepParams::center_rows);
+  def_ptr(step, "in_grad_dir", &SgnsSgdStepParams::in_grad_dir);
+  def_ptr(step, "loss_total", &SgnsSgdStepParams::loss_total);
+  def_ptr(step, "error", &SgnsSgdStepParams::error);
 
   py::class_<SgnsUniqueParams> uniq(m, "SgnsUniqueParams", py::module_local());
   uniq.def(py::init<>());

@@ -1,5 +1,6 @@
 """SGNS op benchmark: one training step (forward + backward + torch.optim.SGD) of pyfast's SkipGramNS against the
-plain PyTorch module (nn.Embedding(sparse=True), bmm, logsigmoid) on the same batch, in pairs/s.
+plain PyTorch module (nn.Embedding(sparse=True), bmm, logsigmoid) on the same batch, in pairs/s; and the fused step
+``SkipGramNS.sgd_step`` (pyfast.ops.sgns_sgd_step: the same SGD update, no autograd) as a third contender.
 
 Both start from the same weights and both tables get transparent huge pages (advise_hugepages), so the only
 difference is the op. Before timing, the loss and both sparse gradients are checked to agree. Three id
@@ -76,11 +77,26 @@ def _step_case(num_embeddings: int, dim: int, n: int, k: int, ids: str, repeat: 
             gb = getattr(b, name).weight.grad.to_dense()
             torch.testing.assert_close(gb, ga, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name} grad: {m}")
 
+    lr = 0.025
+
+    def check_fused_step():
+        # One fused step against one autograd step of the plain module from the same weights: loss and both tables.
+        ref, fused = make(TorchSkipGramNS), make(SkipGramNS)
+        opt = torch.optim.SGD(ref.parameters(), lr=lr)
+        want = ref(centers, contexts, negatives)
+        want.backward()
+        opt.step()
+        got = fused.sgd_step(centers, contexts, negatives, lr=lr)
+        torch.testing.assert_close(got, want.detach(), rtol=1e-5, atol=1e-6)
+        for name in ("in_embed", "out_embed"):
+            torch.testing.assert_close(getattr(fused, name).weight.detach(), getattr(ref, name).weight.detach(),
+                                       rtol=1e-5, atol=1e-7, msg=lambda m: f"{name} after the fused step: {m}")
+
     suffix = " gpu" if device == "cuda" else ""
     contenders = []
     for label, cls in (("torch nn.Embedding(sparse)", TorchSkipGramNS), ("pyfast SkipGramNS", SkipGramNS)):
         model = make(cls)
-        opt = torch.optim.SGD(model.parameters(), lr=0.025)
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
 
         def step(model=model, opt=opt):
             opt.zero_grad(set_to_none=True)
@@ -89,16 +105,29 @@ def _step_case(num_embeddings: int, dim: int, n: int, k: int, ids: str, repeat: 
             opt.step()
 
         contenders.append(Contender(label + suffix, step, check=check if cls is SkipGramNS else None))
+    fused_model = make(SkipGramNS)
+    contenders.append(Contender(
+        "pyfast sgd_step (fused)" + suffix,
+        lambda: fused_model.sgd_step(centers, contexts, negatives, lr=lr), check=check_fused_step))
     params = {"V": num_embeddings, "D": dim, "N": n, "K": k, "ids": ids,
-              "timed": "zero_grad + forward + backward + SGD"}
+              "timed": "zero_grad + forward + backward + SGD (the fused step: sgns_sgd_step, the same update)"}
     if device == "cpu":
         params["threads"] = torch.get_num_threads()
     return Case(
         bench="sgns", name=f"{'cuda ' if device == 'cuda' else ''}step V{num_embeddings} D{dim} N{n} K{k} {ids} fp32",
         contenders=contenders, work=n * 1e-6, unit="Mpairs/s", baseline="torch nn.Embedding(sparse)" + suffix,
         params=params, repeat=repeat, warmup=2, device=device,
-        floor_note="" if device == "cuda" else "~50 MB moved per step (~3.5 ms at 15 GB/s); ~19 MFLOP (negligible)",
+        floor_note=(f"least HBM traffic ~{_step_floor_mb(centers, contexts, negatives, dim):.0f} MB per step (distinct "
+                    "rows read + written); microseconds at 4.8 TB/s: launch-bound (benchmarks/RESULTS.md)"
+                    if device == "cuda" else
+                    "~50 MB moved per step (~3.5 ms at 15 GB/s); ~19 MFLOP (negligible)"),
     )
+
+
+def _step_floor_mb(centers, contexts, negatives, dim: int) -> float:
+    """The distinct rows a step must read and write once (fp32), in MB: the byte floor of the SGD step."""
+    distinct = torch.unique(centers).numel() + torch.unique(torch.cat([contexts, negatives.reshape(-1)])).numel()
+    return 2 * distinct * dim * 4 / 1e6
 
 
 def _cuda_cases(quick: bool):

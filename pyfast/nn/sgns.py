@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..ops.sgns import advise_hugepages, sgns_loss_per_table
+from ..ops.sgns_step import sgns_sgd_step
 
 
 class SkipGramNS(nn.Module):
@@ -46,6 +47,15 @@ class SkipGramNS(nn.Module):
     def forward(self, centers: torch.Tensor, contexts: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
         return sgns_loss_per_table(self.in_embed.weight, self.out_embed.weight, centers, contexts, negatives,
                                    self.reduction, self.in_embed.sparse, self.out_embed.sparse)
+
+    def sgd_step(self, centers: torch.Tensor, contexts: torch.Tensor, negatives: torch.Tensor,
+                 lr: float) -> torch.Tensor:
+        """One fused SGD step on this batch (pyfast.ops.sgns_sgd_step): the tables are updated in place, the loss
+        (before the update, reduced like forward's) is returned. The same as ``opt = torch.optim.SGD(
+        self.parameters(), lr); opt.zero_grad(); self(...).backward(); opt.step()`` without autograd or ``.grad``.
+        reduction="none" has no step (raises ValueError)."""
+        return sgns_sgd_step(self.in_embed.weight, self.out_embed.weight, centers, contexts, negatives, lr,
+                             self.reduction)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"

@@ -3,9 +3,10 @@ from .attention import attention_varlen, scaled_dot_product_attention
 from .masking import gather_masked, mask_tokens
 from .patch_masking import PatchMask, random_patch_mask
 from .sgns import advise_hugepages, sgns_loss
+from .sgns_step import sgns_sgd_step
 
 __all__ = ["scaled_dot_product_attention", "attention_varlen", "mask_tokens", "gather_masked", "random_patch_mask",
-           "PatchMask", "sgns_loss", "advise_hugepages"]
+           "PatchMask", "sgns_loss", "sgns_sgd_step", "advise_hugepages"]
 
 _MOVED_TO_DATA = ("NoiseSampler", "sample_negatives", "skipgram_pairs")
 

@@ -18,9 +18,13 @@ Gradients: sparse COO tensors (like nn.Embedding(sparse=True): SGD, SparseAdam, 
 tensors. On the CPU, one row per *unique* id (``pyfast::sgns_bwd``: duplicates accumulated in native code, in a
 fixed order, so the result does not depend on the thread count; coalesced, a flag a hook keeps through
 AccumulateGrad). On CUDA, and inside a compiled graph, one row per occurrence, as nn.Embedding gives them
-(``_rows_per_occurrence``, plain torch ops; duplicates summed by the gradient's reader).
-Kernels: csrc/word2vec/sgns_op_cpu.cpp (CPU, every entry), csrc/word2vec/sgns_op_cuda.cu (the CUDA forward). A
-build without CUDA raises, for CUDA tensors, a RuntimeError that says how to rebuild.
+(``pyfast::sgns_bwd_rows``: one kernel on CUDA, the same products as plain torch ops on the CPU; duplicates summed
+by the gradient's reader).
+Kernels: csrc/word2vec/sgns_op_cpu.cpp (CPU, every entry), csrc/word2vec/sgns_op_cuda.cu (the CUDA forward and
+backward rows, and the SGD step of pyfast/ops/sgns_step.py). A build without CUDA raises, for CUDA tensors, a
+RuntimeError that says how to rebuild.
+For plain SGD, ``pyfast.ops.sgns_sgd_step`` (SkipGramNS.sgd_step) does forward + backward + update in one call
+without autograd: on a GPU the autograd step is bound by its launches, not its bytes (benchmarks/RESULTS.md).
 Limits: float32 / float64 weights; ids are int64.
 """
 from __future__ import annotations
@@ -33,7 +37,7 @@ from . import sgns_grad
 __all__ = ["sgns_loss", "sgns_loss_per_table", "advise_hugepages"]
 
 _REDUCTIONS = ("mean", "sum", "none")
-_NO_ERROR = torch.iinfo(torch.int64).max  # the CUDA forward's "no bad id" position
+_NO_ERROR = -1  # the CUDA kernels' "no bad id" position (the entry presets the flags to all bits set)
 
 
 # ---- validation and packing --------------------------------------------------------------------------------------
@@ -161,7 +165,7 @@ def _rows_per_occurrence(coef, grad_loss, center_rows, in_grad_dir, centers, con
     (N, D), targets (N (K+1),), out rows (N (K+1), D)), pair n's targets in the kernel's order (context, then
     negatives). Two broadcast multiplies of the forward's buffers: no sort, no atomics, and sizes known from the
     shapes alone. Duplicates are summed by whatever reads the gradient (SGD's add_, coalesce(), to_dense(),
-    index_add_ into a dense one)."""
+    index_add_ into a dense one). pyfast::sgns_bwd_rows's CPU body; its CUDA body is one kernel doing the same."""
     coef, grad_loss, center_rows, in_grad_dir = _backward_operands(coef, grad_loss, center_rows, in_grad_dir,
                                                                    negatives)
     targets = torch.cat([contexts.contiguous().unsqueeze(1), negatives.contiguous()], dim=1)
@@ -189,10 +193,10 @@ def _backward(ctx, grad_loss, _grad_coef, _grad_center_rows, _grad_in_grad_dir):
         # The op's one remaining choice, made here so that pyfast::sgns_bwd keeps one output contract (one row per
         # unique id): that row count is known only from the data. Inside a compiled graph it would cost a graph break
         # (eager fallback and a recompile per batch in torch.compile's default mode); on CUDA a sorted unique costs
-        # a sort and a sync (2 x 70 us of a 2.2 ms step on an H200). Both take one row per occurrence instead: plain
-        # torch ops with static sizes, the same on every device.
+        # a sort and a sync (2 x 70 us of a 2.2 ms step on an H200). Both take one row per occurrence instead:
+        # pyfast::sgns_bwd_rows, static sizes (on CUDA one kernel, on the CPU the same products as torch ops).
         if coef.device.type == "cuda" or torch.compiler.is_compiling():
-            in_ids, in_rows, out_ids, out_rows = _rows_per_occurrence(
+            in_ids, in_rows, out_ids, out_rows = torch.ops.pyfast.sgns_bwd_rows(
                 coef, grad_loss, center_rows, in_grad_dir, centers, contexts, negatives)
             coalesced = False
         else:
@@ -207,6 +211,23 @@ def _backward(ctx, grad_loss, _grad_coef, _grad_center_rows, _grad_in_grad_dir):
 
 
 _sgns_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+@torch.library.custom_op("pyfast::sgns_bwd_rows", mutates_args=())
+def _sgns_bwd_rows(coef: torch.Tensor, grad_loss: torch.Tensor, center_rows: torch.Tensor, in_grad_dir: torch.Tensor,
+                   centers: torch.Tensor, contexts: torch.Tensor, negatives: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradient rows per occurrence of an id (see _rows_per_occurrence): (centers (N,), in rows (N, D), targets
+    (N (K+1),), out rows (N (K+1), D)). The backward of CUDA tensors and of compiled graphs: sizes known from the
+    shapes, so it traces without a graph break; on CUDA one kernel (sgns_backward_rows) instead of six torch ops."""
+    raise NotImplementedError(f"pyfast::sgns_bwd_rows: no kernel for device {coef.device.type}")
+
+
+@_sgns_bwd_rows.register_fake
+def _sgns_bwd_rows_fake(coef, grad_loss, center_rows, in_grad_dir, centers, contexts, negatives):
+    n, k = negatives.shape
+    d = center_rows.shape[1]
+    return (centers.new_empty(n), coef.new_empty(n, d), centers.new_empty(n * (k + 1)), coef.new_empty(n * (k + 1), d))
 
 
 @torch.library.custom_op("pyfast::sgns_bwd", mutates_args=())
@@ -256,8 +277,9 @@ def _sgns_fwd_cuda(in_weight, out_weight, centers, contexts, negatives, need_bac
             raise RuntimeError(f"sgns_loss: {name} is on {t.device} but in_weight is on {in_weight.device}")
     operands = _forward_operands(in_weight, out_weight, centers, contexts, negatives, need_backward)
     in_w, _, centers, contexts, negatives = operands[:5]
-    # The ids live on the device: the kernel flags a bad one (skipping its pair) and the flag is read back here.
-    error = torch.full((3,), _NO_ERROR, dtype=torch.int64, device=in_w.device)
+    # The ids live on the device: the kernel flags a bad one (skipping its pair) and the flag is read back here
+    # (the entry presets it with a memset: no fill kernel).
+    error = torch.empty(3, dtype=torch.int64, device=in_w.device)
     if negatives.shape[0]:
         with torch.cuda.device(in_w.device):
             params = _pack_sgns_fwd(native, *operands)
@@ -265,6 +287,37 @@ def _sgns_fwd_cuda(in_weight, out_weight, centers, contexts, negatives, need_bac
             native.sgns_forward(params, _native.stream(in_w))
         _raise_bad_id(error, centers, contexts, negatives, in_w.shape[0])
     return operands[5:]
+
+
+_sgns_bwd_rows.register_kernel("cpu")(_rows_per_occurrence)
+
+
+@_sgns_bwd_rows.register_kernel("cuda")
+def _sgns_bwd_rows_cuda(coef, grad_loss, center_rows, in_grad_dir, centers, contexts, negatives):
+    native = _native.cuda()
+    coef, center_rows, in_grad_dir = coef.contiguous(), center_rows.contiguous(), in_grad_dir.contiguous()
+    n, k = negatives.shape
+    if center_rows.shape[0] != n or in_grad_dir.shape != center_rows.shape:
+        raise RuntimeError("sgns_loss backward: the forward ran without saving its buffers (need_backward=False)")
+    # The upstream gradient of a mean / sum is one value broadcast (stride 0): the kernel reads it in place.
+    grad_loss = grad_loss.to(coef.dtype)
+    if grad_loss.dim() != 1 or grad_loss.shape[0] != n:
+        raise RuntimeError(f"sgns_loss backward: expected an upstream gradient of shape ({n},), got "
+                           f"{tuple(grad_loss.shape)}")
+    centers, contexts, negatives = centers.contiguous(), contexts.contiguous(), negatives.contiguous()
+    d = center_rows.shape[1]
+    in_ids, out_ids = centers.new_empty(n), centers.new_empty(n * (k + 1))
+    in_rows, out_rows = coef.new_empty(n, d), coef.new_empty(n * (k + 1), d)
+    if n:
+        ptr = _native.ptr
+        with torch.cuda.device(coef.device):
+            native.sgns_backward_rows(_native.fill(
+                native.SgnsRowsParams(), num_pairs=n, num_negatives=k, dim=d,
+                dtype=_native.dtype_code(coef.dtype, "sgns_loss"), coef=ptr(coef), grad_loss=ptr(grad_loss),
+                grad_loss_stride=grad_loss.stride(0), center_rows=ptr(center_rows), in_grad_dir=ptr(in_grad_dir),
+                centers=ptr(centers), contexts=ptr(contexts), negatives=ptr(negatives), in_ids=ptr(in_ids),
+                in_rows=ptr(in_rows), out_ids=ptr(out_ids), out_rows=ptr(out_rows)), _native.stream(coef))
+    return in_ids, in_rows, out_ids, out_rows
 
 
 @_sgns_bwd.register_kernel("cpu")
@@ -291,7 +344,7 @@ def _sgns_bwd_cpu(coef, grad_loss, center_rows, in_grad_dir, centers, contexts, 
 
 # Every custom op with its CPU and CUDA body (tests/conftest.py's emu device runs the CUDA bodies on CPU tensors).
 # pyfast::sgns_bwd has no CUDA body: CUDA tensors never reach it (see _backward), so under emu it keeps its CPU one.
-KERNELS = ((_sgns_fwd, _sgns_fwd_cpu, _sgns_fwd_cuda),)
+KERNELS = ((_sgns_fwd, _sgns_fwd_cpu, _sgns_fwd_cuda), (_sgns_bwd_rows, _rows_per_occurrence, _sgns_bwd_rows_cuda))
 
 
 # ---- the eager fused training path (CPU, mean / sum) -------------------------------------------------------------
@@ -419,5 +472,9 @@ def sgns_loss(in_weight: torch.Tensor, out_weight: torch.Tensor, centers: torch.
     Ids outside [0, V) raise ValueError (checked in native code before anything is read; on the GPU the kernel
     flags them and the op raises after one sync). An empty batch gives
     a zero loss (``"mean"`` too) and empty gradients.
+
+    Training with plain SGD: ``pyfast.ops.sgns_sgd_step`` is this loss + backward + ``torch.optim.SGD`` step fused
+    (weights updated in place, no autograd); it is the fast path on CUDA, where the autograd step is bound by its
+    kernel launches.
     """
     return sgns_loss_per_table(in_weight, out_weight, centers, contexts, negatives, reduction, sparse, sparse)

@@ -236,6 +236,11 @@ inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 inline const char* cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "emulated error"; }
 template <typename F>
 cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) { return cudaSuccess; }
+// Host memory stands in for device memory, and a launch runs to completion before it returns: a memset is memset.
+inline cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t = nullptr) {
+  std::memset(dst, value, bytes);
+  return cudaSuccess;
+}
 struct cudaDeviceProp {
   char name[256];
 };
