@@ -107,7 +107,8 @@ class DeviceCorpus:
         self.dev = dev
         chunks = make_chunks(corpus.offsets, chunk_len)
         thresholds, aliases = alias_table(model._noise_weights)
-        put = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(dev)  # noqa: E731
+        # A copy even when dev is the CPU (emulated tests): the device tables never alias the model's arrays.
+        put = lambda a: torch.from_numpy(np.require(a, requirements=["C", "W"])).to(dev, copy=True)  # noqa: E731
         self.ids = put(corpus.ids.astype(np.int32, copy=False))
         self.chunks = put(chunks)
         self.keep_prob = put(model._keep_prob.astype(np.float32))
@@ -121,6 +122,7 @@ class DeviceCorpus:
         self.error = torch.full((2,), _INT64_MAX, dtype=torch.int64, device=dev)
         self.n_chunks = len(chunks)
         self.chunk_len = chunk_len
+        self.kernel_seconds = None
 
     def download(self, model) -> None:
         model.wv.vectors = self.syn0.cpu().numpy()
@@ -143,10 +145,19 @@ def params(native, model, dc: DeviceCorpus, *, start_alpha, end_alpha, total, pr
 
 
 def run_epoch(native, p, dc: DeviceCorpus) -> tuple[float, int, int]:
-    """Launch one epoch and wait for it; (loss, kept words, pairs). A bad id or chunk raises ValueError."""
+    """Launch one epoch and wait for it; (loss, kept words, pairs). A bad id or chunk raises ValueError. On a GPU the
+    kernel's own time (CUDA events) is left in dc.kernel_seconds."""
+    timed = dc.dev.type == "cuda"
     with torch.cuda.device(dc.dev):
-        native.w2v_train_epoch(p, torch.cuda.current_stream(dc.dev).cuda_stream)
+        stream = torch.cuda.current_stream(dc.dev)
+        if timed:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record(stream)
+        native.w2v_train_epoch(p, stream.cuda_stream)
+        if timed:
+            end.record(stream)
     bad_id, bad_chunk = dc.error.tolist()  # waits for the kernel
+    dc.kernel_seconds = start.elapsed_time(end) / 1e3 if timed else None
     if bad_id != _INT64_MAX:
         raise ValueError(f"Word2Vec(device='cuda'): token id outside [0, {p.vocab_size}) at position {bad_id}")
     if bad_chunk != _INT64_MAX:
@@ -181,7 +192,7 @@ def train(model, corpus, epochs, start_alpha, end_alpha, callbacks, call, *, war
             model.running_training_loss = loss
             model.train_stats.append({"epoch": model.epochs_trained, "seconds": seconds, "raw_words": corpus.raw_words,
                                       "trained_words": kept, "pairs": pairs, "loss": loss, "alpha_end": alpha_end,
-                                      "schedule": "linear", "device": str(dev),
+                                      "schedule": "linear", "device": str(dev), "kernel_seconds": dc.kernel_seconds,
                                       "words_per_s": corpus.raw_words / seconds if seconds > 0 else float("inf")})
             if callbacks:
                 dc.download(model)

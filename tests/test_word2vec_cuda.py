@@ -258,3 +258,36 @@ def test_gpu_matches_reference_one_warp(monkeypatch):
     m.train(sentences, epochs=1)
     _assert_close(m.wv.vectors, syn0, 2e-5, "syn0")  # fast-math expf on the GPU: a looser bound than emulated
     _assert_close(m.syn1neg, syn1, 2e-5, "syn1neg")
+
+
+def test_bench_cuda_contender_runs_emulated(w2v_emu, monkeypatch):
+    """The GPU bench's Zipf case (benchmarks/gpu_check.sh runs it on a GPU), through the harness, on a tiny corpus."""
+    from pyfast.bench import word2vec as bench_w2v
+    from pyfast.bench.harness import run_case
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: None)  # the harness syncs "cuda" cases
+    case = bench_w2v.zipf_case(60, 8, 3000, repeat=1)
+    res = run_case(case)
+    assert res.throughput["pyfast cuda"] > 0 and 0 < case.contenders[0].extra["trained_words"] <= 3000
+    # without a GPU the --device cuda cases are none, and the CPU bench has no cuda contender
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not bench_w2v.cuda_available() and list(bench_w2v.cuda_cases(quick=True)) == []
+
+
+def test_bench_real_text_case_runs_emulated(w2v_emu, monkeypatch, tmp_path):
+    """The GPU bench's quality case (cuda vs cpu trainer, scored by gensim's evaluators) on a tiny text."""
+    pytest.importorskip("gensim")
+    from pyfast.bench import word2vec as bench_w2v
+    from pyfast.bench.harness import run_case
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: None)
+    path = tmp_path / "tiny.txt"
+    path.write_text("\n".join(" ".join(s) for s in _lee()[:100]) + "\n")  # enough for a few WS353 pairs
+    monkeypatch.setitem(bench_w2v.SETTINGS, "epochs", 1)
+    monkeypatch.setitem(bench_w2v.SETTINGS, "min_count", 2)
+    case = bench_w2v.real_text_case(corpus_path=str(path))
+    res = run_case(case, repeat=1)
+    case.finalize()
+    assert case.work > 0 and set(res.throughput) == {c.name for c in case.contenders}
+    for c in case.contenders:
+        assert len(c.extra["analogy_runs"]) == 1 and np.isfinite(c.extra["ws353_mean"]), c.extra
