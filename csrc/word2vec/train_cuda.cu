@@ -129,17 +129,18 @@ __device__ WarpScratch carve(unsigned char* base, const Layout& l) {
 }
 
 // Rows of the B contexts (ctx) and T targets (s.targets) into shared memory, lane l taking columns l, l + 32, ...:
-// each lane later reads only its own columns, so no sync is needed before it uses them.
+// each lane later reads only its own columns, so no sync is needed before it uses them. Loads bypass L1 (__ldcg):
+// the tables are updated by atomics, which land in L2, and a row this SM cached earlier would be stale.
 __device__ __forceinline__ void gather_rows(const TrainCudaParams& p, const WarpScratch& s, const int32_t* ctx, int B,
                                             int T, int lane) {
   const int64_t d = p.dim;
   for (int b = 0; b < B; ++b) {
     const float* row = p.syn0 + static_cast<int64_t>(ctx[b]) * d;
-    for (int64_t j = lane; j < d; j += 32) s.x[b * d + j] = row[j];
+    for (int64_t j = lane; j < d; j += 32) s.x[b * d + j] = __ldcg(row + j);
   }
   for (int t = 0; t < T; ++t) {
     const float* row = p.syn1neg + static_cast<int64_t>(s.targets[t]) * d;
-    for (int64_t j = lane; j < d; j += 32) s.y[t * d + j] = row[j];
+    for (int64_t j = lane; j < d; j += 32) s.y[t * d + j] = __ldcg(row + j);
   }
 }
 

@@ -177,6 +177,11 @@ inline unsigned __ballot_sync(unsigned, int pred) {
   return mask;
 }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
+// Cache-hinted loads (ld.global.cg: L2 only): plain loads here, the emulator has no caches.
+template <typename T>
+T __ldcg(const T* p) {
+  return *p;
+}
 
 inline unsigned long long atomicMin(unsigned long long* a, unsigned long long v) {
   std::lock_guard<std::mutex> g(::emu::g_atomic_lock);
