@@ -14,6 +14,7 @@ must fit in device memory (4 bytes per in-vocabulary token, plus 32 bytes per ch
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -194,6 +195,10 @@ def train(model, corpus, epochs, start_alpha, end_alpha, callbacks, call, *, war
                                       "trained_words": kept, "pairs": pairs, "loss": loss, "alpha_end": alpha_end,
                                       "schedule": "linear", "device": str(dev), "kernel_seconds": dc.kernel_seconds,
                                       "words_per_s": corpus.raw_words / seconds if seconds > 0 else float("inf")})
+            if model.progress:  # one line per epoch (the CPU trainer's live bar reads a host counter this has not)
+                rate = corpus.raw_words / seconds / 1e6 if seconds > 0 else float("inf")
+                print(f"word2vec (cuda): epoch {epoch + 1}/{epochs} done in {seconds:.2f}s, {rate:.1f}M words/s"
+                      + (f", loss {loss:.6g}" if model.compute_loss else ""), file=sys.stderr)
             if callbacks:
                 dc.download(model)
             for cb in callbacks:

@@ -178,7 +178,7 @@ def test_several_warps_track_cpu_loss(w2v_emu, monkeypatch):
     assert np.all(np.abs(kept_ratio - 1) < 0.02)
 
 
-def test_cuda_model_saves_loads_and_calls_back(w2v_emu, tmp_path):
+def test_cuda_model_saves_loads_and_calls_back(w2v_emu, tmp_path, capsys):
     rng = np.random.default_rng(2)
     sentences = _zipf_sentences(rng, 20, [30, 40, 12])
     seen = []
@@ -188,7 +188,8 @@ def test_cuda_model_saves_loads_and_calls_back(w2v_emu, tmp_path):
             seen.append((model.get_latest_training_loss(), model.wv.vectors.copy()))
 
     m = pyfast.Word2Vec(sentences, vector_size=8, window=2, min_count=1, epochs=2, device="cuda", compute_loss=True,
-                        callbacks=[Recorder()], seed=1)
+                        callbacks=[Recorder()], seed=1, progress=True)
+    assert "word2vec (cuda): epoch 2/2 done in" in capsys.readouterr().err
     assert len(seen) == 2 and seen[0][0] > 0 and not np.array_equal(seen[0][1], seen[1][1])
     np.testing.assert_array_equal(seen[1][1], m.wv.vectors)
     m.save(str(tmp_path / "m.npz"))

@@ -336,9 +336,8 @@ __global__ void __launch_bounds__(32 * kMaxWarpsPerBlock)
     for (int i = window; i < window + nc; ++i) {
       const int64_t pos = s.kpos[i];
       const int32_t centre = s.kid[i];
-      const int reduce =
-          p.shrink_windows ? static_cast<int>(uint_below(draw(p, pos, kCudaDrawCentre).v[1], static_cast<uint32_t>(window)))
-                           : 0;
+      const uint32_t window_draw = draw(p, pos, kCudaDrawCentre).v[1];
+      const int reduce = p.shrink_windows ? static_cast<int>(uint_below(window_draw, static_cast<uint32_t>(window))) : 0;
       const int span = window - reduce;
       const int lo = static_cast<int>(imax64(begin, i - span)), hi = static_cast<int>(imin64(end - 1, i + span));
       const int B = hi - lo;  // the window minus the centre
