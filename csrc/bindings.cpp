@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "attention/attention.h"
+#include "common/alias_table.h"
 #include "attention/attention_pack.h"
 #include "common/checks.h"
 #include "common/dispatch.h"
@@ -295,6 +297,21 @@ void bind_word2vec(py::module_& m) {
   m.def(
       "w2v_train_epoch", [](const w2v::TrainParams& p) { return w2v::train_epoch(p); }, py::arg("params"),
       py::call_guard<py::gil_scoped_release>());
+
+  // The noise distribution's alias table as two uint32 arrays (P(keep column) * 2^32, alias), written into
+  // caller-owned (n,) buffers: the CUDA trainer uploads them (csrc/word2vec/train_cuda.cu draws with the same
+  // rule as AliasTable::sample) and its numpy reference reads them.
+  m.def(
+      "w2v_alias_table",
+      [](std::uintptr_t weights, int64_t n, std::uintptr_t thresholds, std::uintptr_t aliases) {
+        PYFAST_CHECK_ARG(n >= 1, "w2v_alias_table", "no weights");
+        py::gil_scoped_release nogil;
+        const double* w = as_ptr<const double>(weights);
+        const pyfast::AliasTable table(std::vector<double>(w, w + n));
+        std::copy(table.thresholds().begin(), table.thresholds().end(), as_ptr<uint32_t>(thresholds));
+        std::copy(table.aliases().begin(), table.aliases().end(), as_ptr<uint32_t>(aliases));
+      },
+      py::arg("weights"), py::arg("n"), py::arg("thresholds"), py::arg("aliases"));
 
   // One block update on given rows (tests compare it with pyfast/reference/word2vec.py). Returns the loss.
   m.def(

@@ -19,6 +19,8 @@
 #include "masking/patch_masking_pack.h"
 #include "word2vec/sgns_op.h"
 #include "word2vec/sgns_op_pack.h"
+#include "word2vec/word2vec.h"
+#include "word2vec/word2vec_pack.h"
 
 namespace py = pybind11;
 
@@ -142,6 +144,30 @@ void bind_sgns(py::module_& m) {
       "SGNS forward + backward + SGD update on CUDA, weights updated in place (see SgnsSgdStepParams).");
 }
 
+// ================================================================================================
+// word2vec trainer
+// ================================================================================================
+void bind_word2vec(py::module_& m) {
+  namespace w2v = pyfast::w2v;
+  pyfast::bind_word2vec_cuda_params(m);
+  m.def(
+      "w2v_train_epoch",
+      [](const w2v::TrainCudaParams& p, std::uintptr_t stream) { w2v::train_epoch_cuda(p, stream); },
+      py::arg("params"), py::arg("stream"), py::call_guard<py::gil_scoped_release>(),
+      "One word2vec epoch on CUDA (see csrc/word2vec/word2vec.h, TrainCudaParams); asynchronous on the stream.");
+  m.def("w2v_warp_bytes", &w2v::train_cuda_warp_bytes, py::arg("dim"), py::arg("window"), py::arg("negative"),
+        py::arg("max_chunk_len"), "Shared memory one warp of the word2vec kernel needs (bytes).");
+  m.def(
+      "w2v_draws",
+      [](const w2v::TrainCudaParams& p, std::uintptr_t keep, std::uintptr_t reduce, std::uintptr_t negatives,
+         int pair, std::uintptr_t stream) {
+        w2v::train_cuda_draws(p, as_ptr<uint8_t>(keep), as_ptr<int32_t>(reduce), as_ptr<int32_t>(negatives), pair,
+                              stream);
+      },
+      py::arg("params"), py::arg("keep"), py::arg("reduce"), py::arg("negatives"), py::arg("pair"), py::arg("stream"),
+      py::call_guard<py::gil_scoped_release>(), "Test hook: the keep / window / negative draws the kernel makes.");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C_cuda, m) {
@@ -154,4 +180,5 @@ PYBIND11_MODULE(_C_cuda, m) {
   bind_attention(m);
   bind_masking(m);
   bind_sgns(m);
+  bind_word2vec(m);
 }

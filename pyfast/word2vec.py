@@ -35,6 +35,7 @@ import numpy as np
 
 from . import _native
 from . import rng as _rng
+from . import word2vec_cuda as _cuda
 from . import word2vec_distributed as _distributed
 from .keyedvectors import (SAVE_FORMAT, KeyedVectors, atomic_write, decode_key, encode_key, is_npz as _is_npz,
                            json_array, load_gensim_pickle, load_npz)
@@ -146,14 +147,22 @@ class Word2Vec:
     global progress (the "linear" schedule over all ranks' words). Every rank returns the same vectors; ``save``
     writes on rank 0 only. Each collective waits at most ``dist_timeout`` seconds, then raises (a dead or missing
     rank is an error, not a hang); a rank whose corpus_file or settings differ from rank 0's makes every rank
-    raise. See pyfast/word2vec_distributed.py."""
+    raise. See pyfast/word2vec_distributed.py.
+
+    ``device="cuda"`` (or ``"cuda:N"``, a ``torch.device``): each epoch runs as one CUDA kernel (skip-gram with
+    shared or per-pair negatives, CBOW; pyfast/word2vec_cuda.py, csrc/word2vec/train_cuda.cu) on the same vocabulary,
+    subsampling, noise distribution and linear schedule; the vectors are numpy arrays on the CPU afterwards, and
+    save / load / ``wv`` are unchanged. Its draws are keyed by corpus position (not the CPU's per-thread streams),
+    its sigmoid is exact (not the 2049-point table), and ``alpha_schedule`` is always "linear". Needs a CUDA build
+    and a visible GPU (else RuntimeError); compiled, unverified on a GPU so far."""
 
     def __init__(self, sentences=None, corpus_file=None, vector_size=100, alpha=0.025, window=5, min_count=5,
                  max_vocab_size=None, sample=1e-3, seed=1, workers=3, min_alpha=0.0001, sg=0, hs=0, negative=5,
                  ns_exponent=0.75, cbow_mean=1, epochs=5, sorted_vocab=1, batch_words=10000, compute_loss=False,
                  callbacks=(), max_final_vocab=None, shrink_windows=True, *, shared_negatives=True,
                  alpha_schedule="auto", progress=False, distributed=False, sync_every=DEFAULT_SYNC_EVERY,
-                 sync_mode="sum", dist_timeout=1800.0, null_word=0, trim_rule=None, hashfxn=None, comment=None):
+                 sync_mode="sum", dist_timeout=1800.0, device="cpu", null_word=0, trim_rule=None, hashfxn=None,
+                 comment=None):
         self.vector_size = _check_int("vector_size", vector_size, 1)
         self.alpha = _check_float("alpha", alpha, 0.0, strict=True)
         self.window = _check_int("window", window, 1)
@@ -188,6 +197,10 @@ class Word2Vec:
             raise ValueError(f"Word2Vec: sync_mode must be one of {list(_distributed.SYNC_MODES)}, got {sync_mode!r}")
         self.sync_mode = sync_mode
         self._dist_ctx = None
+        # device="cuda" (pyfast/word2vec_cuda.py): training runs on the GPU, the vectors stay numpy arrays here.
+        self.device = _cuda.parse_device(device) or "cpu"
+        if self.device != "cpu":
+            _cuda.check_supported(self)
         if self.distributed and alpha_schedule == "gensim_corpus_file":
             raise ValueError("Word2Vec: distributed=True trains with the linear schedule over global progress; "
                              "alpha_schedule='gensim_corpus_file' is single-process only")
@@ -486,7 +499,8 @@ class Word2Vec:
         corpus = self._load_corpus(corpus_iterable, corpus_file, (epochs, start_alpha, end_alpha, V, d))
         if len(corpus.ids) == 0 and not self.distributed:  # distributed: a rank's shard may be empty, not all
             raise ValueError("Word2Vec.train: no in-vocabulary word in the corpus")
-        schedule = "linear" if self.distributed else _resolve_schedule(self.alpha_schedule, corpus_file)
+        schedule = "linear" if self.distributed or self.device != "cpu" else _resolve_schedule(self.alpha_schedule,
+                                                                                               corpus_file)
         per_worker = _ALPHA_SCHEDULES[schedule]
         self.wv.vectors = np.ascontiguousarray(self.wv.vectors, dtype=np.float32)
         self.syn1neg = np.ascontiguousarray(self.syn1neg, dtype=np.float32)
@@ -516,6 +530,13 @@ class Word2Vec:
             _call(cb, "on_train_begin", self)
         trained = raw = 0
         self.training_losses = []
+        if self.device != "cpu":
+            _cuda.check_supported(self)
+            trained, raw = _cuda.train(self, corpus, epochs, start_alpha, end_alpha, callbacks, _call)
+            self.min_alpha_yet_reached = min(self.min_alpha_yet_reached, end_alpha)
+            for cb in callbacks:
+                _call(cb, "on_train_end", self)
+            return trained, raw
         if self.distributed:
             trained, raw = _distributed.train(self, self._dist_ctx, corpus, epochs, start_alpha, end_alpha,
                                               make_params, lambda p: _train_epoch_interruptibly(native, p, cancel),

@@ -95,6 +95,68 @@ struct EpochResult {
 // One epoch over the corpus with p.workers threads, each on its own contiguous slice of sentences.
 EpochResult train_epoch(const TrainParams& p);
 
+// ---- training on a CUDA device (train_cuda.cu) -----------------------------------------------------------------
+// Same model and objective as train_epoch; what differs (pyfast/word2vec_cuda.py drives it):
+// - every random draw is keyed by position, never by thread: Philox4x32-10 with counter (pos lo, pos hi, epoch,
+//   kind) and key = seed, where pos is the token's index in `ids`. kind kCudaDrawCentre gives word 0 -> the keep
+//   uniform (dropped when keep_prob < 1 and u >= keep_prob, as the CPU), word 1 -> the window reduction
+//   uint_below(w1, window); kind kCudaDrawNegatives + k / 2 gives negative k of the centre (shared negatives, CBOW)
+//   from words (2 (k % 2), 2 (k % 2) + 1) as (low, high) of AliasTable::sample's 64-bit value; the per-pair mode's
+//   negatives of context slot b use kind kCudaDrawPairNegatives + b * 65536 + k / 2. So any chunking and any
+//   number of warps see the same draws.
+// - the corpus is cut into chunks of consecutive positions inside one sentence piece (pieces as kMaxSentenceLen);
+//   a warp takes a chunk, subsamples it plus a halo of up to `window` kept words on each side inside the piece
+//   (the halo's draws are the neighbour chunk's own), and trains the chunk's kept words as centres.
+// - the learning rate is constant over a chunk: alpha at progress (progress_base + c0) / total_words.
+// - sigmoid is computed exactly in float32 (1 / (1 + exp(-f))), with the CPU's rule that a logit outside
+//   (-kMaxExp, kMaxExp) gives no update; the CPU's 2049-point table differs from it by < 0.0019.
+// - writes to syn0 / syn1neg are atomicAdd of each block's deltas (Hogwild between warps, but no lost updates).
+// - loss and counts are written per chunk (chunk_loss, chunk_counts) and summed by the caller in chunk order.
+constexpr uint32_t kCudaDrawCentre = 1;
+constexpr uint32_t kCudaDrawNegatives = 0x100;
+constexpr uint32_t kCudaDrawPairNegatives = 0x10000000;
+constexpr int kCudaMaxNegative = 4096;  // negative <= this (bounds the draw kinds and shared memory)
+
+struct TrainCudaParams {
+  float* syn0 = nullptr;     // device (vocab_size, dim)
+  float* syn1neg = nullptr;  // device (vocab_size, dim)
+  int64_t vocab_size = 0;
+  int dim = 0;
+  const int32_t* ids = nullptr;      // device (n_ids,): checked in the kernel too (error[0])
+  int64_t n_ids = 0;
+  const int64_t* chunks = nullptr;   // device (n_chunks, 4): centres [c0, c1) inside piece [p0, p1); p0 <= c0 <=
+  int64_t n_chunks = 0;              // c1 <= p1 <= n_ids and c1 - c0 <= max_chunk_len (else error[1])
+  int max_chunk_len = 256;
+  const float* keep_prob = nullptr;         // device (vocab_size,)
+  const uint32_t* noise_threshold = nullptr;  // device (vocab_size,) AliasTable::thresholds()
+  const uint32_t* noise_alias = nullptr;      // device (vocab_size,) AliasTable::aliases()
+  int sg = 1;
+  int cbow_mean = 1;
+  int negative = 5;
+  int window = 5;
+  int shrink_windows = 1;
+  int shared_negatives = 1;
+  int compute_loss = 0;
+  float alpha0 = 0.025f;
+  float min_alpha = 0.0001f;
+  int64_t total_words = 0;    // positions over all epochs of this train() call (> 0)
+  int64_t progress_base = 0;  // positions of the earlier epochs of this call
+  uint64_t seed = 0;
+  uint64_t epoch = 0;         // global epoch index (low 32 bits key the draws)
+  int warps = 1;              // warps of the persistent grid; 1: one warp takes the chunks in order (tests)
+  double* chunk_loss = nullptr;     // device (n_chunks,) loss of each chunk (0 unless compute_loss)
+  int64_t* chunk_counts = nullptr;  // device (n_chunks, 2): kept words, positive examples
+  int64_t* error = nullptr;         // device (2,), INT64_MAX on entry: lowest bad-id position, lowest bad chunk
+};
+
+// Shared memory one warp needs (bytes): the kernel refuses settings whose warp does not fit in one block.
+int64_t train_cuda_warp_bytes(int dim, int window, int negative, int max_chunk_len);
+void train_epoch_cuda(const TrainCudaParams& p, std::uintptr_t stream);
+// The draws the kernel makes, for tests: keep (n_ids,) uint8, reduce (n_ids,) int32 window reduction, negatives
+// (n_ids, negative) int32 for the shared set (pair < 0) or for context slot `pair`.
+void train_cuda_draws(const TrainCudaParams& p, uint8_t* keep, int32_t* reduce, int32_t* negatives, int pair,
+                      std::uintptr_t stream);
+
 // ---- per-window kernels (skipgram_cpu.cpp, cbow_cpu.cpp) ------------------------------------------------------
 // Sigmoid by a table over (-kMaxExp, kMaxExp). A logit outside that range contributes no update at all (gensim's
 // rule: the example is skipped; word2vec.c instead saturates the gradient to (label - 0 or 1) * alpha). Measured

@@ -215,8 +215,8 @@ def _numba_contender(model, corpus, sg, seeds):
 
 def cases(quick: bool = False, corpus_path: str | None = None, copies: int | None = None,
           device: str = "cpu") -> list[Case]:
-    if device != "cpu":  # no GPU word2vec trainer yet
-        return []
+    if device != "cpu":  # --device cuda (benchmarks/gpu_check.sh): the CUDA trainer's own cases
+        return cuda_cases(quick=quick, corpus_path=corpus_path, copies=copies)
     try:
         import gensim  # noqa: F401
     except ImportError:
@@ -292,12 +292,14 @@ def cases(quick: bool = False, corpus_path: str | None = None, copies: int | Non
         variants = [("pyfast", True, "auto")]
         variants += [("pyfast per-pair", False, "auto")] if sg else []
         variants += [("pyfast linear", True, "linear")]
+        # the CUDA trainer (Word2Vec(device="cuda"), linear schedule) where a GPU and a CUDA build exist
+        variants += [("pyfast cuda", True, "linear")] if cuda_available() else []
         for label, shared, schedule in variants:
             p_seeds = itertools.count(1)
 
-            def p_setup(state, sg=sg, shared=shared, schedule=schedule, p_seeds=p_seeds):
+            def p_setup(state, sg=sg, shared=shared, schedule=schedule, p_seeds=p_seeds, label=label):
                 m = Word2Vec(sg=sg, seed=next(p_seeds), shared_negatives=shared, alpha_schedule=schedule,
-                                    **SETTINGS)
+                             device="cuda" if label == "pyfast cuda" else "cpu", **SETTINGS)
                 m.build_vocab(corpus_file=path)
                 state["model"] = m
 
@@ -348,6 +350,8 @@ def report(results, cases_) -> str:
 def quality_table(results, cases_) -> str:
     lines = [f"{'case':<14} {'contender':<16} {'Mwords/s':>9} {'x gensim':>8} {'analogy %':>10} {'WS353 rho':>10} runs"]
     for res, case in zip(results, cases_):
+        if not hasattr(case, "scores"):  # the CUDA trainer's Zipf cases: speed only
+            continue
         label = "skip-gram" if case.params["sg"] else "CBOW"
         for c in case.contenders:
             e = c.extra
@@ -355,4 +359,147 @@ def quality_table(results, cases_) -> str:
                          f"{100 * e.get('analogy_mean', float('nan')):>10.2f} {e.get('ws353_mean', float('nan')):>10.3f} "
                          f"{len(e.get('analogy_runs', []))}")
     return "\n".join(lines)
+
+
+# ---- the CUDA trainer (Word2Vec(device="cuda"), pyfast/word2vec_cuda.py) ------------------------------------------------
+# One epoch of skip-gram (window 5, negative 5, sample 1e-3) on synthetic Zipf(1) corpora: (vocabulary, dim).
+CUDA_ZIPF = ((100_000, 100), (100_000, 300), (1_000_000, 100), (1_000_000, 300))
+
+
+def cuda_available() -> bool:
+    """A visible GPU and a CUDA build of pyfast."""
+    import torch
+
+    from .. import _native
+
+    return torch.cuda.is_available() and _native.cuda_built()
+
+
+def zipf_model(vocab: int, dim: int, tokens: int, seed: int = 0, line: int = 1000, device="cuda"):
+    """A Word2Vec model with a Zipf(1) vocabulary of `vocab` words and a corpus of `tokens` ids drawn from it (lines of
+    `line` tokens), built without strings per token: (model, corpus)."""
+    from ..word2vec import Word2Vec, _Corpus
+
+    rng = np.random.default_rng(seed)
+    cdf = np.cumsum(1.0 / np.arange(1, vocab + 1))
+    ids = np.minimum(np.searchsorted(cdf / cdf[-1], rng.random(tokens)), vocab - 1).astype(np.int32)
+    counts = np.maximum(np.bincount(ids, minlength=vocab), 1)
+    model = Word2Vec(vector_size=dim, window=5, negative=5, sg=1, sample=1e-3, epochs=1, min_count=1, sorted_vocab=0,
+                     seed=seed + 1, device=device)
+    model.build_vocab_from_freq({f"w{i}": int(c) for i, c in enumerate(counts)})  # id i is word i (unsorted)
+    offsets = np.append(np.arange(0, tokens, line, dtype=np.int64), np.int64(tokens))
+    return model, _Corpus(ids, offsets, tokens)
+
+
+def zipf_case(vocab: int, dim: int, tokens: int, device: str = "cuda", repeat: int = 3) -> Case:
+    """One epoch per timed call (continuing from the previous call's weights); the wall time includes the uploads of
+    corpus and tables and the download of the vectors, the kernel-only rate (CUDA events) goes into extra."""
+    from .. import word2vec_cuda
+
+    contender = Contender("pyfast cuda", fn=None)
+    kernel_rates = []
+    built = {}
+
+    def setup():  # built on first use, so a case skipped for the time budget costs nothing
+        if not built:
+            built["model"], built["corpus"] = zipf_model(vocab, dim, tokens, device=device)
+
+    def fn():
+        model, corpus = built["model"], built["corpus"]
+        word2vec_cuda.train(model, corpus, 1, model.alpha, model.min_alpha, (), None)
+        stats = model.train_stats[-1]
+        if stats.get("kernel_seconds"):
+            kernel_rates.append(tokens / stats["kernel_seconds"] / 1e6)
+            contender.extra["kernel_Mwords_per_s"] = list(kernel_rates)
+            contender.extra["kernel_Mwords_per_s_median"] = float(np.median(kernel_rates))
+        contender.extra["trained_words"] = stats["trained_words"]
+
+    contender.fn, contender.setup = fn, setup
+    # Bytes each trained word moves without window reuse: ~2 span contexts (span ~3) + K + 1 targets, each row read
+    # and written once per centre: 2 * 12 * 4 * dim.
+    floor = f"~{96 * dim} B/trained word without window reuse; H200 ~4.8 TB/s"
+    return Case(bench="word2vec", name=f"cuda skip-gram zipf V{vocab} d{dim} w5 n5 1 epoch, {tokens / 1e6:g}M words",
+                contenders=[contender], work=tokens / 1e6, unit="Mwords/s", baseline=None,
+                params=dict(vocab=vocab, dim=dim, tokens=tokens, window=5, negative=5, sample=1e-3),
+                repeat=repeat, warmup=1, floor_note=floor, device="cuda" if device != "cpu" else "cpu")
+
+
+def cuda_cases(quick: bool = False, corpus_path: str | None = None, copies: int | None = None):
+    """GPU cases, built one at a time (a generator: run_cases stops starting them when the budget is spent): the Zipf
+    corpora, then the real-text corpus (the CPU bench's, fewer copies) with quality beside the CPU trainer."""
+    if not cuda_available():
+        print("word2vec bench: --device cuda needs a GPU and a CUDA build of pyfast")
+        return
+    tokens = 2_000_000 if quick else 10_000_000
+    # The acceptance case (V 100k, d 100) first, then quality on real text, then the larger tables: when the budget
+    # runs out, the cases skipped are the least informative.
+    yield zipf_case(*CUDA_ZIPF[0], tokens)
+    try:
+        import gensim  # noqa: F401
+    except ImportError:
+        print("word2vec bench: gensim is not installed; no real-text quality case")
+    else:
+        yield real_text_case(quick=quick, corpus_path=corpus_path, copies=copies)
+    for vocab, dim in CUDA_ZIPF[1:]:
+        yield zipf_case(vocab, dim, tokens)
+
+
+def real_text_case(quick: bool = False, corpus_path: str | None = None, copies: int | None = None) -> Case:
+    """Skip-gram, SETTINGS, 3 epochs on the benchmark corpus: the CUDA trainer against the CPU trainer with every
+    core, both scored (analogy, WS353) on every run."""
+    import itertools
+
+    from gensim.models import KeyedVectors as GKV
+
+    from ..word2vec import Word2Vec
+
+    path = corpus_path or os.environ.get("PYFAST_W2V_CORPUS")
+    if not path:
+        copies = copies or (1 if quick else 4)
+        path = os.path.join(tempfile.gettempdir(), f"pyfast_w2v_bench_x{copies}.txt")
+    workers = os.cpu_count() or 2
+    case = Case(bench="word2vec", name="cuda vs cpu skip-gram d100 w5 n5 3 epochs, real text", contenders=[], work=0.0,
+                unit="Mwords/s", params=dict(SETTINGS, sg=1, corpus=path), repeat=2, warmup=0, device="cuda")
+
+    def prepare():  # on the first setup (untimed): a case skipped for the time budget builds nothing
+        if case.work:
+            return
+        if not os.path.exists(path):
+            build_corpus(path, copies)
+        probe = Word2Vec(**SETTINGS)
+        probe.build_vocab(corpus_file=path)
+        case.work = probe.corpus_total_words * SETTINGS["epochs"] / 1e6
+        case.params["raw_words"] = probe.corpus_total_words
+
+    scores: dict[str, list] = {}
+    contenders, scorers = [], []
+    for label, device in (("pyfast cuda", "cuda"), (f"pyfast cpu {workers}w", "cpu")):
+        seeds = itertools.count(1)
+        state = {"runs": 0}
+
+        def score(label=label, state=state):
+            if state["runs"]:
+                vec = os.path.join(tempfile.gettempdir(), "pyfast_w2v_bench_cuda_vectors.bin")
+                state["model"].wv.save_word2vec_format(vec, binary=True)
+                scores.setdefault(label, []).append(quality(GKV.load_word2vec_format(vec, binary=True)))
+                state["runs"] = 0
+
+        def setup(device=device, seeds=seeds, state=state, score=score):
+            prepare()
+            score()
+            m = Word2Vec(sg=1, seed=next(seeds), alpha_schedule="linear", device=device,
+                         **dict(SETTINGS, workers=workers))
+            m.build_vocab(corpus_file=path)
+            state["model"] = m
+
+        def fn(state=state):
+            state["model"].train(corpus_file=path)
+            state["runs"] = 1
+
+        scorers.append(score)
+        contenders.append(Contender(label, fn, setup=setup))
+    case.contenders, case.baseline = contenders, contenders[1].name
+    case.scores = scores
+    case.finalize = _finalizer(case, contenders, scorers)
+    return case
 

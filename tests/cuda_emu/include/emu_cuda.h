@@ -164,6 +164,25 @@ inline int __any_sync(unsigned, int pred) {
   return any;
 }
 
+// Bit l of the result is lane l's predicate (lanes of the warp that exist; the mask argument is not checked).
+inline unsigned __ballot_sync(unsigned, int pred) {
+  ::emu::Block& b = *::emu::tl_block;
+  const unsigned t = ::emu::linear_tid();
+  const unsigned base = t - (t & 31);
+  b.exchange[t] = pred != 0;
+  b.warp_barriers[t / 32]->arrive_and_wait();
+  unsigned mask = 0;
+  for (unsigned i = base; i < base + 32 && i < b.threads; ++i) mask |= (b.exchange[i] != 0 ? 1u : 0u) << (i - base);
+  b.warp_barriers[t / 32]->arrive_and_wait();
+  return mask;
+}
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+// Cache-hinted loads (ld.global.cg: L2 only): plain loads here, the emulator has no caches.
+template <typename T>
+T __ldcg(const T* p) {
+  return *p;
+}
+
 inline unsigned long long atomicMin(unsigned long long* a, unsigned long long v) {
   std::lock_guard<std::mutex> g(::emu::g_atomic_lock);
   const unsigned long long old = *a;
