@@ -138,6 +138,9 @@ class Word2Vec:
     its own progress against the whole epoch, so with W workers an epoch only covers 1/W of its decay step and the
     rate jumps back at the next epoch (with 2 workers and 3 epochs: ~17% higher mean rate, last rate ~alpha/6).
     With workers=1 the two schedules are the same. The schedule a call ran is in ``train_stats[i]["schedule"]``.
+    Under "linear", as in gensim's iterable mode (jobs of ``batch_words`` words), at most one thread per
+    ``batch_words`` in-vocabulary words of the corpus trains: a corpus below 10,000 words runs on one thread, so two
+    seeded runs of it agree.
 
     ``distributed=True`` (needs ``corpus_file`` and a torch.distributed process group, or a launch by torchrun,
     which this joins with gloo): every process (rank) reads its own byte range of the same file; the vocabulary is
@@ -510,6 +513,13 @@ class Word2Vec:
         cancel = np.zeros(1, dtype=np.int32)  # 1 on Ctrl-C: the native workers stop (_train_epoch_interruptibly)
         total = len(corpus.ids) * epochs
         native = _native.cpu()
+        # gensim's iterable mode hands its workers jobs of batch_words words, so a corpus below one job trains on one
+        # thread and two seeded runs agree; more threads than jobs would only race on a tiny table (Hogwild). The same
+        # cap here for the linear schedule. gensim's corpus_file mode (the per-worker schedule) and the distributed
+        # trainer keep every worker, as there.
+        workers = self.workers
+        if not per_worker and not self.distributed:
+            workers = max(1, min(self.workers, -(-len(corpus.ids) // self.batch_words)))
 
         def make_params(**changes):
             # The native trainer's params for this call; the distributed driver overrides the corpus slice, the
@@ -520,7 +530,7 @@ class Word2Vec:
                 n_sentences=corpus.n_sentences, keep_prob=keep_prob.ctypes.data, noise_weights=noise.ctypes.data,
                 sg=int(self.sg), cbow_mean=int(self.cbow_mean), negative=self.negative, window=self.window,
                 shrink_windows=int(self.shrink_windows), shared_negatives=int(self.shared_negatives),
-                workers=self.workers, compute_loss=int(self.compute_loss), alpha0=start_alpha,
+                workers=workers, compute_loss=int(self.compute_loss), alpha0=start_alpha,
                 min_alpha=end_alpha, total_words=total, words_done=words_done.ctypes.data, seed=self.seed,
                 epoch=self.epochs_trained, alpha_per_worker=per_worker, cancel=cancel.ctypes.data)
             fields.update(changes)
@@ -550,7 +560,7 @@ class Word2Vec:
                 _call(cb, "on_epoch_begin", self)
             t0 = time.perf_counter()
             reporter = _Progress(self.progress, words_done, total, epoch, epochs, len(corpus.ids), start_alpha,
-                                 end_alpha, self.workers if per_worker else 0)
+                                 end_alpha, workers if per_worker else 0)
             try:
                 params = make_params()
                 result = _train_epoch_interruptibly(native, params, cancel)
@@ -565,7 +575,7 @@ class Word2Vec:
             self.running_training_loss = float(loss)
             self.train_stats.append({"epoch": self.epochs_trained, "seconds": seconds, "raw_words": corpus.raw_words,
                                      "trained_words": int(kept), "pairs": int(pairs), "loss": float(loss),
-                                     "alpha_end": float(alpha_end), "schedule": schedule,
+                                     "alpha_end": float(alpha_end), "schedule": schedule, "workers": workers,
                                      "words_per_s": corpus.raw_words / seconds if seconds > 0 else float("inf")})
             reporter.epoch_done(seconds, corpus.raw_words, float(loss) if self.compute_loss else None)
             self.wv.norms = None

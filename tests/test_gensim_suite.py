@@ -77,13 +77,6 @@ FLAKY = {
     "TestWord2VecModel::test_parallel":
         "rank of 'palestinian' among 'israeli's neighbours must be < 6 in a 16-dim Hogwild model: gensim itself "
         "fails it in 2 of 8 seeds, pyfast in 4 of 20",
-    # gensim trains its 9-sentence corpus as one 10,000-word job on one thread; pyfast splits it over the 3 default
-    # workers, whose Hogwild updates of a 12-word table race, so two trainings are not allclose (measured
-    # 2026-12-03: 9 of 24 runs of the pair failed, unloaded and loaded alike). Planned: one thread below a job size.
-    "TestWord2VecModel::test_training_sg_negative":
-        "two 3-thread Hogwild trainings of a 29-word corpus differ (thread timing): gensim runs it on one thread",
-    "TestWord2VecModel::test_training_cbow_negative":
-        "two 3-thread Hogwild trainings of a 29-word corpus differ (thread timing): gensim runs it on one thread",
 }
 
 

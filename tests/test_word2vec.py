@@ -206,6 +206,22 @@ def test_alpha_schedule_auto_follows_gensim_per_input(sg, tmp_path):
         assert np.array_equal(m_auto.wv.vectors, m_explicit.wv.vectors)
 
 
+def test_threads_capped_at_one_per_batch_words_job(tmp_path):
+    """As gensim's iterable mode (jobs of batch_words words): below one job a run uses one thread, so two seeded
+    runs of a tiny corpus with workers=3 agree bit for bit; a larger corpus gets ceil(words / batch_words) threads,
+    and corpus_file's per-worker schedule keeps every worker (gensim's corpus_file mode does)."""
+    tiny = [["human", "interface", "computer"], ["survey", "user", "computer", "system", "response", "time"]] * 3
+    kw = dict(vector_size=8, min_count=1, epochs=5, workers=3, seed=2, sg=1)
+    a, b = Word2Vec(tiny, **kw), Word2Vec(tiny, **kw)
+    assert [st["workers"] for st in a.train_stats] == [1] * 5
+    assert np.array_equal(a.wv.vectors, b.wv.vectors) and np.array_equal(a.syn1neg, b.syn1neg)
+    sentences, _ = planted_corpus(1500)  # 18,000 words: two jobs of 10,000
+    assert Word2Vec(sentences, **dict(kw, epochs=1)).train_stats[0]["workers"] == 2
+    assert Word2Vec(sentences, batch_words=100, **dict(kw, epochs=1)).train_stats[0]["workers"] == 3
+    f = Word2Vec(corpus_file=write_corpus(tmp_path / "t.txt", tiny), **dict(kw, epochs=1))
+    assert f.train_stats[0]["schedule"] == "gensim_corpus_file" and f.train_stats[0]["workers"] == 3
+
+
 def test_deterministic_across_python_hash_seeds(tmp_path):
     path = write_corpus(tmp_path / "c.txt", planted_corpus(300)[0])
     code = ("import sys, hashlib, pyfast; from pyfast import Word2Vec\n"

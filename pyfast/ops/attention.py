@@ -333,8 +333,9 @@ def scaled_dot_product_attention(
 
     ``deterministic`` (keyword only, beyond torch's signature; flash-attn's name): True makes the backward bitwise
     repeatable. On CUDA the fastest backward (bf16 / fp16, head dims 64 and 128) sums dQ with atomics, whose order
-    varies from run to run; True selects an atomic-free backward instead (slower). None (default) follows
-    ``torch.use_deterministic_algorithms`` at backward time. Every other backward is deterministic anyway.
+    varies from run to run; True selects an atomic-free backward instead (slower). None (default) and False take
+    the fast backward unless ``torch.use_deterministic_algorithms`` is on at backward time: torch's switch wins, as
+    it does for torch's own ops. Every other backward is deterministic anyway.
     """
     op = "scaled_dot_product_attention"
     _check_tensors(op, query=query, key=key, value=value)
