@@ -67,8 +67,9 @@ def _check_float(name: str, value, minimum: float, strict: bool) -> float:
     return v
 
 
-class _Corpus:
-    """A corpus as native training input: int32 ids (in-vocabulary tokens only), int64 sentence offsets."""
+class EncodedCorpus:
+    """A corpus as native training input: int32 ids (in-vocabulary tokens only), int64 sentence offsets. Not in
+    __all__: the trainers (CPU, CUDA, distributed) and the benchmarks build it; users pass sentences or a file."""
 
     def __init__(self, ids: np.ndarray, offsets: np.ndarray, raw_words: int):
         self.ids = np.ascontiguousarray(ids, dtype=np.int32)
@@ -428,17 +429,17 @@ class Word2Vec:
         _distributed.check_same_corpus(self._dist_ctx, self, os.fspath(corpus_file), extra)
         return self._dist_ctx
 
-    def _load_corpus(self, corpus_iterable, corpus_file, train_args=()) -> _Corpus:
+    def _load_corpus(self, corpus_iterable, corpus_file, train_args=()) -> EncodedCorpus:
         if self.distributed:
             vocab = [encode_key(k) for k in self.wv.index_to_key]
             ids, offsets, raw = _distributed.read_shard(self._distributed_context(corpus_file, train_args),
                                                         os.fspath(corpus_file), vocab, self.workers)
-            return _Corpus(np.frombuffer(ids, dtype=np.int32), np.frombuffer(offsets, dtype=np.int64), raw)
+            return EncodedCorpus(np.frombuffer(ids, dtype=np.int32), np.frombuffer(offsets, dtype=np.int64), raw)
         if corpus_file is not None:
             path = _check_corpus_file(corpus_file)
             vocab = [encode_key(k) for k in self.wv.index_to_key]
             ids, offsets, raw = _native.cpu().w2v_read_file(path, vocab, self.workers)
-            return _Corpus(np.frombuffer(ids, dtype=np.int32), np.frombuffer(offsets, dtype=np.int64), raw)
+            return EncodedCorpus(np.frombuffer(ids, dtype=np.int32), np.frombuffer(offsets, dtype=np.int64), raw)
         if corpus_iterable is None:
             raise TypeError("Word2Vec.train: pass sentences (corpus_iterable) or corpus_file")
         lookup = self.wv.key_to_index.get
@@ -462,7 +463,7 @@ class Word2Vec:
         lengths = np.concatenate(length_parts) if length_parts else np.zeros(0, np.int64)
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        return _Corpus(ids, offsets, raw)
+        return EncodedCorpus(ids, offsets, raw)
 
     # ---- training --------------------------------------------------------------------------------------------------
     def train(self, corpus_iterable=None, corpus_file=None, total_examples=None, total_words=None, epochs=None,

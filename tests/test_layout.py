@@ -15,6 +15,7 @@ LAYERS = {
     "pyfast._native": 0, "pyfast._io": 0, "pyfast.rng": 1, "pyfast._info": 1,
     "pyfast.ops": 2, "pyfast.reference": 2,
     "pyfast.data": 3, "pyfast.nn": 3, "pyfast.keyedvectors": 3, "pyfast.word2vec_distributed": 3,
+    "pyfast.word2vec_cuda": 3,
     "pyfast.word2vec": 4, "pyfast.models": 4,
     "pyfast.demo": 5, "pyfast.integrations": 5, "pyfast.bench": 5, "pyfast.cli": 5, "pyfast.__main__": 5, "pyfast": 6,
 }

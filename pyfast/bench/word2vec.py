@@ -378,7 +378,7 @@ def cuda_available() -> bool:
 def zipf_model(vocab: int, dim: int, tokens: int, seed: int = 0, line: int = 1000, device="cuda"):
     """A Word2Vec model with a Zipf(1) vocabulary of `vocab` words and a corpus of `tokens` ids drawn from it (lines of
     `line` tokens), built without strings per token: (model, corpus)."""
-    from ..word2vec import Word2Vec, _Corpus
+    from ..word2vec import Word2Vec, EncodedCorpus
 
     rng = np.random.default_rng(seed)
     cdf = np.cumsum(1.0 / np.arange(1, vocab + 1))
@@ -388,7 +388,7 @@ def zipf_model(vocab: int, dim: int, tokens: int, seed: int = 0, line: int = 100
                      seed=seed + 1, device=device)
     model.build_vocab_from_freq({f"w{i}": int(c) for i, c in enumerate(counts)})  # id i is word i (unsorted)
     offsets = np.append(np.arange(0, tokens, line, dtype=np.int64), np.int64(tokens))
-    return model, _Corpus(ids, offsets, tokens)
+    return model, EncodedCorpus(ids, offsets, tokens)
 
 
 def zipf_case(vocab: int, dim: int, tokens: int, device: str = "cuda", repeat: int = 3) -> Case:
