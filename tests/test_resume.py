@@ -94,6 +94,8 @@ def test_a_finished_run_resumes_to_the_same_end(tmp_path, corpus):
     kw = dict(SMALL, steps=4, save_every=2)
     done = tasks.pretrain_gpt(tok, train, test, out_dir=str(tmp_path), **kw)
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["latest", "step-00000002", "step-00000004"]
+    assert done["checkpoint"] == str(tmp_path / "checkpoint")  # the final model, loadable with from_pretrained
+    assert os.path.exists(os.path.join(done["checkpoint"], "config.json"))
     again = tasks.pretrain_gpt(tok, train, test, out_dir=str(tmp_path), resume=True, **kw)  # nothing left to train
     assert again["log"].losses() == done["log"].losses()
     assert again["perplexity"] == done["perplexity"]
