@@ -104,9 +104,10 @@ def _batches(n_rows, batch_size, seed):
 def pretrain_bert(tokenizer, train_paragraphs, test_paragraphs, *, steps=300, batch_size=32, seq_len=64, hidden=128,
                   layers=2, heads=4, lr=1e-3, seed=0, out_dir=None, save_every=0, dist: DistInfo | None = None,
                   quiet=False, log_every=1, resume=False, stop: StopRequest | None = None, dropout=0.0,
-                  pre_norm=False):
+                  pre_norm=False, mlm_probability=0.15):
     """MLM pretraining with the pyfast collator (15%, 80/10/10) and sparse prediction. Under DDP every rank takes
     its own share of the blocks and its own masking stream; gradients are averaged, so parameters stay identical.
+    pre_norm: pre-LN blocks (BertConfig.pre_norm); mlm_probability: the share of tokens chosen for prediction.
     Resumable checkpoints (see ResumableRun) go to out_dir/checkpoints every save_every steps and when ``stop``
     fires (then TrainingInterrupted is raised); ``resume`` continues from the latest one.
     -> dict(model, log, tokens_per_s, first_loss, last_loss, masked_acc, param_diff, checkpoint)."""
@@ -122,12 +123,16 @@ def pretrain_bert(tokenizer, train_paragraphs, test_paragraphs, *, steps=300, ba
     model = BertForMaskedLM(bert_config(tokenizer, seq_len, hidden, layers, heads, dropout, pre_norm)).to(dist.device)
     train_model = DistributedDataParallel(model) if dist.enabled else model
     optimizer = _adamw(model, lr)
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=0.15, seed=seed + 1000 * dist.rank)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=mlm_probability,
+                                               seed=seed + 1000 * dist.rank)
     log, batches = LossLog(), ShuffledBatches(shard.shape[0], batch_size, seed + dist.rank)
     run = resumable_run("pretrain_bert", out_dir, model, optimizer, tokenizer, dist, save_every, resume, stop, log=log,
                         batches=batches, collator=collator, settings=dict(
                             steps=steps, batch_size=batch_size, seq_len=seq_len, hidden=hidden, layers=layers,
-                            heads=heads, lr=lr, seed=seed, dropout=dropout, pre_norm=pre_norm))
+                            heads=heads, lr=lr, seed=seed, dropout=dropout,
+                            # only when not the default: checkpoints written before these options still resume
+                            **({"pre_norm": True} if pre_norm else {}),
+                            **({"mlm_probability": mlm_probability} if mlm_probability != 0.15 else {})))
     first = run.restore() if resume else 0
     bar = progress_bar(steps, "bert mlm", disable=quiet or not dist.is_main)
     if first:
