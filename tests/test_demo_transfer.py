@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from pyfast.demo import transfer
-from pyfast.demo.corpus import load_books, proper_noun_dataset, split_paragraphs, word_order_dataset
+from pyfast.demo.corpus import (load_books, proper_noun_dataset, replaced_word_dataset, split_paragraphs,
+                                 word_order_dataset)
 
 
 def test_label_subset_is_stratified_seeded_and_at_least_one_per_class():
@@ -34,6 +35,25 @@ def test_word_order_dataset_keeps_the_words_and_balances_labels():
         words = next(originals)
         assert sorted(text.split()) == sorted(words)
         assert (text.split() == words) == (label == 0) or len(set(words)) == 1 or label == 1
+
+
+@pytest.mark.parametrize("share", [0.15, 0.01])
+def test_replaced_word_dataset_changes_exactly_the_stated_words_with_corpus_words(share):
+    train, _ = split_paragraphs(load_books())
+    paragraphs = [p for p, _ in train]
+    rows = replaced_word_dataset(paragraphs, seed=0, share=share)
+    assert rows == replaced_word_dataset(paragraphs, seed=0, share=share)
+    assert rows != replaced_word_dataset(paragraphs, seed=1, share=share)
+    assert 0.45 < sum(y for _, y in rows) / len(rows) < 0.55
+    corpus_words = {w for p in paragraphs for w in p.split()}
+    originals = [p.split()[:40] for p in paragraphs if len(p.split()) >= 8]
+    assert len(originals) == len(rows)
+    for (text, label), words in zip(rows, originals):
+        got = text.split()
+        assert len(got) == len(words)
+        changed = [i for i, (a, b) in enumerate(zip(got, words)) if a != b]
+        assert len(changed) == (max(1, round(share * len(words))) if label else 0), (text, words)
+        assert all(got[i] in corpus_words for i in changed)
 
 
 def test_proper_noun_dataset_labels_names_from_capitalisation():

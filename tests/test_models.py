@@ -135,10 +135,10 @@ def test_sequence_classification_loss_kinds():
     assert_close(single.loss, F.cross_entropy(single.logits[[0, 2]], torch.tensor([2, 0])), atol=1e-6, rtol=1e-6)
 
 
-@pytest.mark.parametrize("pooling", ["cls", "mean"])
-def test_padding_does_not_change_real_positions(pooling):
+@pytest.mark.parametrize("pooling,pre_norm", [("cls", False), ("mean", False), ("mean", True)])
+def test_padding_does_not_change_real_positions(pooling, pre_norm):
     """A padded row gives the same outputs at its real tokens as the unpadded row (the mask reaches attention)."""
-    model = BertForSequenceClassification(tiny_bert(classifier_pooling=pooling)).eval()
+    model = BertForSequenceClassification(tiny_bert(classifier_pooling=pooling, pre_norm=pre_norm)).eval()
     short = torch.randint(5, V, (1, 5))
     padded = torch.cat([short, torch.zeros(1, 4, dtype=torch.long)], dim=1)
     mask = torch.tensor([[1] * 5 + [0] * 4])
@@ -148,6 +148,55 @@ def test_padding_does_not_change_real_positions(pooling):
     gpt = GPTLMHeadModel(tiny_gpt()).eval()
     assert_close(gpt(padded, attention_mask=mask).logits[:, :5], gpt(short).logits, atol=1e-5, rtol=1e-5,
                  name="gpt logits at real tokens")
+
+
+def test_bert_pre_norm_blocks_compose_as_pre_ln():
+    """config.pre_norm: each block is x + attn(LN1(x)), then x + mlp(LN2(x)), and one LayerNorm closes the stack
+    (float32: pyfast attention has no float64 path; the same ops in the same order agree to rounding);
+    the default stays the paper's post-LN (no final LayerNorm), so older checkpoints load unchanged."""
+    torch.manual_seed(0)
+    ids = torch.randint(5, V, (2, 7))
+    pre = BertModel(tiny_bert(pre_norm=True)).eval()
+    for p in pre.parameters():  # LayerNorms start at (1, 0): perturb them so a swapped norm cannot go unnoticed
+        with torch.no_grad():
+            p.add_(0.1 * torch.randn_like(p))
+    x = pre.embeddings(ids)
+    for layer in pre.layers:
+        x = x + layer.attention(layer.attention_norm(x))
+        x = x + layer.output(F.gelu(layer.intermediate(layer.output_norm(x))))
+    assert_close(pre(ids).last_hidden_state, pre.final_norm(x), atol=1e-6, rtol=1e-6, name="pre-LN stack")
+    post = BertModel(tiny_bert()).eval()
+    assert post.final_norm is None and "final_norm.weight" not in post.state_dict()
+    y = post.embeddings(ids)
+    for layer in post.layers:
+        y = layer.attention_norm(y + layer.attention(y))
+        y = layer.output_norm(y + layer.output(F.gelu(layer.intermediate(y))))
+    assert_close(post(ids).last_hidden_state, y, atol=1e-6, rtol=1e-6, name="post-LN stack")
+
+
+def test_bert_pre_norm_survives_save_and_load_and_learns(tmp_path):
+    model = BertForMaskedLM(tiny_bert(pre_norm=True)).eval()
+    model.save_pretrained(str(tmp_path))
+    loaded = BertForMaskedLM.from_pretrained(str(tmp_path)).eval()
+    assert loaded.config.pre_norm and loaded.bert.final_norm is not None
+    ids = torch.randint(5, V, (2, 6))
+    assert torch.equal(loaded(ids).logits, model(ids).logits)
+    with pytest.warns(UserWarning, match="newly initialised"):
+        clf = BertForSequenceClassification.from_pretrained(str(tmp_path), num_labels=2)
+    assert torch.equal(clf.bert.final_norm.weight, model.bert.final_norm.weight)
+    corpus = patterned_corpus(256, 16)
+    corpus[:, 0] = 2
+    model = BertForMaskedLM(tiny_bert(pre_norm=True))
+
+    def batch(step):
+        rows = corpus[(step * 32) % 256:(step * 32) % 256 + 32]
+        masked, labels = mask_tokens(rows, mask_token_id=MASK, vocab_size=V, special_token_ids=[0, 1, 2, 3, 4],
+                                     mlm_probability=0.15, seed=step)
+        return {"input_ids": masked, "labels": labels}
+
+    losses = _train(model, batch, 250)
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < 0.6 * first, f"pre-LN MLM loss did not fall enough: {first:.3f} -> {last:.3f}"
 
 
 def test_causal_model_does_not_see_the_future():

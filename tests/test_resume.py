@@ -82,6 +82,8 @@ def test_resume_under_other_settings_is_a_clear_error(tmp_path, corpus):
     with pytest.raises(ValueError, match=r"was written by a run with lr=0\.003; this run has lr=0\.001; resume "
                                          r"with the same settings"):
         tasks.pretrain_bert(tok, train, test, out_dir=str(tmp_path), resume=True, **dict(SMALL, lr=1e-3))
+    with pytest.raises(ValueError, match=r"this run has pre_norm=True"):  # the architecture is a setting too
+        tasks.pretrain_bert(tok, train, test, out_dir=str(tmp_path), resume=True, pre_norm=True, **SMALL)
     other = WordPieceTokenizer.train(train, vocab_size=200)
     with pytest.raises(ValueError, match="vocab_sha1="):
         tasks.pretrain_bert(other, train, test, out_dir=str(tmp_path), resume=True, **SMALL)
@@ -94,6 +96,8 @@ def test_a_finished_run_resumes_to_the_same_end(tmp_path, corpus):
     kw = dict(SMALL, steps=4, save_every=2)
     done = tasks.pretrain_gpt(tok, train, test, out_dir=str(tmp_path), **kw)
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["latest", "step-00000002", "step-00000004"]
+    assert done["checkpoint"] == str(tmp_path / "checkpoint")  # the final model, loadable with from_pretrained
+    assert os.path.exists(os.path.join(done["checkpoint"], "config.json"))
     again = tasks.pretrain_gpt(tok, train, test, out_dir=str(tmp_path), resume=True, **kw)  # nothing left to train
     assert again["log"].losses() == done["log"].losses()
     assert again["perplexity"] == done["perplexity"]

@@ -88,6 +88,33 @@ def word_order_dataset(paragraphs: list[str], seed: int = 0, min_words: int = 8,
     return rows
 
 
+def replaced_word_dataset(paragraphs: list[str], seed: int = 0, min_words: int = 8, max_words: int = 40,
+                          share: float = 0.15):
+    """Were words replaced? Each paragraph with at least `min_words` words, cut to its first `max_words`, is kept as
+    written (label 0) or has round(`share` * its length) words (at least one) at random places replaced by words
+    drawn from the corpus's own word distribution (label 1), a fair coin per paragraph fixed by `seed`. Drawing by
+    frequency means the inserted words are as common as the ones they replace ("the", "of", "her" most often), so
+    word counts barely tell the classes apart; what does is whether each word fits its context, which is what a
+    masked LM is trained to judge (ELECTRA's replaced-token detection, per paragraph). -> list of (text, label)."""
+    rng = random.Random(seed)
+    pool = [w for p in paragraphs for w in p.split()]  # every word token: uniform draws follow word frequency
+    rows = []
+    for p in paragraphs:
+        words = p.split()
+        if len(words) < min_words:
+            continue
+        words = words[:max_words]
+        label = rng.random() < 0.5
+        if label:
+            for i in rng.sample(range(len(words)), max(1, round(share * len(words)))):
+                new = rng.choice(pool)
+                while new == words[i]:
+                    new = rng.choice(pool)
+                words[i] = new
+        rows.append((" ".join(words), int(label)))
+    return rows
+
+
 def proper_noun_dataset(paragraphs: list[str], vocabulary, seed: int = 0, min_count: int = 3,
                         test_fraction: float = 0.2):
     """Names or common words? Labels read from the capitalisation of the raw text: a word (lower-cased, in

@@ -70,11 +70,11 @@ def _adamw(model, lr):
 
 # Dropout defaults to 0 for pretraining: runs of a few hundred steps never revisit text often enough to overfit, and
 # dropout slows how fast a tiny model leaves the unigram plateau. Fine-tuning (small labelled sets) uses 0.1.
-def bert_config(tokenizer, seq_len, hidden=128, layers=2, heads=4, dropout=0.0):
+def bert_config(tokenizer, seq_len, hidden=128, layers=2, heads=4, dropout=0.0, pre_norm=False):
     return BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
                       num_attention_heads=heads, intermediate_size=4 * hidden, max_position_embeddings=seq_len,
                       hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-                      pad_token_id=tokenizer.pad_token_id)
+                      pad_token_id=tokenizer.pad_token_id, pre_norm=pre_norm)
 
 
 def gpt_config(tokenizer, seq_len, hidden=128, layers=2, heads=4, dropout=0.0):
@@ -103,9 +103,11 @@ def _batches(n_rows, batch_size, seed):
 
 def pretrain_bert(tokenizer, train_paragraphs, test_paragraphs, *, steps=300, batch_size=32, seq_len=64, hidden=128,
                   layers=2, heads=4, lr=1e-3, seed=0, out_dir=None, save_every=0, dist: DistInfo | None = None,
-                  quiet=False, log_every=1, resume=False, stop: StopRequest | None = None, dropout=0.0):
+                  quiet=False, log_every=1, resume=False, stop: StopRequest | None = None, dropout=0.0,
+                  pre_norm=False, mlm_probability=0.15):
     """MLM pretraining with the pyfast collator (15%, 80/10/10) and sparse prediction. Under DDP every rank takes
     its own share of the blocks and its own masking stream; gradients are averaged, so parameters stay identical.
+    pre_norm: pre-LN blocks (BertConfig.pre_norm); mlm_probability: the share of tokens chosen for prediction.
     Resumable checkpoints (see ResumableRun) go to out_dir/checkpoints every save_every steps and when ``stop``
     fires (then TrainingInterrupted is raised); ``resume`` continues from the latest one.
     -> dict(model, log, tokens_per_s, first_loss, last_loss, masked_acc, param_diff, checkpoint)."""
@@ -118,15 +120,19 @@ def pretrain_bert(tokenizer, train_paragraphs, test_paragraphs, *, steps=300, ba
                          f"{batch_size * dist.world_size} for one batch per rank")
     shard = blocks[dist.rank::dist.world_size]
     set_seed(seed)  # identical initial parameters on every rank (DDP also broadcasts rank 0's at wrap time)
-    model = BertForMaskedLM(bert_config(tokenizer, seq_len, hidden, layers, heads, dropout)).to(dist.device)
+    model = BertForMaskedLM(bert_config(tokenizer, seq_len, hidden, layers, heads, dropout, pre_norm)).to(dist.device)
     train_model = DistributedDataParallel(model) if dist.enabled else model
     optimizer = _adamw(model, lr)
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=0.15, seed=seed + 1000 * dist.rank)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=mlm_probability,
+                                               seed=seed + 1000 * dist.rank)
     log, batches = LossLog(), ShuffledBatches(shard.shape[0], batch_size, seed + dist.rank)
     run = resumable_run("pretrain_bert", out_dir, model, optimizer, tokenizer, dist, save_every, resume, stop, log=log,
                         batches=batches, collator=collator, settings=dict(
                             steps=steps, batch_size=batch_size, seq_len=seq_len, hidden=hidden, layers=layers,
-                            heads=heads, lr=lr, seed=seed, dropout=dropout))
+                            heads=heads, lr=lr, seed=seed, dropout=dropout,
+                            # only when not the default: checkpoints written before these options still resume
+                            **({"pre_norm": True} if pre_norm else {}),
+                            **({"mlm_probability": mlm_probability} if mlm_probability != 0.15 else {})))
     first = run.restore() if resume else 0
     bar = progress_bar(steps, "bert mlm", disable=quiet or not dist.is_main)
     if first:
@@ -207,7 +213,8 @@ def pretrain_gpt(tokenizer, train_paragraphs, test_paragraphs, *, steps=300, bat
                  layers=2, heads=4, lr=1e-3, seed=0, out_dir=None, quiet=False, prompt="It is a truth",
                  sample_tokens=30, save_every=0, resume=False, stop: StopRequest | None = None, dropout=0.0):
     """Causal-LM pretraining; resumable checkpoints as in pretrain_bert.
-    -> dict(model, log, tokens_per_s, first_loss, last_loss, perplexity, sample)."""
+    -> dict(model, log, tokens_per_s, first_loss, last_loss, perplexity, sample, checkpoint: the saved
+    directory, None without out_dir)."""
     blocks = causal_blocks(tokenizer, train_paragraphs, seq_len)
     if blocks.shape[0] < batch_size:
         raise ValueError(f"pretrain_gpt: {blocks.shape[0]} blocks of {seq_len} tokens; need at least {batch_size}")
@@ -248,13 +255,15 @@ def pretrain_gpt(tokenizer, train_paragraphs, test_paragraphs, *, steps=300, bat
     generated = model.generate(prompt_ids, max_new_tokens=sample_tokens, do_sample=True, top_k=20, temperature=0.8,
                                seed=seed)
     sample = tokenizer.decode(generated[0].tolist())
+    checkpoint = None
     if out_dir:
-        save_checkpoint(model, os.path.join(out_dir, "checkpoint"), optimizer, steps, tokenizer)
+        checkpoint = os.path.join(out_dir, "checkpoint")
+        save_checkpoint(model, checkpoint, optimizer, steps, tokenizer)
         log.write_csv(os.path.join(out_dir, "loss.csv"))
         log.plot(os.path.join(out_dir, "loss.png"), "GPT causal-LM pretraining")
     return {"model": model, "log": log, "tokens_per_s": tokens / max(train_seconds, 1e-9),
             "first_loss": log.smoothed(first=True), "last_loss": log.smoothed(first=False),
-            "perplexity": perplexity, "sample": sample}
+            "perplexity": perplexity, "sample": sample, "checkpoint": checkpoint}
 
 
 @torch.no_grad()
@@ -272,7 +281,9 @@ def evaluate_perplexity(model, tokenizer, paragraphs, seq_len, max_blocks=128):
 def finetune_classifier(tokenizer, train_rows, test_rows, *, num_labels, init=None, word_vectors=None, steps=150,
                         batch_size=32, max_len=64, hidden=128, layers=2, heads=4, lr=2e-3, seed=0, quiet=False,
                         freeze_embeddings=False, out_dir=None, pooling="mean"):
-    """Fine-tune BertForSequenceClassification on (text, label) rows; report held-out accuracy.
+    """Fine-tune BertForSequenceClassification on (text, label) rows; report held-out accuracy. One run, one model:
+    examples/finetune_classifier.py's workload (the demo's pretrained-vs-scratch comparisons over seeds and label
+    fractions are pyfast.demo.transfer's).
     init: a checkpoint directory (MLM-pretrained encoder) or None (random). word_vectors: a word2vec model whose
     vectors initialise the word embeddings (its vector size must equal `hidden`).
     -> dict(model, log, accuracy, majority, transfer report or None, first_loss, last_loss)."""

@@ -1,4 +1,5 @@
-"""A small BERT (post-LayerNorm encoder, as in the paper) on pyfast attention, with HF-shaped heads.
+"""A small BERT (post-LayerNorm encoder as in the paper, or pre-LN with config.pre_norm) on pyfast attention, with
+HF-shaped heads.
 
 forward(input_ids, attention_mask=None, token_type_ids=None, labels=None) everywhere; labels of -100 are ignored.
 BertForMaskedLM predicts only at labelled positions when labels are given (sparse prediction: the vocabulary
@@ -49,8 +50,12 @@ class BertLayer(nn.Module):
         self.output = nn.Linear(config.intermediate_size, config.hidden_size)
         self.output_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.pre_norm = config.pre_norm
 
     def forward(self, x, key_padding_mask=None):  # x: (B, L, H)
+        if self.pre_norm:  # the residual stream is never normalised: gradients reach the embeddings undamped
+            x = x + self.dropout(self.attention(self.attention_norm(x), key_padding_mask=key_padding_mask))
+            return x + self.dropout(self.output(F.gelu(self.intermediate(self.output_norm(x)))))
         x = self.attention_norm(x + self.dropout(self.attention(x, key_padding_mask=key_padding_mask)))
         return self.output_norm(x + self.dropout(self.output(F.gelu(self.intermediate(x)))))
 
@@ -64,6 +69,8 @@ class BertModel(PreTrainedModel):
         super().__init__(config)
         self.embeddings = BertEmbeddings(config)
         self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        # pre-LN leaves the last layer's output unnormalised: one LayerNorm closes the stack (as GPT-2's ln_f)
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.pre_norm else None
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
         self.post_init()
 
@@ -83,6 +90,8 @@ class BertModel(PreTrainedModel):
         key_padding_mask = to_key_padding_mask(attention_mask)
         for layer in self.layers:
             x = layer(x, key_padding_mask)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
         pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
         return BaseModelOutput(hidden_states=x, last_hidden_state=x, pooler_output=pooled)
 

@@ -73,6 +73,9 @@ class BertConfig(_ConfigBase):
     classifier_pooling: str = "cls"      # "cls" (BERT's pooler on [CLS]) or "mean" (mean over attention_mask)
     sparse_prediction: bool = True       # MLM head runs only on labelled positions when labels are given
     tie_word_embeddings: bool = True
+    pre_norm: bool = False               # pre-LayerNorm blocks (x + f(LN(x)), one LN after the last layer) instead
+                                         # of the paper's post-LN: leaves the MLM unigram plateau sooner, tolerates
+                                         # higher learning rates; a checkpoint's config says which it was trained as
 
     model_type = "bert"
 
