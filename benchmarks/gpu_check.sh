@@ -20,6 +20,14 @@ mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1
 export PATH="$PATH:/usr/local/cuda/bin"   # nvcc, where the image keeps it off the PATH
+# The lent machine's image has no gensim (device KINDS.md), whose test data and evaluators the word2vec real-text
+# quality case needs: benchmarks/gpu_wheels.sh (run here, before the device call) saves its wheels in .whl/ (ignored by
+# git), and a run that names .whl in `carry` installs them into /tmp/site. Without them that one case is skipped.
+EXTRA_PATH=""
+if ls .whl/*.whl > /dev/null 2>&1 && "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl; then
+  EXTRA_PATH=":/tmp/site"
+fi
 # At most 8 files come back from a lent machine: env.txt, build.log, tests.log, tests.xml, bench.log, the JSON.
 {
   date -u
@@ -44,14 +52,14 @@ if [ "$build_rc" -ne 0 ]; then
   # Fallback: the pip route the README documents.
   PYFAST_CUDA=ON "$PY" -m pip install --no-build-isolation --no-deps -q . >> "$OUT/build.log" 2>&1 || exit 2
 fi
-PYTHONPATH=. "$PY" -c 'import pyfast, json; print(json.dumps(pyfast.info()))' 2>&1 | tee -a "$OUT/env.txt"
+PYTHONPATH=".$EXTRA_PATH" "$PY" -c 'import pyfast, json; print(json.dumps(pyfast.info()))' 2>&1 | tee -a "$OUT/env.txt"
 
 t0=$(date +%s)
 # The op tests' cuda cases (the `device` fixture's cuda param, and tests marked cuda_only) plus the foundation.
 # pytest-xdist where the image has it: a test that crashes the interpreter then fails alone instead of ending the
 # run, and 8 workers share the GPU.
 XDIST=""; "$PY" -c 'import xdist' 2>/dev/null && XDIST="-n 8"
-PYTHONPATH=. timeout 150 "$PY" -m pytest -q $XDIST -p no:cacheprovider --junitxml="$OUT/tests.xml" \
+PYTHONPATH=".$EXTRA_PATH" timeout 150 "$PY" -m pytest -q $XDIST -p no:cacheprovider --junitxml="$OUT/tests.xml" \
   tests/test_attention.py tests/test_cuda_primitives.py tests/test_masking.py tests/test_patch_masking.py tests/test_sgns.py tests/test_sgns_step.py tests/test_foundation.py \
   tests/test_hf_integration.py tests/test_word2vec_cuda.py -k "cuda or gpu" \
   2>&1 | tee "$OUT/tests.log" | tail -n 40
@@ -66,7 +74,7 @@ PARTS=()
 for section in machine:30:20 masking:45:30 sgns:60:45 attention:130:80 word2vec:75:50:2; do
   IFS=: read -r name limit budget repeat <<< "$section"
   t0=$(date +%s)
-  PYTHONPATH=. timeout "$limit" "$PY" -m pyfast bench "$name" --device cuda --repeat "${repeat:-5}" --budget-s "$budget" \
+  PYTHONPATH=".$EXTRA_PATH" timeout "$limit" "$PY" -m pyfast bench "$name" --device cuda --repeat "${repeat:-5}" --budget-s "$budget" \
     --json "$OUT/part-$name.json" > "$OUT/bench-$name.log" 2>&1
   echo "bench $name rc=$? in $(( $(date +%s) - t0 )) s"; tail -n 5 "$OUT/bench-$name.log"
   { echo "=== $name"; cat "$OUT/bench-$name.log"; } >> "$OUT/bench.log"; rm -f "$OUT/bench-$name.log"

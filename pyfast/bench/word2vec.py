@@ -436,8 +436,8 @@ def cuda_cases(quick: bool = False, corpus_path: str | None = None, copies: int 
     yield zipf_case(*CUDA_ZIPF[0], tokens)
     try:
         import gensim  # noqa: F401
-    except ImportError:
-        print("word2vec bench: gensim is not installed; no real-text quality case")
+    except Exception as exc:  # not installed, or a carried wheel that does not load beside this numpy / scipy
+        print(f"word2vec bench: gensim does not import ({type(exc).__name__}: {exc}); no real-text quality case")
     else:
         yield real_text_case(quick=quick, corpus_path=corpus_path, copies=copies)
     for vocab, dim in CUDA_ZIPF[1:]:
