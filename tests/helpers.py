@@ -142,3 +142,16 @@ def random_texts(n: int, seed: int, max_words: int = 14) -> list[str]:
     words = COMMON_WORDS + RARE_WORDS
     return [" ".join(rnd.choice(words, int(rnd.integers(1, max_words + 1)))) + str(rnd.choice(["", ".", ","]))
             for _ in range(n)]
+
+
+def sgns_problem(v: int, d: int, n: int, k: int, dtype, dup: bool = False, seed: int = 0, scale: float = 0.3) -> tuple:
+    """An SGNS batch: (in_weight, out_weight (V, D) of N(0, scale^2) in `dtype`, centers, contexts (N,), negatives
+    (N, K)); dup: ids from only min(V, 3) values, so every row accumulates many contributions."""
+    g = torch.Generator().manual_seed(seed)
+    w_in = (torch.randn(v, d, generator=g, dtype=torch.float64) * scale).to(dtype)
+    w_out = (torch.randn(v, d, generator=g, dtype=torch.float64) * scale).to(dtype)
+    hi = min(v, 3) if dup else v
+    centers = torch.randint(0, hi, (n,), generator=g)
+    contexts = torch.randint(0, hi, (n,), generator=g)
+    negatives = torch.randint(0, hi, (n, k), generator=g)
+    return w_in, w_out, centers, contexts, negatives

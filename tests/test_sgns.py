@@ -18,20 +18,13 @@ from pyfast.ops import sgns_loss
 from pyfast.ops import sgns as sgns_module
 from pyfast.ops import sgns_grad
 from pyfast.reference.sgns import sgns_loss_reference
-from helpers import assert_close, spawn_target
+from helpers import assert_close, sgns_problem, spawn_target
 
 pytestmark = pytest.mark.sanitize  # .ci/sanitize runs this file against the ASan/UBSan build
 
 
 def _problem(v, d, n, k, dtype, dup=False, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    w_in = (torch.randn(v, d, generator=g, dtype=torch.float64) * 0.3).to(dtype)
-    w_out = (torch.randn(v, d, generator=g, dtype=torch.float64) * 0.3).to(dtype)
-    hi = min(v, 3) if dup else v  # dup: very few distinct ids, so every row accumulates many contributions
-    centers = torch.randint(0, hi, (n,), generator=g)
-    contexts = torch.randint(0, hi, (n,), generator=g)
-    negatives = torch.randint(0, hi, (n, k), generator=g)
-    return w_in, w_out, centers, contexts, negatives
+    return sgns_problem(v, d, n, k, dtype, dup, seed, scale=0.3)
 
 
 def _grads(fn, w_in, w_out, *ids, reduction="mean", **kw):

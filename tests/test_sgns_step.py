@@ -9,7 +9,7 @@ import torch
 
 from pyfast.ops import sgns_loss, sgns_sgd_step
 from pyfast.reference.sgns import sgns_loss_reference
-from helpers import assert_close
+from helpers import assert_close, sgns_problem
 
 pytestmark = pytest.mark.sanitize
 
@@ -17,14 +17,7 @@ LR = 0.7  # large, so a wrong or missing update is far outside float rounding
 
 
 def _problem(v, d, n, k, dtype, dup=False, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    w_in = (torch.randn(v, d, generator=g, dtype=torch.float64) * 0.5).to(dtype)
-    w_out = (torch.randn(v, d, generator=g, dtype=torch.float64) * 0.5).to(dtype)
-    hi = min(v, 3) if dup else v  # dup: very few distinct ids, so every row gets many updates
-    centers = torch.randint(0, hi, (n,), generator=g)
-    contexts = torch.randint(0, hi, (n,), generator=g)
-    negatives = torch.randint(0, hi, (n, k), generator=g)
-    return w_in, w_out, centers, contexts, negatives
+    return sgns_problem(v, d, n, k, dtype, dup, seed, scale=0.5)
 
 
 def _autograd_step(w_in, w_out, ids, lr, reduction, tied=False):

@@ -74,6 +74,13 @@ def word_order_dataset(paragraphs: list[str], seed: int = 0, min_words: int = 8,
     written (label 0) or has its words shuffled (label 1), a fair coin per paragraph fixed by `seed`. The words
     and their counts are the same either way, so only word order tells the classes apart: what a language model
     learns from unlabelled text and a classifier cannot learn from a few labels. -> list of (text, label)."""
+    return _coin_flip_rows(paragraphs, seed, min_words, max_words, lambda words, rng: rng.shuffle(words))
+
+
+def _coin_flip_rows(paragraphs: list[str], seed: int, min_words: int, max_words: int, corrupt):
+    """The two word-level tasks' rows: each paragraph with >= `min_words` words, cut to its first `max_words`, and a
+    fair coin per paragraph (one Random(seed) for the whole pass); heads: `corrupt(words, rng)` changes the word list
+    in place and the row is labelled 1."""
     rng = random.Random(seed)
     rows = []
     for p in paragraphs:
@@ -83,7 +90,7 @@ def word_order_dataset(paragraphs: list[str], seed: int = 0, min_words: int = 8,
         words = words[:max_words]
         label = rng.random() < 0.5
         if label:
-            rng.shuffle(words)
+            corrupt(words, rng)
         rows.append((" ".join(words), int(label)))
     return rows
 
@@ -96,23 +103,16 @@ def replaced_word_dataset(paragraphs: list[str], seed: int = 0, min_words: int =
     frequency means the inserted words are as common as the ones they replace ("the", "of", "her" most often), so
     word counts barely tell the classes apart; what does is whether each word fits its context, which is what a
     masked LM is trained to judge (ELECTRA's replaced-token detection, per paragraph). -> list of (text, label)."""
-    rng = random.Random(seed)
     pool = [w for p in paragraphs for w in p.split()]  # every word token: uniform draws follow word frequency
-    rows = []
-    for p in paragraphs:
-        words = p.split()
-        if len(words) < min_words:
-            continue
-        words = words[:max_words]
-        label = rng.random() < 0.5
-        if label:
-            for i in rng.sample(range(len(words)), max(1, round(share * len(words)))):
+
+    def replace(words, rng):
+        for i in rng.sample(range(len(words)), max(1, round(share * len(words)))):
+            new = rng.choice(pool)
+            while new == words[i]:
                 new = rng.choice(pool)
-                while new == words[i]:
-                    new = rng.choice(pool)
-                words[i] = new
-        rows.append((" ".join(words), int(label)))
-    return rows
+            words[i] = new
+
+    return _coin_flip_rows(paragraphs, seed, min_words, max_words, replace)
 
 
 def proper_noun_dataset(paragraphs: list[str], vocabulary, seed: int = 0, min_count: int = 3,
