@@ -198,10 +198,18 @@ def setup_distributed(device: str | None = None) -> DistInfo:
 
 
 def cleanup_distributed() -> None:
+    """Destroy the process group while the interpreter is fully alive. The collections first: a DDP model left in
+    a reference cycle (an exception's traceback frames, after a stop or an error) holds the gloo group; freed only at
+    interpreter finalisation, its worker threads' tensors take the GIL there and the process aborts ("terminate
+    called without an active exception", seen once in 2-process resume runs; pytorch/pytorch#179291)."""
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def max_parameter_difference(model) -> float:
